@@ -1,0 +1,241 @@
+//! Compute Engine v1: the calls the keepalive needs (instances get and reset, zone operations
+//! get, wait and list). The provisioner adds its own on the same client.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use url::Url;
+use uuid::Uuid;
+
+use super::client::url_with_segments;
+use super::operation::wait_until_done;
+use super::{GoogleClient, GoogleError};
+
+pub const API: &str = "Compute Engine";
+pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com";
+
+/// One instance, by project, zone and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRef {
+    pub project: String,
+    pub zone: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for InstanceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "projects/{}/zones/{}/instances/{}",
+            self.project, self.zone, self.name
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub status: String,
+    pub last_start_timestamp: Option<String>,
+    pub self_link: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub operation_type: String,
+    #[serde(default)]
+    pub status: String,
+    pub target_id: Option<String>,
+    pub target_link: Option<String>,
+    pub insert_time: Option<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub self_link: Option<String>,
+    pub error: Option<OperationError>,
+    pub http_error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct OperationError {
+    #[serde(default)]
+    pub errors: Vec<OperationErrorItem>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct OperationErrorItem {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl Operation {
+    pub fn is_done(&self) -> bool {
+        self.status == "DONE"
+    }
+
+    /// The operation's error in words, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        let e = self.error.as_ref()?;
+        let text: Vec<String> = e
+            .errors
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}{}",
+                    i.code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+                    i.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        Some(if text.is_empty() {
+            "unknown error".into()
+        } else {
+            text.join("; ")
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationList {
+    #[serde(default)]
+    items: Vec<Operation>,
+    next_page_token: Option<String>,
+}
+
+/// A Compute Engine v1 client on one base URL.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    client: Arc<GoogleClient>,
+    /// `{endpoint}/compute/v1`
+    base: Url,
+}
+
+impl Compute {
+    /// `endpoint` is the host part (`https://compute.googleapis.com` or a fake's URL).
+    pub fn new(client: Arc<GoogleClient>, endpoint: &Url) -> Self {
+        Compute {
+            client,
+            base: url_with_segments(endpoint, ["compute", "v1"]),
+        }
+    }
+
+    fn zone_url(&self, project: &str, zone: &str, rest: &[&str]) -> Url {
+        url_with_segments(
+            &self.base,
+            ["projects", project, "zones", zone]
+                .into_iter()
+                .chain(rest.iter().copied()),
+        )
+    }
+
+    pub async fn get_instance(
+        &self,
+        i: &InstanceRef,
+        deadline: Option<Instant>,
+    ) -> Result<Instance, GoogleError> {
+        let url = self.zone_url(&i.project, &i.zone, &["instances", &i.name]);
+        self.client.call(API, Method::GET, &url, None, deadline).await
+    }
+
+    /// Hard reset. `request_id` makes the call idempotent: the same id again, from this
+    /// process or another, answers the first operation instead of resetting twice.
+    pub async fn reset(
+        &self,
+        i: &InstanceRef,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.zone_url(&i.project, &i.zone, &["instances", &i.name, "reset"]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        self.client.call(API, Method::POST, &url, None, deadline).await
+    }
+
+    pub async fn get_zone_operation(
+        &self,
+        project: &str,
+        zone: &str,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let url = self.zone_url(project, zone, &["operations", name]);
+        self.client.call(API, Method::GET, &url, None, deadline).await
+    }
+
+    /// Waits for a zonal operation with the API's `wait` method (which answers when the
+    /// operation is done or after about two minutes), until `deadline`.
+    pub async fn wait_zone_operation(
+        &self,
+        project: &str,
+        zone: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Operation, GoogleError> {
+        let url = self.zone_url(project, zone, &["operations", name, "wait"]);
+        let op: Operation = wait_until_done(
+            &format!("Compute Engine operation {name}"),
+            deadline,
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+            || async {
+                let op: Operation = self
+                    .client
+                    .call(API, Method::POST, &url, None, Some(deadline))
+                    .await?;
+                Ok(op.is_done().then_some(op))
+            },
+        )
+        .await?;
+        match op.failure() {
+            Some(message) => Err(GoogleError::Operation {
+                api: API,
+                name: op.name,
+                message,
+            }),
+            None => Ok(op),
+        }
+    }
+
+    /// Lists a zone's operations matching `filter` (Compute's filter syntax), newest first
+    /// as far as the API orders them; reads at most `max_pages` pages.
+    pub async fn list_zone_operations(
+        &self,
+        project: &str,
+        zone: &str,
+        filter: &str,
+        max_pages: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Operation>, GoogleError> {
+        let mut out = Vec::new();
+        let mut page_token: Option<String> = None;
+        for _ in 0..max_pages.max(1) {
+            let mut url = self.zone_url(project, zone, &["operations"]);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("filter", filter);
+                q.append_pair("maxResults", "500");
+                if let Some(t) = &page_token {
+                    q.append_pair("pageToken", t);
+                }
+            }
+            let page: OperationList = self.client.call(API, Method::GET, &url, None, deadline).await?;
+            out.extend(page.items);
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => page_token = Some(t),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,74 @@
+//! Secret Manager v1: reading a secret version (the keepalive's `whatsAppPasswordSecret`);
+//! the provisioner adds creating secrets and versions.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::time::Instant;
+use url::Url;
+
+use super::client::url_with_segments;
+use super::{GoogleClient, GoogleError};
+use crate::payload::SecretVersion;
+
+pub const API: &str = "Secret Manager";
+pub const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com";
+
+#[derive(Debug, Clone)]
+pub struct SecretManager {
+    client: Arc<GoogleClient>,
+    /// `{endpoint}/v1`
+    base: Url,
+}
+
+#[derive(Deserialize)]
+struct AccessResponse {
+    payload: Option<AccessPayload>,
+}
+
+#[derive(Deserialize)]
+struct AccessPayload {
+    data: Option<String>,
+}
+
+impl SecretManager {
+    pub fn new(client: Arc<GoogleClient>, endpoint: &Url) -> Self {
+        SecretManager {
+            client,
+            base: url_with_segments(endpoint, ["v1"]),
+        }
+    }
+
+    /// Reads a secret version's value. The value never appears in an error.
+    pub async fn access(
+        &self,
+        version: &SecretVersion,
+        deadline: Option<Instant>,
+    ) -> Result<SecretString, GoogleError> {
+        let mut segments: Vec<&str> = version.as_str().split('/').collect();
+        let last = segments.pop().unwrap_or("latest");
+        let access = format!("{last}:access");
+        segments.push(&access);
+        let url = url_with_segments(&self.base, segments);
+        let resp: AccessResponse = self.client.call(API, Method::GET, &url, None, deadline).await?;
+        let data = resp
+            .payload
+            .and_then(|p| p.data)
+            .ok_or_else(|| GoogleError::Decode {
+                api: API,
+                detail: format!("{version} has no payload data"),
+            })?;
+        let bytes = STANDARD.decode(data.trim()).map_err(|_| GoogleError::Decode {
+            api: API,
+            detail: format!("{version}: payload data is not base64"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| GoogleError::Decode {
+            api: API,
+            detail: format!("{version}: payload is not UTF-8 text"),
+        })?;
+        Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+    }
+}

@@ -1,0 +1,14 @@
+//! Client code shared by the keepalive and the provisioner.
+//!
+//! - [`payload`]: the scheduler payload, parsed once into a type.
+//! - [`envelope`]: a Pub/Sub push envelope or a CloudEvent, decoded into one message.
+//! - [`whatsapp`]: the WhatsApp Business API on-premises client.
+//! - [`google`]: tokens, errors, retries, operations, and the Compute Engine and Secret
+//!   Manager clients.
+//! - [`telemetry`]: Cloud Logging JSON or readable text.
+
+pub mod envelope;
+pub mod google;
+pub mod payload;
+pub mod telemetry;
+pub mod whatsapp;
