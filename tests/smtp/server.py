@@ -42,7 +42,8 @@ def emit(obj):
 
 
 class Handler:
-    async def handle_STARTTLS(self, server, session, envelope):
+    def handle_STARTTLS(self, server, session, envelope):
+        # aiosmtpd calls this hook synchronously once the TLS handshake is done.
         emit({"event": "starttls"})
         return True
 

@@ -1,0 +1,352 @@
+//! One check of one tenant: a plain async function from a payload to an outcome, which both
+//! `serve` and `check` call. Observe the client (with retries), decide, act on the VM.
+
+use futures::future::join_all;
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Serialize;
+use shared::google::compute::{Compute, InstanceRef};
+use shared::google::secretmanager::SecretManager;
+use shared::google::{Auth, GoogleClient, GoogleError, RetryPolicy};
+use shared::payload::{PasswordSource, Payload};
+use shared::whatsapp::{HealthState, WaError, WhatsAppClient};
+use std::sync::Arc;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::decide::{decide_client, decide_vm, ClientState, Decision, Verdict, VmState};
+use crate::guard::{self, VmLocks};
+use crate::notify;
+
+/// The probes of the original function, sent at once after the login.
+pub const PROBES: [(Method, &str); 7] = [
+    (Method::GET, "/v1/stats/app"),
+    (Method::GET, "/v1/stats/db"),
+    (Method::GET, "/v1/settings/application"),
+    (Method::GET, "/v1/settings/profile/about"),
+    (Method::GET, "/v1/settings/business/profile"),
+    (Method::PUT, "/v1/services/message/gc"),
+    (Method::GET, "/v1/health"),
+];
+
+/// The result of a check, as `serve` answers and `check` prints it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub vm: String,
+    pub zone: String,
+    pub project: Option<String>,
+    pub verdict: Verdict,
+    pub reason: String,
+    /// Health-check attempts made.
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The reset operation, when one was issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// `sent`, or why the mail failed; absent when the payload has no SMTP settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
+    pub checked_at: String,
+    pub duration_ms: u64,
+}
+
+/// Why a check could not be completed. All are worth a retry (503, exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Google(#[from] GoogleError),
+    #[error("no project: give `project` in the payload or set GOOGLE_CLOUD_PROJECT ({0})")]
+    NoProject(String),
+    #[error("the check did not finish within the deadline of {} s", .0.as_secs())]
+    Deadline(Duration),
+}
+
+/// Everything a check needs that outlives one check: clients, settings, the VM locks.
+pub struct Checker {
+    pub config: Config,
+    http: reqwest::Client,
+    auth: Arc<Auth>,
+    compute: Compute,
+    secrets: SecretManager,
+    locks: VmLocks,
+    mail: notify::MailOptions,
+}
+
+/// Per-check options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    pub dry_run: bool,
+}
+
+impl Checker {
+    pub fn new(config: Config) -> Result<Checker, String> {
+        let auth = Arc::new(Auth::new());
+        let retry = RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            multiplier: 2.0,
+        };
+        let google = Arc::new(
+            GoogleClient::new(auth.clone(), retry, config.google_timeout).map_err(|e| e.to_string())?,
+        );
+        let mail = notify::MailOptions::from_env().map_err(|e| e.to_string())?;
+        Ok(Checker {
+            compute: Compute::new(google.clone(), &config.compute_endpoint),
+            secrets: SecretManager::new(google, &config.secretmanager_endpoint),
+            http: WhatsAppClient::http_client(),
+            auth,
+            locks: VmLocks::default(),
+            mail,
+            config,
+        })
+    }
+
+    /// Checks one tenant within the configured deadline.
+    pub async fn check(&self, payload: &Payload, opts: CheckOptions) -> Result<Outcome, CheckError> {
+        let started = Instant::now();
+        let deadline = started + self.config.deadline;
+        let checked_at = now_rfc3339();
+        let result = tokio::time::timeout(self.config.deadline, self.run(payload, opts, deadline)).await;
+        let mut outcome = match result {
+            Ok(r) => r?,
+            Err(_) => return Err(CheckError::Deadline(self.config.deadline)),
+        };
+        outcome.checked_at = checked_at;
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        if matches!(outcome.verdict, Verdict::Reset | Verdict::Alert) {
+            if let Some(smtp) = &payload.smtp {
+                outcome.mail = Some(self.send_mail(smtp, &outcome, deadline).await);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn run(&self, payload: &Payload, opts: CheckOptions, deadline: Instant) -> Result<Outcome, CheckError> {
+        let mut outcome = Outcome {
+            vm: payload.vm.clone(),
+            zone: payload.zone.clone(),
+            project: payload.project.clone().or_else(|| self.config.default_project.clone()),
+            verdict: Verdict::Healthy,
+            reason: String::new(),
+            attempts: 0,
+            dry_run: opts.dry_run,
+            operation: None,
+            request_id: None,
+            mail: None,
+            checked_at: String::new(),
+            duration_ms: 0,
+        };
+        let password = match self.password(payload, deadline).await {
+            Ok(p) => p,
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                outcome.verdict = Verdict::Alert;
+                outcome.reason = format!("cannot read whatsAppPasswordSecret: {e}");
+                return Ok(outcome);
+            }
+        };
+        let (client, attempts) = self.observe(payload, &password).await;
+        outcome.attempts = attempts;
+        let down = match decide_client(&client) {
+            Decision::Final(verdict, reason) => {
+                outcome.verdict = verdict;
+                outcome.reason = reason;
+                return Ok(outcome);
+            }
+            Decision::InspectVm(reason) => reason,
+        };
+        let project = match &outcome.project {
+            Some(p) => p.clone(),
+            None => {
+                let p = self
+                    .auth
+                    .project_id()
+                    .await
+                    .map_err(|e| CheckError::NoProject(e.to_string()))?;
+                outcome.project = Some(p.clone());
+                p
+            }
+        };
+        let vm = InstanceRef {
+            project,
+            zone: payload.zone.clone(),
+            name: payload.vm.clone(),
+        };
+        match self.act(&vm, &down, opts, deadline, &mut outcome).await {
+            Ok(()) => Ok(outcome),
+            Err(e) if e.is_retryable() || matches!(e, GoogleError::Deadline { .. }) => Err(e.into()),
+            Err(e) => {
+                outcome.verdict = Verdict::Alert;
+                outcome.reason = format!("{down}; the VM cannot be reset: {e}");
+                Ok(outcome)
+            }
+        }
+    }
+
+    async fn password(&self, payload: &Payload, deadline: Instant) -> Result<SecretString, GoogleError> {
+        match &payload.password {
+            PasswordSource::Inline(p) => Ok(p.clone()),
+            PasswordSource::Secret(version) => self.secrets.access(version, Some(deadline)).await,
+        }
+    }
+
+    /// Up to `attempts` rounds of login + probes, `retry_delay` apart.
+    async fn observe(&self, payload: &Payload, password: &SecretString) -> (ClientState, u32) {
+        let wa = WhatsAppClient::new(
+            self.http.clone(),
+            payload.whatsapp_url.clone(),
+            self.config.request_timeout,
+        );
+        let mut last = String::new();
+        for attempt in 1..=self.config.attempts {
+            match one_attempt(&wa, &payload.username, password).await {
+                Ok(HealthState::Up(r)) => return (ClientState::Up(r), attempt),
+                Ok(HealthState::Unregistered(r)) => return (ClientState::Unregistered(r), attempt),
+                Ok(HealthState::Down(r)) => last = r,
+                Err(e) => last = e,
+            }
+            tracing::info!(vm = %payload.vm, attempt, failure = %last, "health check attempt failed");
+            if attempt < self.config.attempts {
+                tokio::time::sleep(self.config.retry_delay).await;
+            }
+        }
+        let n = self.config.attempts;
+        let reason = if n > 1 {
+            format!("down on all {n} attempts; last: {last}")
+        } else {
+            format!("down: {last}")
+        };
+        (ClientState::Down(reason), n)
+    }
+
+    /// Reads the VM, decides, and resets it when the decision says so.
+    async fn act(
+        &self,
+        vm: &InstanceRef,
+        down: &str,
+        opts: CheckOptions,
+        deadline: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<(), GoogleError> {
+        let _turn = self.locks.lock(&vm.to_string()).await;
+        let instance = self.compute.get_instance(vm, Some(deadline)).await?;
+        let newest = if instance.status == "RUNNING" {
+            let ops = self
+                .compute
+                .list_zone_operations(&vm.project, &vm.zone, &guard::reset_filter(&instance), 4, Some(deadline))
+                .await?;
+            guard::newest_reset(&instance, &ops)
+        } else {
+            None
+        };
+        let state = VmState {
+            status: instance.status.clone(),
+            last_start: instance.last_start_timestamp.as_deref().and_then(guard::parse_time),
+            last_reset: newest.clone(),
+        };
+        let (verdict, reason) = decide_vm(down, &state, OffsetDateTime::now_utc(), self.config.boot_grace);
+        outcome.verdict = verdict;
+        outcome.reason = reason;
+        if verdict != Verdict::Reset {
+            return Ok(());
+        }
+        let request_id = guard::request_id(&vm.project, &vm.zone, &instance, newest.as_ref());
+        outcome.request_id = Some(request_id.to_string());
+        if opts.dry_run {
+            outcome.reason = format!("{}; dry run: reset not issued", outcome.reason);
+            return Ok(());
+        }
+        tracing::warn!(vm = %vm.name, zone = %vm.zone, project = %vm.project, %request_id, reason = %outcome.reason, "resetting VM");
+        let op = self.compute.reset(vm, request_id, Some(deadline)).await?;
+        outcome.operation = Some(op.name.clone());
+        if op.is_done() {
+            if let Some(message) = op.failure() {
+                return Err(GoogleError::Operation { api: "Compute Engine", name: op.name, message });
+            }
+            return Ok(());
+        }
+        match self.compute.wait_zone_operation(&vm.project, &vm.zone, &op.name, deadline).await {
+            Ok(_) => Ok(()),
+            // The reset was issued; only waiting for it ran out of time or failed to answer.
+            Err(e @ (GoogleError::Deadline { .. } | GoogleError::Transport { .. })) => {
+                outcome.reason = format!("{}; reset issued, completion not confirmed: {e}", outcome.reason);
+                Ok(())
+            }
+            Err(e) if e.is_retryable() => {
+                outcome.reason = format!("{}; reset issued, completion not confirmed: {e}", outcome.reason);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn send_mail(&self, smtp: &shared::payload::SmtpSettings, outcome: &Outcome, deadline: Instant) -> String {
+        let notice = notify::notice_for(
+            outcome.verdict.as_str(),
+            &outcome.reason,
+            &outcome.vm,
+            &outcome.zone,
+            outcome.project.as_deref().unwrap_or("-"),
+            &outcome.checked_at,
+        );
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut opts = self.mail.clone();
+        opts.timeout = opts.timeout.min(left.max(Duration::from_secs(1)));
+        match notify::send(smtp, &notice, &opts).await {
+            Ok(()) => "sent".to_string(),
+            Err(e) => {
+                tracing::warn!(vm = %outcome.vm, error = %e, "notification mail failed");
+                format!("failed: {e}")
+            }
+        }
+    }
+}
+
+/// Login, then every probe at once. `Ok` carries what `/v1/health` says when every probe
+/// answered; `Err` the first failure in words.
+async fn one_attempt(wa: &WhatsAppClient, username: &str, password: &SecretString) -> Result<HealthState, String> {
+    let session = wa.login(username, password).await.map_err(|e| format!("login failed: {e}"))?;
+    let token = &session.token;
+    let results = join_all(PROBES.iter().map(|(m, p)| wa.call(token, m.clone(), p, None))).await;
+    let mut failures: Vec<WaError> = Vec::new();
+    let mut health = None;
+    for ((_, path), r) in PROBES.iter().zip(results) {
+        match r {
+            Ok(body) if *path == "/v1/health" => health = Some(body),
+            Ok(_) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    let state = health.map(|body| {
+        shared::whatsapp::Health::parse(&body)
+            .map(|h| h.state())
+            .map_err(|d| format!("GET /v1/health answered {d}"))
+    });
+    match state {
+        // The number needs a person whatever else fails.
+        Some(Ok(s @ HealthState::Unregistered(_))) => Ok(s),
+        _ if !failures.is_empty() => {
+            let n = failures.len();
+            let first = &failures[0];
+            Err(if n == 1 {
+                format!("probe failed: {first}")
+            } else {
+                format!("{n} probes failed, first: {first}")
+            })
+        }
+        Some(s) => s,
+        None => Err("GET /v1/health gave no answer".into()),
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,550 @@
+//! What the fakes share: a real HTTP/1.1 server on `127.0.0.1` that records every request,
+//! sets `TCP_NODELAY` on every accepted connection, writes each answer in one piece
+//! (buffered body, `content-length`, one flattened write), can be stopped (listener closed,
+//! connections in progress dropped) and restarted on the same port, and shuts down when
+//! dropped. Plus small helpers (auth headers, JSON answers, timestamps, a temporary directory).
+
+use std::{
+    convert::Infallible,
+    fmt, io,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+    Router,
+};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{header, HeaderMap, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::Value;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use tokio::{
+    net::{TcpListener, TcpSocket, TcpStream},
+    sync::oneshot,
+    task::{JoinHandle, JoinSet},
+};
+use tower::ServiceExt as _;
+
+/// Largest request body the fakes read (anything bigger closes the connection).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Locks a mutex, ignoring poisoning (a panicking test must not cascade into every other
+/// request the fake answers).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One request as a fake received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// Upper-case method, e.g. `GET`.
+    pub method: String,
+    /// Path and query exactly as sent, e.g. `/v1/health` or `/x?requestId=...`.
+    pub path_and_query: String,
+    /// Path only.
+    pub path: String,
+    /// Raw query string, without `?`.
+    pub query: Option<String>,
+    /// All headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Bytes,
+    /// When the request head and body had been read.
+    pub received_at: Instant,
+}
+
+impl RecordedRequest {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as (lossy) UTF-8.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// First value of a query parameter (percent-decoded).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        query_param(self.query.as_deref(), name)
+    }
+
+    /// The bearer token of the `Authorization` header, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header("authorization").and_then(strip_bearer)
+    }
+}
+
+/// Marker put into a response's extensions by a handler that wants the connection dropped
+/// without an answer (the client sees the connection closed / reset).
+#[derive(Clone, Copy, Debug)]
+pub struct CloseConnection;
+
+impl fmt::Display for CloseConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection closed on purpose by the fake")
+    }
+}
+
+impl std::error::Error for CloseConnection {}
+
+/// A response that makes the server drop the connection without answering.
+pub fn close_connection() -> Response {
+    let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    resp.extensions_mut().insert(CloseConnection);
+    resp
+}
+
+struct Running {
+    stop_tx: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// A running HTTP server on `127.0.0.1` serving an axum [`Router`].
+pub struct HttpServer {
+    addr: SocketAddr,
+    router: Router,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    running: Mutex<Option<Running>>,
+}
+
+impl HttpServer {
+    /// Binds `127.0.0.1:0` and serves `router` on a tokio task.
+    pub async fn start(router: Router) -> io::Result<Self> {
+        let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+        let addr = listener.local_addr()?;
+        let server = HttpServer {
+            addr,
+            router,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            running: Mutex::new(None),
+        };
+        let running = server.spawn(listener);
+        *lock(&server.running) = Some(running);
+        Ok(server)
+    }
+
+    fn spawn(&self, listener: TcpListener) -> Running {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.router.clone(),
+            self.requests.clone(),
+            stop_rx,
+        ));
+        Running { stop_tx, task }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.requests).clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.requests).clear();
+    }
+
+    /// Whether the listener is open.
+    pub fn is_running(&self) -> bool {
+        lock(&self.running).is_some()
+    }
+
+    /// Closes the listener (further connections are refused) and drops every connection in
+    /// progress (requests waiting for an answer see the connection closed). Returns once
+    /// all of that has happened. Does nothing if already stopped.
+    pub async fn stop(&self) {
+        let running = lock(&self.running).take();
+        if let Some(Running { stop_tx, task }) = running {
+            let _ = stop_tx.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port (after [`stop`](Self::stop)). Does nothing if running.
+    pub async fn restart(&self) -> io::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let listener = bind(self.addr)?;
+        let running = self.spawn(listener);
+        let mut guard = lock(&self.running);
+        if guard.is_none() {
+            *guard = Some(running);
+        } else {
+            running.task.abort();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(running) = lock(&self.running).take() {
+            // Aborting the accept task drops the listener and its JoinSet, which aborts every
+            // connection task.
+            running.task.abort();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    mut stop_rx: oneshot::Receiver<()>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop_rx => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    conns.spawn(serve_connection(stream, router.clone(), requests.clone()));
+                }
+                Err(err) => {
+                    tracing::debug!(%err, "fake server: accept failed");
+                    // E.g. out of file descriptors: do not spin.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    conns.shutdown().await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "fake server: TCP_NODELAY failed");
+    }
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        handle(router.clone(), requests.clone(), req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        // Headers and body copied into one buffer, written with one write.
+        .writev(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = conn.await;
+}
+
+async fn handle(
+    router: Router,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, CloseConnection> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|_| CloseConnection)?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let recorded = RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path_and_query,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.clone(),
+        received_at: Instant::now(),
+    };
+    lock(&requests).push(recorded);
+
+    let req = Request::from_parts(parts, Body::from(body));
+    let resp = match router.oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    };
+    if resp.extensions().get::<CloseConnection>().is_some() {
+        return Err(CloseConnection);
+    }
+    // Buffer the whole answer so that it goes out with a content-length, in one write.
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| CloseConnection)?;
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// A future that never completes: what a handler awaits to "hang".
+pub async fn hang() -> Infallible {
+    std::future::pending::<Infallible>().await
+}
+
+/// A JSON answer with the given status.
+pub fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A plain answer with the given status, content type and body.
+pub fn raw_response(status: u16, content_type: &str, body: impl Into<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, body.into()).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn strip_bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let token = rest.trim();
+        (!token.is_empty()).then_some(token)
+    } else {
+        None
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()
+        .and_then(strip_bearer)
+}
+
+/// The `(user, password)` of an `Authorization: Basic ...` header.
+pub fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// All `(name, value)` pairs of a query string, percent-decoded.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// First value of a query parameter.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// A random alphanumeric string.
+pub fn random_string(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// Now, in UTC.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// RFC 3339 in UTC (`2026-11-24T18:00:00.123456789Z`), the newer Google APIs' form.
+pub fn rfc3339_utc(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Compute Engine's form: milliseconds and the Pacific offset,
+/// `2026-11-24T10:00:00.123-08:00`.
+pub fn compute_timestamp(t: OffsetDateTime) -> String {
+    let offset = time::UtcOffset::from_hms(-8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    t.to_offset(offset)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory]:[offset_minute]"
+        ))
+        .unwrap_or_default()
+}
+
+/// Parses RFC 3339 (any offset).
+pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// A uniquely named directory under the system temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `$TMPDIR/keepalive-tests-<prefix>-<pid>-<uuid>`.
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "keepalive-tests-{prefix}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    #[tokio::test]
+    async fn records_requests_and_stops_and_restarts() {
+        let server = HttpServer::start(Router::new().route("/hello", get(|| async { "hi" })))
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        let resp = client
+            .get(format!("{}/hello?x=1%202", server.url()))
+            .header("x-test", "yes")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-length"], "2");
+        assert_eq!(resp.text().await.unwrap(), "hi");
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].method, "GET");
+        assert_eq!(reqs[0].path, "/hello");
+        assert_eq!(reqs[0].path_and_query, "/hello?x=1%202");
+        assert_eq!(reqs[0].query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(reqs[0].header("X-Test"), Some("yes"));
+
+        server.stop().await;
+        assert!(!server.is_running());
+        let err = TcpStream::connect(server.addr()).await;
+        assert!(err.is_err(), "connection should be refused after stop()");
+
+        server.restart().await.unwrap();
+        let resp = reqwest::Client::new()
+            .get(format!("{}/hello", server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), "hi");
+    }
+
+    #[tokio::test]
+    async fn sets_nodelay_and_stop_drops_hanging_connections() {
+        let server = HttpServer::start(Router::new().route(
+            "/hang",
+            get(|| async {
+                hang().await;
+            }),
+        ))
+        .await
+        .unwrap();
+        let url = format!("{}/hang", server.url());
+        let pending = tokio::spawn(async move { reqwest::get(url).await });
+        // Bounded wait for the request to arrive.
+        for _ in 0..200 {
+            if !server.requests().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(server.requests().len(), 1);
+        server.stop().await;
+        let result = tokio::time::timeout(Duration::from_secs(5), pending)
+            .await
+            .expect("client must see the connection dropped")
+            .unwrap();
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_888_800_123_000_000).unwrap();
+        let s = compute_timestamp(t);
+        assert!(s.ends_with("-08:00"), "{s}");
+        assert_eq!(s.len(), "2026-11-24T10:00:00.123-08:00".len());
+        assert_eq!(parse_rfc3339(&s), Some(t));
+        assert_eq!(parse_rfc3339(&rfc3339_utc(t)), Some(t));
+    }
+
+    #[test]
+    fn auth_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic dXNlcjpwYTpzcw==".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+        assert_eq!(basic_auth(&h), Some(("user".into(), "pa:ss".into())));
+    }
+}

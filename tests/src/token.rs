@@ -1,0 +1,498 @@
+//! `FakeTokenServer`: the OAuth2 token endpoint that a service-account key's `token_uri`
+//! points at, and the [`TokenRegistry`] of access tokens it issued, which the other Google
+//! fakes consult to accept or refuse `Authorization: Bearer` headers.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    io,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use axum::{body::Bytes, extract::State, http::Method, response::Response, Router};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::server::{json_response, lock, random_string, HttpServer, RecordedRequest};
+
+/// The throwaway test-only RSA key (PKCS#8 PEM) of the fake service account.
+pub const TEST_PRIVATE_KEY_PEM: &str = include_str!("../fixtures/test-service-account-key.pem");
+/// Its public half, PKCS#1 `RSAPublicKey` DER, used to verify JWT signatures.
+const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!("../fixtures/test-service-account-key.pub.der");
+
+/// Project of the fake service account.
+pub const FAKE_PROJECT: &str = "fake-project";
+/// E-mail of the fake service account.
+pub const FAKE_CLIENT_EMAIL: &str = "keepalive@fake-project.iam.gserviceaccount.com";
+/// The scope every token request must ask for.
+pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Access tokens that the fake Google APIs accept. Shared (`Arc`) between the token server
+/// and the API fakes; tests may also issue tokens directly.
+#[derive(Debug, Default)]
+pub struct TokenRegistry {
+    tokens: Mutex<HashSet<String>>,
+}
+
+impl TokenRegistry {
+    /// An empty registry.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Makes up a new valid token (`ya29.fake-<random>`) and returns it.
+    pub fn issue(&self) -> String {
+        let token = format!("ya29.fake-{}", random_string(40));
+        lock(&self.tokens).insert(token.clone());
+        token
+    }
+
+    /// Accepts `token` from now on.
+    pub fn register(&self, token: &str) {
+        lock(&self.tokens).insert(token.to_owned());
+    }
+
+    /// Whether `token` is accepted.
+    pub fn is_valid(&self, token: &str) -> bool {
+        lock(&self.tokens).contains(token)
+    }
+
+    /// Invalidates every token (the APIs answer 401 until new ones are fetched).
+    pub fn revoke_all(&self) {
+        lock(&self.tokens).clear();
+    }
+
+    /// All valid tokens (to check that none of them leaks into logs or answers).
+    pub fn tokens(&self) -> Vec<String> {
+        lock(&self.tokens).iter().cloned().collect()
+    }
+}
+
+#[derive(Default)]
+struct TokenState {
+    token_uri: String,
+    issued: usize,
+    fail_next: VecDeque<u16>,
+    fail_always: Option<u16>,
+    claims: Vec<Value>,
+}
+
+#[derive(Clone)]
+struct Ctx {
+    state: Arc<Mutex<TokenState>>,
+    tokens: Arc<TokenRegistry>,
+}
+
+/// The fake OAuth2 token endpoint, `POST /token`.
+pub struct FakeTokenServer {
+    state: Arc<Mutex<TokenState>>,
+    tokens: Arc<TokenRegistry>,
+    server: HttpServer,
+}
+
+impl FakeTokenServer {
+    /// Starts the endpoint; tokens it grants are registered in `tokens`.
+    pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
+        let state = Arc::new(Mutex::new(TokenState::default()));
+        let ctx = Ctx {
+            state: state.clone(),
+            tokens: tokens.clone(),
+        };
+        let router = Router::new().fallback(handle).with_state(ctx);
+        let server = HttpServer::start(router)
+            .await
+            .expect("bind fake token server");
+        lock(&state).token_uri = format!("{}/token", server.url());
+        FakeTokenServer {
+            state,
+            tokens,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// `http://127.0.0.1:PORT/token`, the `token_uri` (and the JWT `aud`).
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.server.url())
+    }
+
+    /// The shared registry.
+    pub fn registry(&self) -> Arc<TokenRegistry> {
+        self.tokens.clone()
+    }
+
+    /// Number of access tokens granted.
+    pub fn token_count(&self) -> usize {
+        lock(&self.state).issued
+    }
+
+    /// Decoded JWT claims of every grant request that got as far as being parsed.
+    pub fn claims(&self) -> Vec<Value> {
+        lock(&self.state).claims.clone()
+    }
+
+    /// Answers every request with `status` (and an OAuth error body) until cleared.
+    pub fn fail_always(&self, status: u16) {
+        lock(&self.state).fail_always = Some(status);
+    }
+
+    /// Answers the next `n` requests with `status`.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        lock(&self.state)
+            .fail_next
+            .extend(std::iter::repeat_n(status, n));
+    }
+
+    /// Removes scripted failures.
+    pub fn clear_failures(&self) {
+        let mut st = lock(&self.state);
+        st.fail_always = None;
+        st.fail_next.clear();
+    }
+
+    /// The service-account key JSON pointing at this server.
+    pub fn service_account_key(&self) -> Value {
+        json!({
+            "type": "service_account",
+            "project_id": FAKE_PROJECT,
+            "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+            "private_key": TEST_PRIVATE_KEY_PEM,
+            "client_email": FAKE_CLIENT_EMAIL,
+            "client_id": "100000000000000000001",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": self.token_uri(),
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/keepalive%40fake-project.iam.gserviceaccount.com",
+            "universe_domain": "googleapis.com"
+        })
+    }
+
+    /// Writes the key to `dir/service-account.json` and returns its path (what
+    /// `GOOGLE_APPLICATION_CREDENTIALS` should name).
+    pub fn write_service_account_key(&self, dir: &Path) -> PathBuf {
+        self.try_write_service_account_key(dir)
+            .expect("write service-account key")
+    }
+
+    /// Like [`write_service_account_key`](Self::write_service_account_key), without panicking.
+    pub fn try_write_service_account_key(&self, dir: &Path) -> io::Result<PathBuf> {
+        let path = dir.join("service-account.json");
+        let text = serde_json::to_string_pretty(&self.service_account_key())
+            .map_err(io::Error::other)?;
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Every request received.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server.requests()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.server.clear_requests();
+    }
+
+    /// Closes the listener and drops connections in progress.
+    pub async fn stop(&self) {
+        self.server.stop().await;
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) -> io::Result<()> {
+        self.server.restart().await
+    }
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
+}
+
+async fn handle(State(ctx): State<Ctx>, method: Method, uri: http::Uri, body: Bytes) -> Response {
+    if uri.path() != "/token" {
+        return oauth_error(404, "not_found", "Unknown path");
+    }
+    if method != Method::POST {
+        return oauth_error(405, "invalid_request", "Use POST");
+    }
+    let token_uri = {
+        let mut st = lock(&ctx.state);
+        if let Some(status) = st.fail_next.pop_front().or(st.fail_always) {
+            drop(st);
+            let error = if status >= 500 {
+                "internal_failure"
+            } else {
+                "invalid_request"
+            };
+            return oauth_error(status, error, "Scripted failure of the fake token endpoint");
+        }
+        st.token_uri.clone()
+    };
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if field("grant_type") != Some(JWT_BEARER_GRANT) {
+        return oauth_error(400, "invalid_grant", "Invalid grant_type");
+    }
+    let Some(assertion) = field("assertion") else {
+        return oauth_error(400, "invalid_grant", "Missing assertion");
+    };
+    let claims = match check_jwt(assertion, &token_uri) {
+        Ok(claims) => claims,
+        Err((claims, why)) => {
+            if let Some(claims) = claims {
+                lock(&ctx.state).claims.push(claims);
+            }
+            return oauth_error(400, "invalid_grant", &why);
+        }
+    };
+    let token = ctx.tokens.issue();
+    {
+        let mut st = lock(&ctx.state);
+        st.claims.push(claims);
+        st.issued += 1;
+    }
+    json_response(
+        200,
+        &json!({"access_token": token, "expires_in": 3600, "token_type": "Bearer"}),
+    )
+}
+
+fn b64url(part: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()
+}
+
+type JwtError = (Option<Value>, String);
+
+/// Checks the shape, header, claims and RS256 signature (against the test key) of a JWT.
+fn check_jwt(jwt: &str, token_uri: &str) -> Result<Value, JwtError> {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header_b64, claims_b64, sig_b64] = parts[..] else {
+        return Err((None, "Invalid JWT: expected three parts".into()));
+    };
+    let header: Value = b64url(header_b64)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or((None, "Invalid JWT header".to_owned()))?;
+    let claims: Value = b64url(claims_b64)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or((None, "Invalid JWT claims".to_owned()))?;
+    let fail = |why: &str| Err((Some(claims.clone()), why.to_owned()));
+    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return fail("Invalid JWT: alg must be RS256");
+    }
+    if !claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return fail("Invalid JWT: missing iss");
+    }
+    let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+    if !scope.split(' ').any(|s| s == CLOUD_PLATFORM_SCOPE) {
+        return fail("Invalid JWT: scope must include cloud-platform");
+    }
+    if claims.get("aud").and_then(Value::as_str) != Some(token_uri) {
+        return fail("Invalid JWT Signature: aud is not the token URI");
+    }
+    let (Some(iat), Some(exp)) = (
+        claims.get("iat").and_then(Value::as_i64),
+        claims.get("exp").and_then(Value::as_i64),
+    ) else {
+        return fail("Invalid JWT: iat and exp must be numbers");
+    };
+    if exp <= iat || exp - iat > 3600 {
+        return fail("Invalid JWT: exp must be after iat, by at most an hour");
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if exp < now || iat > now + 300 {
+        return fail("Invalid JWT: Token must be a short-lived token and in a reasonable timeframe");
+    }
+    let Some(sig) = b64url(sig_b64) else {
+        return fail("Invalid JWT Signature: not base64url");
+    };
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        TEST_PUBLIC_KEY_DER,
+    );
+    let signed = &jwt[..header_b64.len() + 1 + claims_b64.len()];
+    if key.verify(signed.as_bytes(), &sig).is_err() {
+        return fail("Invalid JWT Signature.");
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ring::{rand::SystemRandom, signature::RsaKeyPair};
+
+    /// Signs claims with the test key, as `gcp_auth` does.
+    pub(crate) fn sign_jwt(claims: &Value) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let pem = TEST_PRIVATE_KEY_PEM;
+        let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(der_b64)
+            .unwrap();
+        let key = RsaKeyPair::from_pkcs8(&der).unwrap();
+        let signing_input = format!(
+            "{}.{}",
+            b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        );
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{signing_input}.{}", b64.encode(sig))
+    }
+
+    pub(crate) fn claims_for(token_uri: &str) -> Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        json!({
+            "iss": FAKE_CLIENT_EMAIL,
+            "scope": CLOUD_PLATFORM_SCOPE,
+            "aud": token_uri,
+            "iat": now,
+            "exp": now + 3595,
+        })
+    }
+
+    async fn post_form(url: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn grants_a_token_for_a_signed_jwt() {
+        let registry = TokenRegistry::new();
+        let server = FakeTokenServer::start(registry.clone()).await;
+        let jwt = sign_jwt(&claims_for(&server.token_uri()));
+        let resp = post_form(
+            &server.token_uri(),
+            &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)],
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        let token = body["access_token"].as_str().unwrap();
+        assert!(token.starts_with("ya29.fake-"));
+        assert_eq!(body["expires_in"], 3600);
+        assert_eq!(body["token_type"], "Bearer");
+        assert!(registry.is_valid(token));
+        assert_eq!(server.token_count(), 1);
+        assert_eq!(server.claims()[0]["iss"], FAKE_CLIENT_EMAIL);
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_grants() {
+        let registry = TokenRegistry::new();
+        let server = FakeTokenServer::start(registry.clone()).await;
+        let uri = server.token_uri();
+
+        let resp = post_form(&uri, &[("grant_type", "password"), ("assertion", "x")]).await;
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant");
+
+        let resp = post_form(
+            &uri,
+            &[("grant_type", JWT_BEARER_GRANT), ("assertion", "a.b")],
+        )
+        .await;
+        assert_eq!(resp.status(), 400);
+
+        // Wrong audience.
+        let jwt = sign_jwt(&claims_for("https://oauth2.googleapis.com/token"));
+        let resp = post_form(&uri, &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)]).await;
+        assert_eq!(resp.status(), 400);
+
+        // Tampered signature.
+        let jwt = sign_jwt(&claims_for(&uri));
+        let mut tampered = jwt.clone();
+        tampered.truncate(jwt.len() - 4);
+        tampered.push_str("AAAA");
+        let resp = post_form(
+            &uri,
+            &[("grant_type", JWT_BEARER_GRANT), ("assertion", &tampered)],
+        )
+        .await;
+        assert_eq!(resp.status(), 400);
+
+        // Missing scope.
+        let mut claims = claims_for(&uri);
+        claims["scope"] = json!("https://www.googleapis.com/auth/userinfo.email");
+        let jwt = sign_jwt(&claims);
+        let resp = post_form(&uri, &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)]).await;
+        assert_eq!(resp.status(), 400);
+
+        assert_eq!(server.token_count(), 0);
+        assert!(registry.tokens().is_empty());
+    }
+
+    #[tokio::test]
+    async fn scripted_failures() {
+        let server = FakeTokenServer::start(TokenRegistry::new()).await;
+        let uri = server.token_uri();
+        let jwt = sign_jwt(&claims_for(&uri));
+        let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", jwt.as_str())];
+        server.fail_next(1, 503);
+        assert_eq!(post_form(&uri, &form).await.status(), 503);
+        assert_eq!(post_form(&uri, &form).await.status(), 200);
+        server.fail_always(500);
+        assert_eq!(post_form(&uri, &form).await.status(), 500);
+        assert_eq!(post_form(&uri, &form).await.status(), 500);
+        server.clear_failures();
+        assert_eq!(post_form(&uri, &form).await.status(), 200);
+        assert_eq!(server.token_count(), 2);
+        assert_eq!(server.requests().len(), 5);
+    }
+
+    #[test]
+    fn key_file_is_written() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = FakeTokenServer::start(TokenRegistry::new()).await;
+            let dir = crate::server::TempDir::new("token").unwrap();
+            let path = server.write_service_account_key(dir.path());
+            let key: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(key["type"], "service_account");
+            assert_eq!(key["token_uri"], server.token_uri());
+            assert!(key["private_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----"));
+        });
+    }
+}
