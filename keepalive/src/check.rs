@@ -239,10 +239,7 @@ impl Checker {
         let _turn = self.locks.lock(&vm.to_string()).await;
         let instance = self.compute.get_instance(vm, Some(deadline)).await?;
         let newest = if instance.status == "RUNNING" {
-            let ops = self
-                .compute
-                .list_zone_operations(&vm.project, &vm.zone, &guard::reset_filter(&instance), 4, Some(deadline))
-                .await?;
+            let ops = self.reset_history(vm, &instance, deadline).await?;
             guard::newest_reset(&instance, &ops)
         } else {
             None
@@ -285,6 +282,34 @@ impl Checker {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The VM's reset operations on record. A list that cannot be read for a reason other
+    /// than load or permissions (a 400 for the filter, a 404 for the list itself when the
+    /// instance was just read) leaves only the `requestId` guard, and says so.
+    async fn reset_history(
+        &self,
+        vm: &InstanceRef,
+        instance: &shared::google::compute::Instance,
+        deadline: Instant,
+    ) -> Result<Vec<shared::google::compute::Operation>, GoogleError> {
+        let filter = guard::reset_filter(instance);
+        let list = |filter: String| async move {
+            self.compute
+                .list_zone_operations(&vm.project, &vm.zone, &filter, 4, Some(deadline))
+                .await
+        };
+        match list(filter).await {
+            Err(e) if e.status() == Some(400) => {
+                tracing::warn!(vm = %vm.name, error = %e, "operations filter refused; filtering the zone's operations here");
+                list(String::new()).await
+            }
+            Err(e) if e.status() == Some(404) => {
+                tracing::warn!(vm = %vm.name, error = %e, "operations list not found; relying on requestId alone");
+                Ok(Vec::new())
+            }
+            other => other,
         }
     }
 

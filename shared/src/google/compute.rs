@@ -223,7 +223,9 @@ impl Compute {
             let mut url = self.zone_url(project, zone, &["operations"]);
             {
                 let mut q = url.query_pairs_mut();
-                q.append_pair("filter", filter);
+                if !filter.is_empty() {
+                    q.append_pair("filter", filter);
+                }
                 q.append_pair("maxResults", "500");
                 if let Some(t) = &page_token {
                     q.append_pair("pageToken", t);

@@ -1,0 +1,229 @@
+//! Running the real `keepalive` binary: as `serve` on a free port, or as a one-shot `check`.
+//!
+//! The binary is built once per test process with the same cargo and profile that runs the
+//! tests (`KEEPALIVE_BIN` overrides: point it at a release build to test that). Every child
+//! gets a clean environment: only what the test passes, plus PATH.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Path of the keepalive binary, built if needed (once per process).
+pub fn keepalive_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("KEEPALIVE_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = workspace_root();
+        let release = cfg!(not(debug_assertions));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root)
+            .args(["build", "--quiet", "-p", "keepalive", "--bin", "keepalive"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cannot run cargo to build keepalive");
+        assert!(status.success(), "building keepalive failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
+        target
+            .join(if release { "release" } else { "debug" })
+            .join("keepalive")
+    })
+    .clone()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Lines a child wrote, collected as they come.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn text(&self) -> String {
+        self.all().join("\n")
+    }
+    fn collect(&self, r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<()> {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    }
+}
+
+/// `keepalive serve` running on 127.0.0.1.
+pub struct Served {
+    child: Child,
+    pub port: u16,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Starts `keepalive serve` with `env` (and PORT) and waits until it accepts connections.
+    pub fn start(env: &BTreeMap<String, String>) -> Served {
+        Self::start_with_args(env, &["serve"])
+    }
+
+    pub fn start_with_args(env: &BTreeMap<String, String>, args: &[&str]) -> Served {
+        let port = free_port();
+        let mut cmd = Command::new(keepalive_bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot start keepalive serve");
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        let readers = vec![
+            stdout.collect(child.stdout.take().unwrap()),
+            stderr.collect(child.stderr.take().unwrap()),
+        ];
+        let mut served = Served {
+            child,
+            port,
+            stdout,
+            stderr,
+            readers,
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!(
+                    "keepalive serve exited early with {status}: {}",
+                    served.logs()
+                );
+            }
+            assert!(
+                Instant::now() < until,
+                "keepalive serve did not listen within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        served
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        format!("{}\n{}", self.stdout.text(), self.stderr.text())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self, within: Duration) -> (Option<i32>, Duration, String) {
+        let started = Instant::now();
+        signal(self.child.id(), "TERM");
+        let until = Instant::now() + within;
+        let code = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status.code();
+            }
+            if Instant::now() >= until {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = started.elapsed();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        (code, took, self.logs())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// What a `keepalive check` run left behind.
+#[derive(Debug)]
+pub struct CheckRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CheckRun {
+    pub fn outcome(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `keepalive check --payload - [extra args]` with `payload` on standard input.
+pub fn run_check(env: &BTreeMap<String, String>, payload: &[u8], extra: &[&str]) -> CheckRun {
+    let mut child = Command::new(keepalive_bin())
+        .args(["check", "--payload", "-"])
+        .args(extra)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start keepalive check");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload)
+        .expect("cannot write the payload");
+    let out = child.wait_with_output().expect("keepalive check did not finish");
+    CheckRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
