@@ -95,7 +95,8 @@ impl Checker {
             multiplier: 2.0,
         };
         let google = Arc::new(
-            GoogleClient::new(auth.clone(), retry, config.google_timeout).map_err(|e| e.to_string())?,
+            GoogleClient::new(auth.clone(), retry, config.google_timeout)
+                .map_err(|e| e.to_string())?,
         );
         let mail = notify::MailOptions::from_env().map_err(|e| e.to_string())?;
         Ok(Checker {
@@ -110,11 +111,16 @@ impl Checker {
     }
 
     /// Checks one tenant within the configured deadline.
-    pub async fn check(&self, payload: &Payload, opts: CheckOptions) -> Result<Outcome, CheckError> {
+    pub async fn check(
+        &self,
+        payload: &Payload,
+        opts: CheckOptions,
+    ) -> Result<Outcome, CheckError> {
         let started = Instant::now();
         let deadline = started + self.config.deadline;
         let checked_at = now_rfc3339();
-        let result = tokio::time::timeout(self.config.deadline, self.run(payload, opts, deadline)).await;
+        let result =
+            tokio::time::timeout(self.config.deadline, self.run(payload, opts, deadline)).await;
         let mut outcome = match result {
             Ok(r) => r?,
             Err(_) => return Err(CheckError::Deadline(self.config.deadline)),
@@ -129,11 +135,19 @@ impl Checker {
         Ok(outcome)
     }
 
-    async fn run(&self, payload: &Payload, opts: CheckOptions, deadline: Instant) -> Result<Outcome, CheckError> {
+    async fn run(
+        &self,
+        payload: &Payload,
+        opts: CheckOptions,
+        deadline: Instant,
+    ) -> Result<Outcome, CheckError> {
         let mut outcome = Outcome {
             vm: payload.vm.clone(),
             zone: payload.zone.clone(),
-            project: payload.project.clone().or_else(|| self.config.default_project.clone()),
+            project: payload
+                .project
+                .clone()
+                .or_else(|| self.config.default_project.clone()),
             verdict: Verdict::Healthy,
             reason: String::new(),
             attempts: 0,
@@ -182,7 +196,9 @@ impl Checker {
         };
         match self.act(&vm, &down, opts, deadline, &mut outcome).await {
             Ok(()) => Ok(outcome),
-            Err(e) if e.is_retryable() || matches!(e, GoogleError::Deadline { .. }) => Err(e.into()),
+            Err(e) if e.is_retryable() || matches!(e, GoogleError::Deadline { .. }) => {
+                Err(e.into())
+            }
             Err(e) => {
                 outcome.verdict = Verdict::Alert;
                 outcome.reason = format!("{down}; the VM cannot be reset: {e}");
@@ -191,7 +207,11 @@ impl Checker {
         }
     }
 
-    async fn password(&self, payload: &Payload, deadline: Instant) -> Result<SecretString, GoogleError> {
+    async fn password(
+        &self,
+        payload: &Payload,
+        deadline: Instant,
+    ) -> Result<SecretString, GoogleError> {
         match &payload.password {
             PasswordSource::Inline(p) => Ok(p.clone()),
             PasswordSource::Secret(version) => self.secrets.access(version, Some(deadline)).await,
@@ -246,10 +266,18 @@ impl Checker {
         };
         let state = VmState {
             status: instance.status.clone(),
-            last_start: instance.last_start_timestamp.as_deref().and_then(guard::parse_time),
+            last_start: instance
+                .last_start_timestamp
+                .as_deref()
+                .and_then(guard::parse_time),
             last_reset: newest.clone(),
         };
-        let (verdict, reason) = decide_vm(down, &state, OffsetDateTime::now_utc(), self.config.boot_grace);
+        let (verdict, reason) = decide_vm(
+            down,
+            &state,
+            OffsetDateTime::now_utc(),
+            self.config.boot_grace,
+        );
         outcome.verdict = verdict;
         outcome.reason = reason;
         if verdict != Verdict::Reset {
@@ -266,19 +294,33 @@ impl Checker {
         outcome.operation = Some(op.name.clone());
         if op.is_done() {
             if let Some(message) = op.failure() {
-                return Err(GoogleError::Operation { api: "Compute Engine", name: op.name, message });
+                return Err(GoogleError::Operation {
+                    api: "Compute Engine",
+                    name: op.name,
+                    message,
+                });
             }
             return Ok(());
         }
-        match self.compute.wait_zone_operation(&vm.project, &vm.zone, &op.name, deadline).await {
+        match self
+            .compute
+            .wait_zone_operation(&vm.project, &vm.zone, &op.name, deadline)
+            .await
+        {
             Ok(_) => Ok(()),
             // The reset was issued; only waiting for it ran out of time or failed to answer.
             Err(e @ (GoogleError::Deadline { .. } | GoogleError::Transport { .. })) => {
-                outcome.reason = format!("{}; reset issued, completion not confirmed: {e}", outcome.reason);
+                outcome.reason = format!(
+                    "{}; reset issued, completion not confirmed: {e}",
+                    outcome.reason
+                );
                 Ok(())
             }
             Err(e) if e.is_retryable() => {
-                outcome.reason = format!("{}; reset issued, completion not confirmed: {e}", outcome.reason);
+                outcome.reason = format!(
+                    "{}; reset issued, completion not confirmed: {e}",
+                    outcome.reason
+                );
                 Ok(())
             }
             Err(e) => Err(e),
@@ -313,7 +355,12 @@ impl Checker {
         }
     }
 
-    async fn send_mail(&self, smtp: &shared::payload::SmtpSettings, outcome: &Outcome, deadline: Instant) -> String {
+    async fn send_mail(
+        &self,
+        smtp: &shared::payload::SmtpSettings,
+        outcome: &Outcome,
+        deadline: Instant,
+    ) -> String {
         let notice = notify::notice_for(
             outcome.verdict.as_str(),
             &outcome.reason,
@@ -337,10 +384,22 @@ impl Checker {
 
 /// Login, then every probe at once. `Ok` carries what `/v1/health` says when every probe
 /// answered; `Err` the first failure in words.
-async fn one_attempt(wa: &WhatsAppClient, username: &str, password: &SecretString) -> Result<HealthState, String> {
-    let session = wa.login(username, password).await.map_err(|e| format!("login failed: {e}"))?;
+async fn one_attempt(
+    wa: &WhatsAppClient,
+    username: &str,
+    password: &SecretString,
+) -> Result<HealthState, String> {
+    let session = wa
+        .login(username, password)
+        .await
+        .map_err(|e| format!("login failed: {e}"))?;
     let token = &session.token;
-    let results = join_all(PROBES.iter().map(|(m, p)| wa.call(token, m.clone(), p, None))).await;
+    let results = join_all(
+        PROBES
+            .iter()
+            .map(|(m, p)| wa.call(token, m.clone(), p, None)),
+    )
+    .await;
     let mut failures: Vec<WaError> = Vec::new();
     let mut health = None;
     for ((_, path), r) in PROBES.iter().zip(results) {
@@ -373,5 +432,7 @@ async fn one_attempt(wa: &WhatsAppClient, username: &str, password: &SecretStrin
 }
 
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }

@@ -40,9 +40,14 @@ impl Config {
     }
 
     pub fn from_lookup(env: Env<'_>) -> Result<Config, ConfigError> {
-        let get = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let endpoint = |var: &str, default: &str| -> Result<Url, ConfigError> {
-            parse_endpoint(var, &get(var).unwrap_or_else(|| default.to_string())).map_err(ConfigError)
+            parse_endpoint(var, &get(var).unwrap_or_else(|| default.to_string()))
+                .map_err(ConfigError)
         };
         let cfg = Config {
             port: number(env, "PORT", 8080u16, 1)?,
@@ -52,9 +57,19 @@ impl Config {
                 secretmanager::DEFAULT_ENDPOINT,
             )?,
             default_project: get("GOOGLE_CLOUD_PROJECT"),
-            request_timeout: Duration::from_millis(number(env, "KEEPALIVE_REQUEST_TIMEOUT_MS", 8000u64, 1)?),
+            request_timeout: Duration::from_millis(number(
+                env,
+                "KEEPALIVE_REQUEST_TIMEOUT_MS",
+                8000u64,
+                1,
+            )?),
             attempts: number(env, "KEEPALIVE_ATTEMPTS", 3u32, 1)?,
-            retry_delay: Duration::from_millis(number(env, "KEEPALIVE_RETRY_DELAY_MS", 5000u64, 0)?),
+            retry_delay: Duration::from_millis(number(
+                env,
+                "KEEPALIVE_RETRY_DELAY_MS",
+                5000u64,
+                0,
+            )?),
             boot_grace: Duration::from_secs(number(env, "KEEPALIVE_BOOT_GRACE_S", 600u64, 0)?),
             deadline: Duration::from_secs(number(env, "KEEPALIVE_DEADLINE_S", 100u64, 1)?),
             events_topic: get("KEEPALIVE_EVENTS_TOPIC"),
@@ -62,7 +77,12 @@ impl Config {
         };
         if let Some(t) = &cfg.events_topic {
             let p: Vec<&str> = t.split('/').collect();
-            if !(p.len() == 4 && p[0] == "projects" && p[2] == "topics" && !p[1].is_empty() && !p[3].is_empty()) {
+            if !(p.len() == 4
+                && p[0] == "projects"
+                && p[2] == "topics"
+                && !p[1].is_empty()
+                && !p[3].is_empty())
+            {
                 return Err(ConfigError(
                     "KEEPALIVE_EVENTS_TOPIC: must be projects/P/topics/T".into(),
                 ));
@@ -82,7 +102,10 @@ fn number<T>(env: Env<'_>, var: &str, default: T, min: T) -> Result<T, ConfigErr
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    match env(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+    match env(var)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
         None => Ok(default),
         Some(v) => match v.parse::<T>() {
             Ok(n) if n >= min => Ok(n),
@@ -115,7 +138,10 @@ mod tests {
         assert_eq!(c.retry_delay, Duration::from_millis(5000));
         assert_eq!(c.boot_grace, Duration::from_secs(600));
         assert_eq!(c.deadline, Duration::from_secs(100));
-        assert_eq!(c.compute_endpoint.as_str(), "https://compute.googleapis.com/");
+        assert_eq!(
+            c.compute_endpoint.as_str(),
+            "https://compute.googleapis.com/"
+        );
         assert!(c.worst_case_health_time() < c.deadline);
     }
 

@@ -75,7 +75,12 @@ pub fn decide_client(client: &ClientState) -> Decision {
 
 /// Second step: the client is down (`down`), the VM is `vm`. Reset only a RUNNING VM that
 /// has not been started or reset within `grace` of `now`.
-pub fn decide_vm(down: &str, vm: &VmState, now: OffsetDateTime, grace: Duration) -> (Verdict, String) {
+pub fn decide_vm(
+    down: &str,
+    vm: &VmState,
+    now: OffsetDateTime,
+    grace: Duration,
+) -> (Verdict, String) {
     if vm.status != "RUNNING" {
         return (
             Verdict::Skipped,
@@ -93,7 +98,10 @@ pub fn decide_vm(down: &str, vm: &VmState, now: OffsetDateTime, grace: Duration)
             if let Some(ago) = within(now, at, grace) {
                 return (
                     Verdict::Grace,
-                    format!("{down}; VM was reset {ago} s ago (grace {} s)", grace.as_secs()),
+                    format!(
+                        "{down}; VM was reset {ago} s ago (grace {} s)",
+                        grace.as_secs()
+                    ),
                 );
             }
         }
@@ -102,7 +110,10 @@ pub fn decide_vm(down: &str, vm: &VmState, now: OffsetDateTime, grace: Duration)
         if let Some(ago) = within(now, at, grace) {
             return (
                 Verdict::Grace,
-                format!("{down}; VM started {ago} s ago (grace {} s)", grace.as_secs()),
+                format!(
+                    "{down}; VM started {ago} s ago (grace {} s)",
+                    grace.as_secs()
+                ),
             );
         }
     }
@@ -154,18 +165,62 @@ mod tests {
     #[test]
     fn vm_table() {
         let cases: Vec<(&str, VmState, Verdict)> = vec![
-            ("running, started long ago", vm("RUNNING", Some(86_400), None), Verdict::Reset),
-            ("running, no start time", vm("RUNNING", None, None), Verdict::Reset),
-            ("started 30 s ago", vm("RUNNING", Some(30), None), Verdict::Grace),
-            ("started 599 s ago", vm("RUNNING", Some(599), None), Verdict::Grace),
-            ("started 600 s ago", vm("RUNNING", Some(600), None), Verdict::Reset),
-            ("start time in the future", vm("RUNNING", Some(-60), None), Verdict::Grace),
-            ("reset 60 s ago", vm("RUNNING", Some(86_400), Some((60, true))), Verdict::Grace),
-            ("reset long ago", vm("RUNNING", Some(86_400), Some((3_600, true))), Verdict::Reset),
-            ("reset in progress", vm("RUNNING", Some(86_400), Some((3_600, false))), Verdict::Grace),
-            ("stopped", vm("TERMINATED", Some(86_400), None), Verdict::Skipped),
+            (
+                "running, started long ago",
+                vm("RUNNING", Some(86_400), None),
+                Verdict::Reset,
+            ),
+            (
+                "running, no start time",
+                vm("RUNNING", None, None),
+                Verdict::Reset,
+            ),
+            (
+                "started 30 s ago",
+                vm("RUNNING", Some(30), None),
+                Verdict::Grace,
+            ),
+            (
+                "started 599 s ago",
+                vm("RUNNING", Some(599), None),
+                Verdict::Grace,
+            ),
+            (
+                "started 600 s ago",
+                vm("RUNNING", Some(600), None),
+                Verdict::Reset,
+            ),
+            (
+                "start time in the future",
+                vm("RUNNING", Some(-60), None),
+                Verdict::Grace,
+            ),
+            (
+                "reset 60 s ago",
+                vm("RUNNING", Some(86_400), Some((60, true))),
+                Verdict::Grace,
+            ),
+            (
+                "reset long ago",
+                vm("RUNNING", Some(86_400), Some((3_600, true))),
+                Verdict::Reset,
+            ),
+            (
+                "reset in progress",
+                vm("RUNNING", Some(86_400), Some((3_600, false))),
+                Verdict::Grace,
+            ),
+            (
+                "stopped",
+                vm("TERMINATED", Some(86_400), None),
+                Verdict::Skipped,
+            ),
             ("staging", vm("STAGING", Some(5), None), Verdict::Skipped),
-            ("provisioning", vm("PROVISIONING", None, None), Verdict::Skipped),
+            (
+                "provisioning",
+                vm("PROVISIONING", None, None),
+                Verdict::Skipped,
+            ),
             ("stopping", vm("STOPPING", None, None), Verdict::Skipped),
             ("suspended", vm("SUSPENDED", None, None), Verdict::Skipped),
             ("repairing", vm("REPAIRING", None, None), Verdict::Skipped),
@@ -179,7 +234,12 @@ mod tests {
 
     #[test]
     fn zero_grace_always_resets_a_running_vm() {
-        let (v, _) = decide_vm("down", &vm("RUNNING", Some(0), Some((0, true))), NOW, Duration::ZERO);
+        let (v, _) = decide_vm(
+            "down",
+            &vm("RUNNING", Some(0), Some((0, true))),
+            NOW,
+            Duration::ZERO,
+        );
         assert_eq!(v, Verdict::Reset);
     }
 }

@@ -25,7 +25,10 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0b52_94a1_4c0e_b3d4_5e8f_a2c7_91d
 
 /// The Compute filter for this instance's reset operations.
 pub fn reset_filter(instance: &Instance) -> String {
-    format!("operationType = \"reset\" AND targetId = \"{}\"", instance.id)
+    format!(
+        "operationType = \"reset\" AND targetId = \"{}\"",
+        instance.id
+    )
 }
 
 /// The newest reset of `instance` among `ops` (filtered again here: a filter the server
@@ -48,7 +51,12 @@ pub fn newest_reset(instance: &Instance, ops: &[Operation]) -> Option<ResetRecor
 }
 
 /// The `requestId` for resetting `instance` in the state that was read.
-pub fn request_id(project: &str, zone: &str, instance: &Instance, newest: Option<&ResetRecord>) -> Uuid {
+pub fn request_id(
+    project: &str,
+    zone: &str,
+    instance: &Instance,
+    newest: Option<&ResetRecord>,
+) -> Uuid {
     let key = format!(
         "reset|{project}|{zone}|{}|{}|{}|{}",
         instance.name,
@@ -128,7 +136,13 @@ mod tests {
         let ops = vec![
             op("op-old", "reset", "123", "2026-11-24T08:00:00Z", "DONE"),
             op("op-new", "reset", "123", "2026-11-24T09:00:00Z", "DONE"),
-            op("op-other-vm", "reset", "999", "2026-11-24T11:00:00Z", "DONE"),
+            op(
+                "op-other-vm",
+                "reset",
+                "999",
+                "2026-11-24T11:00:00Z",
+                "DONE",
+            ),
             op("op-start", "start", "123", "2026-11-24T11:30:00Z", "DONE"),
         ];
         let r = newest_reset(&i, &ops).unwrap();

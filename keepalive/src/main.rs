@@ -24,7 +24,11 @@ use check::{CheckOptions, Checker, Outcome};
 use decide::Verdict;
 
 #[derive(Parser)]
-#[command(name = "keepalive", version, about = "Health-checks a WhatsApp Business API client and resets its VM when it is down")]
+#[command(
+    name = "keepalive",
+    version,
+    about = "Health-checks a WhatsApp Business API client and resets its VM when it is down"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -50,7 +54,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = !matches!(cli.command, Some(Command::Check { .. }));
-    telemetry::init(if serving { Output::Stdout } else { Output::Stderr });
+    telemetry::init(if serving {
+        Output::Stdout
+    } else {
+        Output::Stderr
+    });
     let config = match config::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -66,7 +74,10 @@ fn main() -> ExitCode {
             "KEEPALIVE_ATTEMPTS × 2 × KEEPALIVE_REQUEST_TIMEOUT_MS + the retry delays may exceed KEEPALIVE_DEADLINE_S: a slow client may be answered 503 instead of reset"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("keepalive: cannot start the async runtime: {e}");
@@ -89,7 +100,9 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Some(Command::Check { payload, dry_run }) => run_check(&checker, &payload, dry_run).await,
+            Some(Command::Check { payload, dry_run }) => {
+                run_check(&checker, &payload, dry_run).await
+            }
         }
     })
 }
@@ -141,7 +154,8 @@ fn read_payload(source: &str) -> Result<Vec<u8>, String> {
         Ok(buf)
     } else {
         let path = PathBuf::from(source);
-        std::fs::read(&path).map_err(|e| format!("cannot read the payload file {}: {e}", path.display()))
+        std::fs::read(&path)
+            .map_err(|e| format!("cannot read the payload file {}: {e}", path.display()))
     }
 }
 

@@ -79,11 +79,10 @@ pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
     tracing::info!(%addr, "keepalive listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut drain_rx = stop_rx.clone();
-    let server = axum::serve(listener, router(checker))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
+    let server = axum::serve(listener, router(checker)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
     let drained = async move {
         let _ = drain_rx.wait_for(|stopped| *stopped).await;
         tokio::time::sleep(DRAIN).await;

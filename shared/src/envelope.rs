@@ -113,7 +113,11 @@ fn from_envelope(value: &Value, form: Form, prefix: &str) -> Result<PubSubMessag
     let obj = value.as_object().ok_or_else(|| {
         err(format!(
             "{} must be a JSON object with a `message` field, got {}",
-            if prefix.is_empty() { "body" } else { "CloudEvent data" },
+            if prefix.is_empty() {
+                "body"
+            } else {
+                "CloudEvent data"
+            },
             json_type(value)
         ))
     })?;
@@ -171,7 +175,10 @@ fn from_envelope(value: &Value, form: Form, prefix: &str) -> Result<PubSubMessag
     })
 }
 
-fn string_map(m: &Map<String, Value>, prefix: &str) -> Result<BTreeMap<String, String>, EnvelopeError> {
+fn string_map(
+    m: &Map<String, Value>,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>, EnvelopeError> {
     m.iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
@@ -276,7 +283,10 @@ mod tests {
             "datacontenttype": "application/json",
             "data": envelope()
         });
-        let h = headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]);
+        let h = headers(&[(
+            "content-type",
+            "application/cloudevents+json; charset=utf-8",
+        )]);
         let m = decode(&h, body.to_string().as_bytes()).unwrap();
         assert_eq!(m.form, Form::CloudEventStructured);
         assert_eq!(m.data, PAYLOAD.as_bytes());
@@ -289,17 +299,46 @@ mod tests {
             (b"".to_vec(), "request body is empty"),
             (b"{oops".to_vec(), "request body is not JSON"),
             (b"[]".to_vec(), "must be a JSON object"),
-            (json!({"subscription": "s"}).to_string().into_bytes(), "`message` is missing"),
-            (json!({"message": "x"}).to_string().into_bytes(), "`message` must be an object"),
-            (json!({"message": {}}).to_string().into_bytes(), "`message.data` is missing"),
-            (json!({"message": {"data": ""}}).to_string().into_bytes(), "`message.data` is empty"),
-            (json!({"message": {"data": 5}}).to_string().into_bytes(), "`message.data` must be a base64 string"),
-            (json!({"message": {"data": "%%%not base64"}}).to_string().into_bytes(), "`message.data` is not valid base64"),
-            (json!({"message": {"data": "eyJ9", "attributes": {"a": 1}}}).to_string().into_bytes(), "`message.attributes.a`"),
+            (
+                json!({"subscription": "s"}).to_string().into_bytes(),
+                "`message` is missing",
+            ),
+            (
+                json!({"message": "x"}).to_string().into_bytes(),
+                "`message` must be an object",
+            ),
+            (
+                json!({"message": {}}).to_string().into_bytes(),
+                "`message.data` is missing",
+            ),
+            (
+                json!({"message": {"data": ""}}).to_string().into_bytes(),
+                "`message.data` is empty",
+            ),
+            (
+                json!({"message": {"data": 5}}).to_string().into_bytes(),
+                "`message.data` must be a base64 string",
+            ),
+            (
+                json!({"message": {"data": "%%%not base64"}})
+                    .to_string()
+                    .into_bytes(),
+                "`message.data` is not valid base64",
+            ),
+            (
+                json!({"message": {"data": "eyJ9", "attributes": {"a": 1}}})
+                    .to_string()
+                    .into_bytes(),
+                "`message.attributes.a`",
+            ),
         ];
         for (body, want) in cases {
             let e = decode(&json_ct, &body).unwrap_err();
-            assert!(e.0.contains(want), "{:?}: {e}", String::from_utf8_lossy(&body));
+            assert!(
+                e.0.contains(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(&body)
+            );
         }
     }
 
@@ -314,7 +353,10 @@ mod tests {
         ]);
         let e = decode(&h, envelope().to_string().as_bytes()).unwrap_err();
         assert!(e.0.contains("com.example.other"), "{e}");
-        let h = headers(&[("ce-specversion", "1.0"), ("content-type", "application/json")]);
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("content-type", "application/json"),
+        ]);
         let e = decode(&h, envelope().to_string().as_bytes()).unwrap_err();
         assert!(e.0.contains("not a valid CloudEvent"), "{e}");
         let h = headers(&[("content-type", "application/cloudevents+json")]);
@@ -324,8 +366,14 @@ mod tests {
 
     #[test]
     fn base64_variants() {
-        assert_eq!(decode_base64("eyJ2bSI6IndhIn0=").unwrap(), PAYLOAD.as_bytes());
-        assert_eq!(decode_base64("eyJ2bSI6IndhIn0").unwrap(), PAYLOAD.as_bytes());
+        assert_eq!(
+            decode_base64("eyJ2bSI6IndhIn0=").unwrap(),
+            PAYLOAD.as_bytes()
+        );
+        assert_eq!(
+            decode_base64("eyJ2bSI6IndhIn0").unwrap(),
+            PAYLOAD.as_bytes()
+        );
         assert!(decode_base64("***").is_none());
     }
 }

@@ -240,7 +240,10 @@ fn parse_hostname(raw: &str) -> Result<Url, PayloadError> {
     Ok(url)
 }
 
-fn required_str<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<&'a str, PayloadError> {
+fn required_str<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<&'a str, PayloadError> {
     optional_str(map, key)?.ok_or_else(|| PayloadError::new(key, "is missing"))
 }
 
@@ -358,7 +361,10 @@ mod tests {
             ("127.0.0.1:8081", "http://127.0.0.1:8081/"),
             ("wa.example.com", "http://wa.example.com/"),
             ("https://wa.example.com", "https://wa.example.com/"),
-            ("https://wa.example.com:9090/", "https://wa.example.com:9090/"),
+            (
+                "https://wa.example.com:9090/",
+                "https://wa.example.com:9090/",
+            ),
             ("HTTP://wa.example.com/base/", "http://wa.example.com/base"),
         ];
         for (raw, want) in cases {
@@ -382,7 +388,11 @@ mod tests {
             ("whatsAppUsername", json!(true), "a boolean"),
             ("whatsAppPassword", Value::Null, "is missing"),
             ("project", json!("Bad/Project"), "not a valid"),
-            ("whatsAppPasswordSecret", json!("projects/p/secrets/s"), "version name"),
+            (
+                "whatsAppPasswordSecret",
+                json!("projects/p/secrets/s"),
+                "version name",
+            ),
         ];
         for (field, value, problem) in cases {
             let mut v = original();

@@ -126,7 +126,9 @@ impl Health {
             .as_object()
             .ok_or("`health` is not an object")?;
         if let Some(s) = health.get("gateway_status") {
-            let s = s.as_str().ok_or("`health.gateway_status` is not a string")?;
+            let s = s
+                .as_str()
+                .ok_or("`health.gateway_status` is not a string")?;
             return Ok(Health::Single {
                 gateway_status: s.to_string(),
             });
@@ -188,7 +190,10 @@ impl Health {
                         )
                     })
                     .collect();
-                HealthState::Down(format!("no coreapp node is connected ({})", seen.join(", ")))
+                HealthState::Down(format!(
+                    "no coreapp node is connected ({})",
+                    seen.join(", ")
+                ))
             }
         }
     }
@@ -247,7 +252,8 @@ impl WhatsAppClient {
         password: &SecretString,
         new_password: &SecretString,
     ) -> Result<Session, WaError> {
-        self.login_inner(username, password, Some(new_password)).await
+        self.login_inner(username, password, Some(new_password))
+            .await
     }
 
     async fn login_inner(
@@ -413,7 +419,10 @@ mod tests {
             "wa-1:primary_master": {"gateway_status": "connected", "role": "primary_master"},
             "wa-3:coreapp": {"gateway_status": "disconnected", "role": "coreapp"}
         }}));
-        assert!(matches!(st, HealthState::Down(ref r) if r.contains("no coreapp")), "{st:?}");
+        assert!(
+            matches!(st, HealthState::Down(ref r) if r.contains("no coreapp")),
+            "{st:?}"
+        );
         let st = state(json!({"health": {
             "wa-3:coreapp": {"gateway_status": "connected", "role": "coreapp"},
             "wa-4:coreapp": {"gateway_status": "unregistered", "role": "coreapp"}

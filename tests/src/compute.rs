@@ -647,11 +647,32 @@ fn not_found(resource: &str) -> Response {
 }
 
 enum Route<'a> {
-    GetInstance { p: &'a str, z: &'a str, i: &'a str },
-    Action { p: &'a str, z: &'a str, i: &'a str, action: &'a str, route: ComputeRoute },
-    ListOps { p: &'a str, z: &'a str },
-    GetOp { p: &'a str, z: &'a str, op: &'a str },
-    WaitOp { p: &'a str, z: &'a str, op: &'a str },
+    GetInstance {
+        p: &'a str,
+        z: &'a str,
+        i: &'a str,
+    },
+    Action {
+        p: &'a str,
+        z: &'a str,
+        i: &'a str,
+        action: &'a str,
+        route: ComputeRoute,
+    },
+    ListOps {
+        p: &'a str,
+        z: &'a str,
+    },
+    GetOp {
+        p: &'a str,
+        z: &'a str,
+        op: &'a str,
+    },
+    WaitOp {
+        p: &'a str,
+        z: &'a str,
+        op: &'a str,
+    },
 }
 
 impl Route<'_> {
@@ -692,7 +713,13 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
                 "stop" => ComputeRoute::Stop,
                 _ => return None,
             };
-            Some(Route::Action { p, z, i, action, route })
+            Some(Route::Action {
+                p,
+                z,
+                i,
+                action,
+                route,
+            })
         }
         ["compute", "v1", "projects", p, "zones", z, "operations"] if get => {
             Some(Route::ListOps { p, z })
@@ -713,7 +740,10 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
         return compute_error(
             404,
             "notFound",
-            &format!("The requested URL {} was not found on this server.", uri.path()),
+            &format!(
+                "The requested URL {} was not found on this server.",
+                uri.path()
+            ),
         );
     };
     let which = route.route();
@@ -727,7 +757,9 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
     }
     let fault = {
         let mut st = lock(&ctx.state);
-        st.faults.get_mut(&which).and_then(|f| f.next.pop_front().or(f.always))
+        st.faults
+            .get_mut(&which)
+            .and_then(|f| f.next.pop_front().or(f.always))
     };
     match fault {
         Some(Fault::Hang) => match hang().await {},
@@ -735,7 +767,12 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
         None => {}
     }
     let query = query_pairs(uri.query());
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let mut st = lock(&ctx.state);
     match route {
         Route::GetInstance { p, z, i } => {
@@ -745,7 +782,9 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
                 None => not_found(&route.resource()),
             }
         }
-        Route::Action { p, z, i, action, .. } => {
+        Route::Action {
+            p, z, i, action, ..
+        } => {
             let key = (p.to_owned(), z.to_owned(), i.to_owned());
             let Some(inst) = st.instances.get(&key) else {
                 return not_found(&route.resource());
@@ -849,7 +888,12 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
                 ops.reverse();
             }
             let total = ops.len();
-            let items: Vec<Value> = ops.into_iter().skip(offset).take(max).map(|(_, _, v)| v).collect();
+            let items: Vec<Value> = ops
+                .into_iter()
+                .skip(offset)
+                .take(max)
+                .map(|(_, _, v)| v)
+                .collect();
             let zone_link = st.zone_link(p, z);
             let mut body = json!({
                 "kind": "compute#operationList",
@@ -1115,7 +1159,8 @@ pub mod filter {
     }
 
     fn normalize_link(s: &str) -> &str {
-        s.find("/compute/v1/").map_or(s, |i| &s[i + "/compute/v1/".len()..])
+        s.find("/compute/v1/")
+            .map_or(s, |i| &s[i + "/compute/v1/".len()..])
     }
 
     fn glob(pattern: &str, text: &str) -> bool {
@@ -1163,7 +1208,10 @@ pub mod filter {
                     };
                     let have = as_text(have);
                     let (have, want) = if field.ends_with("Link") || field == "zone" {
-                        (normalize_link(&have).to_owned(), normalize_link(want).to_owned())
+                        (
+                            normalize_link(&have).to_owned(),
+                            normalize_link(want).to_owned(),
+                        )
                     } else {
                         (have, want.clone())
                     };
@@ -1204,8 +1252,14 @@ pub mod filter {
                 (r#"NOT (status = "DONE")"#, false),
                 (r#"status != "DONE""#, false),
                 (r#"operationType eq reset"#, true),
-                (r#"targetLink = "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/vm""#, true),
-                (r#"targetLink = "https://compute.googleapis.com/compute/v1/projects/p/zones/z/instances/other""#, false),
+                (
+                    r#"targetLink = "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/vm""#,
+                    true,
+                ),
+                (
+                    r#"targetLink = "https://compute.googleapis.com/compute/v1/projects/p/zones/z/instances/other""#,
+                    false,
+                ),
                 (r#"insertTime > "2026-11-24T17:00:00Z""#, true),
                 (r#"insertTime > "2026-11-24T19:00:00Z""#, false),
                 (r#"unknownField = "x""#, false),
@@ -1215,7 +1269,13 @@ pub mod filter {
                 let e = parse(f).unwrap_or_else(|e| panic!("{f}: {e}"));
                 assert_eq!(e.matches(&op), want, "{f}");
             }
-            for bad in [r#"operationType = "reset"#, "operationType", "(a = b", "a = b)", "= b"] {
+            for bad in [
+                r#"operationType = "reset"#,
+                "operationType",
+                "(a = b",
+                "a = b)",
+                "= b",
+            ] {
                 assert!(parse(bad).is_err(), "{bad}");
             }
             let deep = "(".repeat(100) + "a = b" + &")".repeat(100);
@@ -1254,7 +1314,10 @@ mod tests {
 
     impl Fixture {
         fn url(&self, rest: &str) -> String {
-            format!("{}/compute/v1/projects/{P}/zones/{Z}/{rest}", self.compute.url())
+            format!(
+                "{}/compute/v1/projects/{P}/zones/{Z}/{rest}",
+                self.compute.url()
+            )
         }
 
         async fn get(&self, rest: &str) -> (u16, Value) {
@@ -1301,7 +1364,10 @@ mod tests {
             body["networkInterfaces"][0]["accessConfigs"][0]["natIP"],
             "203.0.113.7"
         );
-        assert!(body["zone"].as_str().unwrap().ends_with(&format!("/zones/{Z}")));
+        assert!(body["zone"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/zones/{Z}")));
 
         let (status, body) = f.get("instances/nope").await;
         assert_eq!(status, 404);
@@ -1332,7 +1398,9 @@ mod tests {
     #[tokio::test]
     async fn reset_operation_lifecycle() {
         let f = fixture().await;
-        let id = f.compute.add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
+        let id = f
+            .compute
+            .add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
         let before = f.compute.instance(P, Z, "vm").unwrap();
         let rid = uuid::Uuid::new_v4().to_string();
         let (status, op) = f.post(&format!("instances/vm/reset?requestId={rid}")).await;
@@ -1342,7 +1410,10 @@ mod tests {
         assert_eq!(op["status"], "PENDING");
         assert_eq!(op["targetId"], id.to_string());
         assert_eq!(op["clientOperationId"], rid);
-        assert!(op["targetLink"].as_str().unwrap().ends_with("/instances/vm"));
+        assert!(op["targetLink"]
+            .as_str()
+            .unwrap()
+            .ends_with("/instances/vm"));
         let name = op["name"].as_str().unwrap().to_owned();
         assert!(name.starts_with("operation-"));
         let (_, op) = f.get(&format!("operations/{name}")).await;
@@ -1386,31 +1457,46 @@ mod tests {
         assert_eq!(f.compute.resets("vm"), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reset_dedup_by_request_id_under_concurrency() {
-        let f = fixture().await;
-        f.compute.add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
-        let rid = uuid::Uuid::new_v4().to_string();
-        let path = format!("instances/vm/reset?requestId={rid}");
-        let (a, b) = tokio::join!(f.post(&path), f.post(&path));
-        assert_eq!((a.0, b.0), (200, 200));
-        assert_eq!(a.1["name"], b.1["name"]);
-        assert_eq!(f.compute.resets("vm"), 1);
+        let f = Arc::new(fixture().await);
+        const ROUNDS: usize = 20;
+        for round in 0..ROUNDS {
+            let name = format!("vm{round}");
+            f.compute
+                .add_instance(P, Z, &name, "RUNNING", OffsetDateTime::now_utc());
+            let same = format!("instances/{name}/reset?requestId={}", uuid::Uuid::new_v4());
+            let (f1, f2, p1, p2) = (f.clone(), f.clone(), same.clone(), same);
+            let a = tokio::spawn(async move { f1.post(&p1).await });
+            let b = tokio::spawn(async move { f2.post(&p2).await });
+            let (a, b) = (a.await.unwrap(), b.await.unwrap());
+            assert_eq!((a.0, b.0), (200, 200));
+            assert_eq!(a.1["name"], b.1["name"]);
+            assert_eq!(f.compute.resets(&name), 1, "round {round}");
 
-        let p1 = format!("instances/vm/reset?requestId={}", uuid::Uuid::new_v4());
-        let p2 = format!("instances/vm/reset?requestId={}", uuid::Uuid::new_v4());
-        let (a, b) = tokio::join!(f.post(&p1), f.post(&p2));
-        assert_ne!(a.1["name"], b.1["name"]);
-        assert_eq!(f.compute.resets("vm"), 3);
-        assert_eq!(f.compute.route_count(ComputeRoute::Reset), 4);
-        assert_eq!(f.compute.operations().len(), 3);
+            let p1 = format!("instances/{name}/reset?requestId={}", uuid::Uuid::new_v4());
+            let p2 = format!("instances/{name}/reset?requestId={}", uuid::Uuid::new_v4());
+            let (f1, f2) = (f.clone(), f.clone());
+            let a = tokio::spawn(async move { f1.post(&p1).await });
+            let b = tokio::spawn(async move { f2.post(&p2).await });
+            let (a, b) = (a.await.unwrap(), b.await.unwrap());
+            assert_ne!(a.1["name"], b.1["name"]);
+            assert_eq!(f.compute.resets(&name), 3, "round {round}");
+        }
+        assert_eq!(f.compute.route_count(ComputeRoute::Reset), 4 * ROUNDS);
+        assert_eq!(f.compute.operations().len(), 3 * ROUNDS);
+        assert_eq!(f.compute.total_resets(), 3 * ROUNDS);
     }
 
     #[tokio::test]
     async fn list_operations_with_filters() {
         let f = fixture().await;
-        let id = f.compute.add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
-        let other = f.compute.add_instance(P, Z, "other", "RUNNING", OffsetDateTime::now_utc());
+        let id = f
+            .compute
+            .add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
+        let other = f
+            .compute
+            .add_instance(P, Z, "other", "RUNNING", OffsetDateTime::now_utc());
         let (_, body) = f.get("operations").await;
         assert_eq!(body["kind"], "compute#operationList");
         assert!(body.get("items").is_none());
@@ -1419,7 +1505,8 @@ mod tests {
         let seeded = f.compute.add_operation(P, Z, "vm", "reset", "DONE", old);
         f.compute.add_operation(P, Z, "other", "reset", "DONE", old);
         f.compute.add_operation(P, Z, "vm", "stop", "DONE", old);
-        f.compute.add_operation(P, "other-zone", "vm", "reset", "DONE", old);
+        f.compute
+            .add_operation(P, "other-zone", "vm", "reset", "DONE", old);
         let (_, newest) = f.post("instances/vm/reset").await;
 
         let q = |filter: &str| {
@@ -1439,7 +1526,8 @@ mod tests {
             assert_eq!(items.len(), 2, "{filter}");
             assert_eq!(items[0]["name"], newest["name"], "newest first");
             assert_eq!(items[1]["name"], seeded.as_str());
-            assert!(items.iter().all(|o| o["targetId"] == id.to_string()));
+            let id_text = id.to_string();
+            assert!(items.iter().all(|o| o["targetId"] == id_text));
         }
         let (_, body) = f.get(&q(&format!(r#"targetId = "{other}""#))).await;
         assert_eq!(body["items"].as_array().unwrap().len(), 1);
@@ -1461,7 +1549,8 @@ mod tests {
     #[tokio::test]
     async fn scripted_errors() {
         let f = fixture().await;
-        f.compute.add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
+        f.compute
+            .add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
         f.compute.fail_next(ComputeRoute::Reset, 2, 429);
         let (status, body) = f.post("instances/vm/reset").await;
         assert_eq!(status, 429);
@@ -1509,8 +1598,10 @@ mod tests {
     #[tokio::test]
     async fn failed_operations() {
         let f = fixture().await;
-        f.compute.add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
-        f.compute.set_new_op_error(Some(("RESOURCE_NOT_READY", "not ready")));
+        f.compute
+            .add_instance(P, Z, "vm", "RUNNING", OffsetDateTime::now_utc());
+        f.compute
+            .set_new_op_error(Some(("RESOURCE_NOT_READY", "not ready")));
         f.compute.set_op_polls_to_done(0);
         let (_, op) = f.post("instances/vm/reset").await;
         assert_eq!(op["status"], "DONE");

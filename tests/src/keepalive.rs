@@ -220,7 +220,9 @@ pub fn run_check(env: &BTreeMap<String, String>, payload: &[u8], extra: &[&str])
         .unwrap()
         .write_all(payload)
         .expect("cannot write the payload");
-    let out = child.wait_with_output().expect("keepalive check did not finish");
+    let out = child
+        .wait_with_output()
+        .expect("keepalive check did not finish");
     CheckRun {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,1 +1,158 @@
+//! Fakes of the outside world for the keepalive's tests: real HTTP servers on `127.0.0.1`
+//! (ephemeral ports, `TCP_NODELAY`, answers written in one piece) that tests script and
+//! inspect.
+//!
+//! - [`whatsapp::FakeWhatsApp`]: the on-premises WhatsApp Business API client.
+//! - [`compute::FakeCompute`]: Compute Engine v1 (instances, reset with `requestId`
+//!   deduplication, zonal operations).
+//! - [`token::FakeTokenServer`]: the OAuth2 token endpoint of a service-account key, with
+//!   the [`token::TokenRegistry`] that the Google fakes check bearer tokens against.
+//! - [`secretmanager::FakeSecretManager`]: Secret Manager v1.
+//! - [`GoogleFakes`]: token endpoint + Compute + Secret Manager sharing one registry, and a
+//!   service-account key file pointing at them.
 
+pub mod compute;
+pub mod keepalive;
+pub mod secretmanager;
+pub mod server;
+pub mod token;
+pub mod whatsapp;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+pub use compute::{ComputeRoute, FakeCompute};
+pub use secretmanager::FakeSecretManager;
+pub use server::{HttpServer, RecordedRequest, TempDir};
+pub use token::{FakeTokenServer, TokenRegistry, FAKE_CLIENT_EMAIL, FAKE_PROJECT};
+pub use whatsapp::{Behaviour, FakeWhatsApp, Health};
+
+/// The Google side of a test: token endpoint, Compute Engine and Secret Manager sharing one
+/// [`TokenRegistry`], and a service-account key file (in a temporary directory removed on
+/// drop) whose `token_uri` is the fake token endpoint.
+pub struct GoogleFakes {
+    /// Tokens the fakes accept (those the token endpoint granted, plus any issued directly).
+    pub tokens: Arc<TokenRegistry>,
+    /// The OAuth2 token endpoint.
+    pub token: FakeTokenServer,
+    /// Compute Engine.
+    pub compute: FakeCompute,
+    /// Secret Manager.
+    pub secrets: FakeSecretManager,
+    /// The service-account key file (`GOOGLE_APPLICATION_CREDENTIALS`).
+    pub key_file: PathBuf,
+    dir: TempDir,
+}
+
+impl GoogleFakes {
+    /// Starts the three fakes and writes the key file.
+    pub async fn start() -> Self {
+        let tokens = TokenRegistry::new();
+        let token = FakeTokenServer::start(tokens.clone()).await;
+        let compute = FakeCompute::start(tokens.clone()).await;
+        let secrets = FakeSecretManager::start(tokens.clone()).await;
+        let dir = TempDir::new("google").expect("create temporary directory");
+        let key_file = token.write_service_account_key(dir.path());
+        GoogleFakes {
+            tokens,
+            token,
+            compute,
+            secrets,
+            key_file,
+            dir,
+        }
+    }
+
+    /// The temporary directory (holds the key file; free for other files of the test).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Environment for the keepalive: `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `KEEPALIVE_COMPUTE_ENDPOINT`, `KEEPALIVE_SECRETMANAGER_ENDPOINT`. (Not
+    /// `GOOGLE_CLOUD_PROJECT`: the key file's `project_id` is [`FAKE_PROJECT`].)
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS".into(),
+                self.key_file.display().to_string(),
+            ),
+            ("KEEPALIVE_COMPUTE_ENDPOINT".into(), self.compute.url()),
+            (
+                "KEEPALIVE_SECRETMANAGER_ENDPOINT".into(),
+                self.secrets.url(),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn google_fakes_share_tokens() {
+        let g = GoogleFakes::start().await;
+        let key: Value =
+            serde_json::from_str(&std::fs::read_to_string(&g.key_file).unwrap()).unwrap();
+        assert_eq!(key["token_uri"], g.token.token_uri());
+        assert_eq!(key["project_id"], FAKE_PROJECT);
+        assert_eq!(key["client_email"], FAKE_CLIENT_EMAIL);
+        assert!(g.key_file.starts_with(g.dir()));
+        assert_eq!(g.env().len(), 3);
+
+        // A token granted by the token endpoint works on Compute and Secret Manager.
+        let jwt = token::tests::sign_jwt(&token::tests::claims_for(&g.token.token_uri()));
+        let client = reqwest::Client::new();
+        let body: Value = client
+            .post(g.token.token_uri())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+                    .append_pair("assertion", &jwt)
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        g.compute.add_instance(
+            FAKE_PROJECT,
+            "z",
+            "vm",
+            "RUNNING",
+            time::OffsetDateTime::now_utc(),
+        );
+        let resp = client
+            .get(format!(
+                "{}/compute/v1/projects/{FAKE_PROJECT}/zones/z/instances/vm",
+                g.compute.url()
+            ))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let version = g
+            .secrets
+            .put(&format!("projects/{FAKE_PROJECT}/secrets/wa"), "pw");
+        let resp = client
+            .get(format!("{}/v1/{version}:access", g.secrets.url()))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+
+        let dir = g.dir().to_owned();
+        drop(g);
+        assert!(!dir.exists());
+    }
+}

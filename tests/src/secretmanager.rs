@@ -117,17 +117,23 @@ impl FakeSecretManager {
         let (p, s) = split_secret_name(name)
             .unwrap_or_else(|| panic!("FakeSecretManager::put: bad secret name {name:?}"));
         let mut st = lock(&self.state);
-        let secret = st.secrets.entry((p.clone(), s.clone())).or_insert_with(|| Secret {
-            created: now(),
-            replication: json!({"automatic": {}}),
-            versions: Vec::new(),
-        });
+        let secret = st
+            .secrets
+            .entry((p.clone(), s.clone()))
+            .or_insert_with(|| Secret {
+                created: now(),
+                replication: json!({"automatic": {}}),
+                versions: Vec::new(),
+            });
         secret.versions.push(Version {
             data: value.as_bytes().to_vec(),
             state: "ENABLED".into(),
             created: now(),
         });
-        format!("projects/{p}/secrets/{s}/versions/{}", secret.versions.len())
+        format!(
+            "projects/{p}/secrets/{s}/versions/{}",
+            secret.versions.len()
+        )
     }
 
     /// The newest enabled version's value, if any.
@@ -226,7 +232,10 @@ pub fn google_error(code: u16, status: &str, message: &str) -> Response {
 fn scripted_error(code: u16) -> Response {
     let (status, message) = match code {
         400 => ("INVALID_ARGUMENT", "Invalid argument."),
-        401 => ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+        401 => (
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        ),
         403 => (
             "PERMISSION_DENIED",
             "Permission 'secretmanager.versions.access' denied for resource (or it may not exist).",
@@ -373,7 +382,9 @@ async fn handle(
                     google_error(
                         404,
                         "NOT_FOUND",
-                        &format!("Secret Version [projects/{p}/secrets/{s}/versions/{v}] not found."),
+                        &format!(
+                            "Secret Version [projects/{p}/secrets/{s}/versions/{v}] not found."
+                        ),
                     )
                 }
             };
@@ -450,11 +461,20 @@ mod tests {
     #[tokio::test]
     async fn access_versions() {
         let (sm, token, client) = fixture().await;
-        assert_eq!(sm.put("projects/p/secrets/wa", "first"), "projects/p/secrets/wa/versions/1");
-        assert_eq!(sm.put("projects/p/secrets/wa", "second"), "projects/p/secrets/wa/versions/2");
+        assert_eq!(
+            sm.put("projects/p/secrets/wa", "first"),
+            "projects/p/secrets/wa/versions/1"
+        );
+        assert_eq!(
+            sm.put("projects/p/secrets/wa", "second"),
+            "projects/p/secrets/wa/versions/2"
+        );
         let access = |v: &str| {
             client
-                .get(format!("{}/v1/projects/p/secrets/wa/versions/{v}:access", sm.url()))
+                .get(format!(
+                    "{}/v1/projects/p/secrets/wa/versions/{v}:access",
+                    sm.url()
+                ))
                 .bearer_auth(&token)
                 .send()
         };
@@ -463,7 +483,9 @@ mod tests {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["name"], "projects/p/secrets/wa/versions/2");
         assert_eq!(
-            b64().decode(body["payload"]["data"].as_str().unwrap()).unwrap(),
+            b64()
+                .decode(body["payload"]["data"].as_str().unwrap())
+                .unwrap(),
             b"second"
         );
         assert_eq!(body["payload"]["dataCrc32c"], crc32c(b"second").to_string());
@@ -473,7 +495,10 @@ mod tests {
         let resp = access("7").await.unwrap();
         assert_eq!(resp.status(), 404);
         let resp = client
-            .get(format!("{}/v1/projects/p/secrets/nope/versions/latest:access", sm.url()))
+            .get(format!(
+                "{}/v1/projects/p/secrets/nope/versions/latest:access",
+                sm.url()
+            ))
             .bearer_auth(&token)
             .send()
             .await
@@ -487,7 +512,10 @@ mod tests {
         );
 
         let resp = client
-            .get(format!("{}/v1/projects/p/secrets/wa/versions/latest:access", sm.url()))
+            .get(format!(
+                "{}/v1/projects/p/secrets/wa/versions/latest:access",
+                sm.url()
+            ))
             .send()
             .await
             .unwrap();
@@ -539,7 +567,10 @@ mod tests {
         assert_eq!(sm.get_latest("p", "pw").as_deref(), Some("hunter2"));
 
         let resp = client
-            .post(format!("{}/v1/projects/p/secrets/missing:addVersion", sm.url()))
+            .post(format!(
+                "{}/v1/projects/p/secrets/missing:addVersion",
+                sm.url()
+            ))
             .bearer_auth(&token)
             .json(&json!({"payload": {"data": b64().encode("x")}}))
             .send()

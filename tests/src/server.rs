@@ -3,13 +3,17 @@
 //! (buffered body, `content-length`, one flattened write), can be stopped (listener closed,
 //! connections in progress dropped) and restarted on the same port, and shuts down when
 //! dropped. Plus small helpers (auth headers, JSON answers, timestamps, a temporary directory).
+//!
+//! Every fake runs on one shared background runtime (two worker threads of its own), not on
+//! the test's runtime: a test may block its thread (`std::process::Command::output`, a
+//! current-thread `#[tokio::test]`) and the fakes keep answering.
 
 use std::{
     convert::Infallible,
     fmt, io,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -142,7 +146,7 @@ impl HttpServer {
 
     fn spawn(&self, listener: TcpListener) -> Running {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(
+        let task = runtime().spawn(accept_loop(
             listener,
             self.router.clone(),
             self.requests.clone(),
@@ -214,7 +218,24 @@ impl Drop for HttpServer {
     }
 }
 
+/// The runtime every fake runs on: its own two worker threads, independent of the test's
+/// runtime, so that fakes keep answering while a test blocks (e.g. on `std::process`
+/// waiting for the keepalive binary) or runs on a current-thread runtime.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fake-servers")
+            .enable_all()
+            .build()
+            .expect("build the fakes' runtime")
+    })
+}
+
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    // Register the listener with the fakes' runtime, not the caller's.
+    let _enter = runtime().enter();
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
@@ -256,6 +277,7 @@ async fn serve_connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, "fake server: TCP_NODELAY failed");
     }
+    debug_assert!(stream.nodelay().unwrap_or(true), "TCP_NODELAY not set");
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         handle(router.clone(), requests.clone(), req)
     });
@@ -501,7 +523,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sets_nodelay_and_stop_drops_hanging_connections() {
+    async fn stop_drops_hanging_connections() {
         let server = HttpServer::start(Router::new().route(
             "/hang",
             get(|| async {
@@ -528,6 +550,43 @@ mod tests {
         assert!(result.is_err());
     }
 
+    /// The fakes answer while the thread that started them blocks and no runtime of the
+    /// test's is being polled.
+    #[test]
+    fn serves_while_the_test_thread_blocks() {
+        use std::io::{Read, Write};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(HttpServer::start(
+                Router::new().route("/hello", get(|| async { "hi" })),
+            ))
+            .unwrap();
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("content-length: 2"));
+        assert!(answer.ends_with("hi"));
+        // Dropping the server closes its port (the abort lands on the fakes' runtime
+        // shortly after).
+        let addr = server.addr();
+        drop(server);
+        let refused = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            std::net::TcpStream::connect(addr).is_err()
+        });
+        assert!(refused, "port still open after drop");
+    }
+
     #[test]
     fn timestamps() {
         let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_888_800_123_000_000).unwrap();
@@ -543,7 +602,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
         assert_eq!(bearer_token(&h), Some("abc"));
-        h.insert(header::AUTHORIZATION, "Basic dXNlcjpwYTpzcw==".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic dXNlcjpwYTpzcw==".parse().unwrap(),
+        );
         assert_eq!(bearer_token(&h), None);
         assert_eq!(basic_auth(&h), Some(("user".into(), "pa:ss".into())));
     }

@@ -182,8 +182,8 @@ impl FakeTokenServer {
     /// Like [`write_service_account_key`](Self::write_service_account_key), without panicking.
     pub fn try_write_service_account_key(&self, dir: &Path) -> io::Result<PathBuf> {
         let path = dir.join("service-account.json");
-        let text = serde_json::to_string_pretty(&self.service_account_key())
-            .map_err(io::Error::other)?;
+        let text =
+            serde_json::to_string_pretty(&self.service_account_key()).map_err(io::Error::other)?;
         std::fs::write(&path, text)?;
         Ok(path)
     }
@@ -295,10 +295,10 @@ fn check_jwt(jwt: &str, token_uri: &str) -> Result<Value, JwtError> {
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return fail("Invalid JWT: alg must be RS256");
     }
-    if !claims
+    if claims
         .get("iss")
         .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         return fail("Invalid JWT: missing iss");
     }
@@ -320,7 +320,9 @@ fn check_jwt(jwt: &str, token_uri: &str) -> Result<Value, JwtError> {
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if exp < now || iat > now + 300 {
-        return fail("Invalid JWT: Token must be a short-lived token and in a reasonable timeframe");
+        return fail(
+            "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe",
+        );
     }
     let Some(sig) = b64url(sig_b64) else {
         return fail("Invalid JWT Signature: not base64url");
@@ -431,7 +433,11 @@ pub(crate) mod tests {
 
         // Wrong audience.
         let jwt = sign_jwt(&claims_for("https://oauth2.googleapis.com/token"));
-        let resp = post_form(&uri, &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)]).await;
+        let resp = post_form(
+            &uri,
+            &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)],
+        )
+        .await;
         assert_eq!(resp.status(), 400);
 
         // Tampered signature.
@@ -450,7 +456,11 @@ pub(crate) mod tests {
         let mut claims = claims_for(&uri);
         claims["scope"] = json!("https://www.googleapis.com/auth/userinfo.email");
         let jwt = sign_jwt(&claims);
-        let resp = post_form(&uri, &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)]).await;
+        let resp = post_form(
+            &uri,
+            &[("grant_type", JWT_BEARER_GRANT), ("assertion", &jwt)],
+        )
+        .await;
         assert_eq!(resp.status(), 400);
 
         assert_eq!(server.token_count(), 0);
@@ -462,7 +472,10 @@ pub(crate) mod tests {
         let server = FakeTokenServer::start(TokenRegistry::new()).await;
         let uri = server.token_uri();
         let jwt = sign_jwt(&claims_for(&uri));
-        let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", jwt.as_str())];
+        let form = [
+            ("grant_type", JWT_BEARER_GRANT),
+            ("assertion", jwt.as_str()),
+        ];
         server.fail_next(1, 503);
         assert_eq!(post_form(&uri, &form).await.status(), 503);
         assert_eq!(post_form(&uri, &form).await.status(), 200);
@@ -473,6 +486,23 @@ pub(crate) mod tests {
         assert_eq!(post_form(&uri, &form).await.status(), 200);
         assert_eq!(server.token_count(), 2);
         assert_eq!(server.requests().len(), 5);
+    }
+
+    /// The real `gcp_auth` crate reads the key file, signs a JWT and gets a token over
+    /// plain HTTP from the fake.
+    #[tokio::test]
+    async fn gcp_auth_gets_a_token() {
+        use gcp_auth::TokenProvider as _;
+        let registry = TokenRegistry::new();
+        let server = FakeTokenServer::start(registry.clone()).await;
+        let dir = crate::server::TempDir::new("gcp-auth").unwrap();
+        let path = server.write_service_account_key(dir.path());
+        let provider = gcp_auth::CustomServiceAccount::from_file(&path).unwrap();
+        let token = provider.token(&[CLOUD_PLATFORM_SCOPE]).await.unwrap();
+        assert!(registry.is_valid(token.as_str()));
+        assert_eq!(server.token_count(), 1);
+        assert_eq!(server.claims()[0]["iss"], FAKE_CLIENT_EMAIL);
+        assert_eq!(server.claims()[0]["aud"], server.token_uri());
     }
 
     #[test]

@@ -379,12 +379,21 @@ async fn handle(
     endpoint(&state, &method, &path, &headers, &body)
 }
 
-fn endpoint(state: &Shared, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+fn endpoint(
+    state: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     if path == LOGIN_PATH {
         if method != Method::POST {
             return error_response(405, "Method not allowed");
         }
         return login(state, headers, body);
+    }
+    if !path.starts_with("/v1/") {
+        return error_response(404, &format!("Unknown path: {path}"));
     }
     let mut st = lock(state);
     let authorized = bearer_token(headers).is_some_and(|t| st.tokens.contains_key(t));
@@ -491,7 +500,11 @@ mod tests {
     }
 
     async fn token(wa: &FakeWhatsApp) -> String {
-        let body: Value = login(wa, "admin", "S3cret!pass").await.json().await.unwrap();
+        let body: Value = login(wa, "admin", "S3cret!pass")
+            .await
+            .json()
+            .await
+            .unwrap();
         body["users"][0]["token"].as_str().unwrap().to_owned()
     }
 
@@ -569,7 +582,10 @@ mod tests {
             assert_eq!(resp.status(), 200, "{method} {path}");
             let body: Value = resp.json().await.unwrap();
             assert_eq!(body["meta"]["api_status"], "stable", "{path}");
-            assert_eq!(wa.count(method, path), 1 + usize::from(path == HEALTH_PATH) * 2);
+            assert_eq!(
+                wa.count(method, path),
+                1 + usize::from(path == HEALTH_PATH) * 2
+            );
         }
         let body: Value = get(&wa, "/v1/settings/application", &token)
             .await
@@ -603,7 +619,10 @@ mod tests {
             body["health"]["wa-1:primary_master"],
             json!({"gateway_status": "disconnected", "role": "primary_master"})
         );
-        assert_eq!(body["health"]["wa-2:coreapp"]["gateway_status"], "connected");
+        assert_eq!(
+            body["health"]["wa-2:coreapp"]["gateway_status"],
+            "connected"
+        );
 
         wa.set_health(Health::Raw(json!({"health": 42})));
         let body: Value = get(&wa, HEALTH_PATH, &token).await.json().await.unwrap();
@@ -663,7 +682,11 @@ mod tests {
         let wa = FakeWhatsApp::start("admin", "S3cret!pass").await;
         let token = token(&wa).await;
         wa.set_latency(Duration::from_millis(50));
-        wa.fail_next("/v1/stats/app", 1, Behaviour::Delay(Duration::from_millis(100)));
+        wa.fail_next(
+            "/v1/stats/app",
+            1,
+            Behaviour::Delay(Duration::from_millis(100)),
+        );
         let started = std::time::Instant::now();
         assert_eq!(get(&wa, "/v1/stats/app", &token).await.status(), 200);
         assert!(started.elapsed() >= Duration::from_millis(150));

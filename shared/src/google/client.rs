@@ -22,7 +22,11 @@ pub struct GoogleClient {
 
 impl GoogleClient {
     /// `timeout` bounds each request; a request never outlives the caller's deadline either.
-    pub fn new(auth: Arc<Auth>, retry: RetryPolicy, timeout: Duration) -> Result<Self, GoogleError> {
+    pub fn new(
+        auth: Arc<Auth>,
+        retry: RetryPolicy,
+        timeout: Duration,
+    ) -> Result<Self, GoogleError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("whatsapp-keepalive/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -57,7 +61,9 @@ impl GoogleClient {
         deadline: Option<Instant>,
     ) -> Result<T, GoogleError> {
         self.retry
-            .run(deadline, || self.call_once(api, method.clone(), url, body, deadline))
+            .run(deadline, || {
+                self.call_once(api, method.clone(), url, body, deadline)
+            })
             .await
     }
 
@@ -94,7 +100,10 @@ impl GoogleClient {
             None if method == Method::POST => req.header(reqwest::header::CONTENT_LENGTH, "0"),
             None => req,
         };
-        let resp = req.send().await.map_err(|e| GoogleError::transport(api, &e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| GoogleError::transport(api, &e))?;
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -103,7 +112,11 @@ impl GoogleClient {
         if !status.is_success() {
             return Err(GoogleError::from_response(api, status.as_u16(), &bytes));
         }
-        let bytes = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+        let bytes = if bytes.is_empty() {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
         serde_json::from_slice(bytes).map_err(|e| GoogleError::Decode {
             api,
             detail: e.to_string(),

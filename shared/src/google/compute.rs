@@ -92,7 +92,10 @@ impl Operation {
             .map(|i| {
                 format!(
                     "{}{}",
-                    i.code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+                    i.code
+                        .as_deref()
+                        .map(|c| format!("{c}: "))
+                        .unwrap_or_default(),
                     i.message.as_deref().unwrap_or("")
                 )
             })
@@ -145,7 +148,9 @@ impl Compute {
         deadline: Option<Instant>,
     ) -> Result<Instance, GoogleError> {
         let url = self.zone_url(&i.project, &i.zone, &["instances", &i.name]);
-        self.client.call(API, Method::GET, &url, None, deadline).await
+        self.client
+            .call(API, Method::GET, &url, None, deadline)
+            .await
     }
 
     /// Hard reset. `request_id` makes the call idempotent: the same id again, from this
@@ -159,7 +164,9 @@ impl Compute {
         let mut url = self.zone_url(&i.project, &i.zone, &["instances", &i.name, "reset"]);
         url.query_pairs_mut()
             .append_pair("requestId", &request_id.to_string());
-        self.client.call(API, Method::POST, &url, None, deadline).await
+        self.client
+            .call(API, Method::POST, &url, None, deadline)
+            .await
     }
 
     pub async fn get_zone_operation(
@@ -170,7 +177,9 @@ impl Compute {
         deadline: Option<Instant>,
     ) -> Result<Operation, GoogleError> {
         let url = self.zone_url(project, zone, &["operations", name]);
-        self.client.call(API, Method::GET, &url, None, deadline).await
+        self.client
+            .call(API, Method::GET, &url, None, deadline)
+            .await
     }
 
     /// Waits for a zonal operation with the API's `wait` method (which answers when the
@@ -231,7 +240,10 @@ impl Compute {
                     q.append_pair("pageToken", t);
                 }
             }
-            let page: OperationList = self.client.call(API, Method::GET, &url, None, deadline).await?;
+            let page: OperationList = self
+                .client
+                .call(API, Method::GET, &url, None, deadline)
+                .await?;
             out.extend(page.items);
             match page.next_page_token.filter(|t| !t.is_empty()) {
                 Some(t) => page_token = Some(t),

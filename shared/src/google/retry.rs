@@ -40,7 +40,11 @@ impl RetryPolicy {
 
     /// Runs `op` until it succeeds, fails for good, runs out of attempts, or the next pause
     /// would end past `deadline`.
-    pub async fn run<T, F, Fut>(&self, deadline: Option<Instant>, mut op: F) -> Result<T, GoogleError>
+    pub async fn run<T, F, Fut>(
+        &self,
+        deadline: Option<Instant>,
+        mut op: F,
+    ) -> Result<T, GoogleError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, GoogleError>>,
@@ -87,7 +91,10 @@ mod tests {
         let p = RetryPolicy::default();
         for attempt in 1..10 {
             let b = p.backoff(attempt);
-            let step = p.initial_backoff.mul_f64(2f64.powi(attempt as i32 - 1)).min(p.max_backoff);
+            let step = p
+                .initial_backoff
+                .mul_f64(2f64.powi(attempt as i32 - 1))
+                .min(p.max_backoff);
             assert!(b >= step / 2 && b <= step, "{attempt}: {b:?}");
         }
     }

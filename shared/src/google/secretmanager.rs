@@ -53,7 +53,10 @@ impl SecretManager {
         let access = format!("{last}:access");
         segments.push(&access);
         let url = url_with_segments(&self.base, segments);
-        let resp: AccessResponse = self.client.call(API, Method::GET, &url, None, deadline).await?;
+        let resp: AccessResponse = self
+            .client
+            .call(API, Method::GET, &url, None, deadline)
+            .await?;
         let data = resp
             .payload
             .and_then(|p| p.data)
@@ -61,14 +64,18 @@ impl SecretManager {
                 api: API,
                 detail: format!("{version} has no payload data"),
             })?;
-        let bytes = STANDARD.decode(data.trim()).map_err(|_| GoogleError::Decode {
-            api: API,
-            detail: format!("{version}: payload data is not base64"),
-        })?;
+        let bytes = STANDARD
+            .decode(data.trim())
+            .map_err(|_| GoogleError::Decode {
+                api: API,
+                detail: format!("{version}: payload data is not base64"),
+            })?;
         let text = String::from_utf8(bytes).map_err(|_| GoogleError::Decode {
             api: API,
             detail: format!("{version}: payload is not UTF-8 text"),
         })?;
-        Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+        Ok(SecretString::from(
+            text.trim_end_matches(['\r', '\n']).to_string(),
+        ))
     }
 }
