@@ -3,6 +3,7 @@
 //! operations (get, wait, list with filters), with `requestId` deduplication, scripted
 //! errors in Compute's error shape, and bearer tokens checked against a [`TokenRegistry`].
 
+use std::time::Duration;
 use std::{
     collections::{HashMap, VecDeque},
     io,
@@ -64,6 +65,7 @@ impl ComputeRoute {
 enum Fault {
     Status(u16),
     Hang,
+    Delay(Duration),
 }
 
 #[derive(Default)]
@@ -548,6 +550,12 @@ impl FakeCompute {
             .extend(std::iter::repeat_n(Fault::Hang, n));
     }
 
+    /// Requests to `route` are answered normally, but only after `delay` (until cleared): a
+    /// slow API, and a way to make two clients' reads overlap.
+    pub fn delay_always(&self, route: ComputeRoute, delay: Duration) {
+        lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Delay(delay));
+    }
+
     /// Requests to `route` never get an answer until cleared.
     pub fn hang_always(&self, route: ComputeRoute) {
         lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Hang);
@@ -764,6 +772,7 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: Uri, headers: Heade
     match fault {
         Some(Fault::Hang) => match hang().await {},
         Some(Fault::Status(status)) => return scripted_error(status, which, &route.resource()),
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
     let query = query_pairs(uri.query());
