@@ -25,6 +25,14 @@ pub fn keepalive_bin() -> PathBuf {
         let mut cmd = Command::new(cargo);
         cmd.current_dir(&root)
             .args(["build", "--quiet", "-p", "keepalive", "--bin", "keepalive"]);
+        // `cargo test` sets CARGO_MANIFEST_DIR, CARGO_PKG_* ... for the test; passed on, they
+        // would make build scripts that watch them (ring's) rebuild every time.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+                cmd.env_remove(k);
+            }
+        }
         if release {
             cmd.arg("--release");
         }

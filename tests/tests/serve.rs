@@ -48,7 +48,11 @@ async fn each_message_form_is_handled() {
     let p = w.payload();
 
     let (status, o) = post_push(&s.url(), &p).await;
-    assert_eq!((status, o["verdict"].as_str()), (200, Some("healthy")), "{o}");
+    assert_eq!(
+        (status, o["verdict"].as_str()),
+        (200, Some("healthy")),
+        "{o}"
+    );
 
     let (status, o) = post(
         &s.url(),
@@ -56,15 +60,26 @@ async fn each_message_form_is_handled() {
         push_envelope(&p).to_string().into_bytes(),
     )
     .await;
-    assert_eq!((status, o["verdict"].as_str()), (200, Some("healthy")), "{o}");
+    assert_eq!(
+        (status, o["verdict"].as_str()),
+        (200, Some("healthy")),
+        "{o}"
+    );
 
     let (status, o) = post(
         &s.url(),
-        &[("content-type", "application/cloudevents+json; charset=utf-8")],
+        &[(
+            "content-type",
+            "application/cloudevents+json; charset=utf-8",
+        )],
         structured(&p),
     )
     .await;
-    assert_eq!((status, o["verdict"].as_str()), (200, Some("healthy")), "{o}");
+    assert_eq!(
+        (status, o["verdict"].as_str()),
+        (200, Some("healthy")),
+        "{o}"
+    );
     for key in ["vm", "zone", "project", "verdict", "reason"] {
         assert!(o.get(key).is_some(), "outcome lacks {key}: {o}");
     }
@@ -117,15 +132,36 @@ async fn malformed_input_is_400_naming_the_problem_and_never_resets() {
         }
         json!({"message": {"data": enc(&p), "messageId": "1"}, "subscription": "s"}).to_string()
     };
-    let cases: Vec<(Vec<(&str, &str)>, String, &str)> = vec![
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Headers, String, &str)> = vec![
         (json_ct.to_vec(), String::new(), "empty"),
         (json_ct.to_vec(), "{not json".into(), "not JSON"),
         (json_ct.to_vec(), "[1,2]".into(), "JSON object"),
-        (json_ct.to_vec(), json!({"subscription": "s"}).to_string(), "`message`"),
-        (json_ct.to_vec(), json!({"message": {"messageId": "1"}}).to_string(), "`message.data`"),
-        (json_ct.to_vec(), json!({"message": {"data": ""}}).to_string(), "`message.data`"),
-        (json_ct.to_vec(), json!({"message": {"data": 12}}).to_string(), "`message.data`"),
-        (json_ct.to_vec(), json!({"message": {"data": "***"}}).to_string(), "base64"),
+        (
+            json_ct.to_vec(),
+            json!({"subscription": "s"}).to_string(),
+            "`message`",
+        ),
+        (
+            json_ct.to_vec(),
+            json!({"message": {"messageId": "1"}}).to_string(),
+            "`message.data`",
+        ),
+        (
+            json_ct.to_vec(),
+            json!({"message": {"data": ""}}).to_string(),
+            "`message.data`",
+        ),
+        (
+            json_ct.to_vec(),
+            json!({"message": {"data": 12}}).to_string(),
+            "`message.data`",
+        ),
+        (
+            json_ct.to_vec(),
+            json!({"message": {"data": "***"}}).to_string(),
+            "base64",
+        ),
         (
             json_ct.to_vec(),
             json!({"message": {"data": STANDARD.encode("not json")}}).to_string(),
@@ -140,10 +176,26 @@ async fn malformed_input_is_400_naming_the_problem_and_never_resets() {
         (json_ct.to_vec(), with("vm", json!(7)), "`vm`"),
         (json_ct.to_vec(), with("vm", json!("")), "`vm`"),
         (json_ct.to_vec(), with("zone", Value::Null), "`zone`"),
-        (json_ct.to_vec(), with("whatsAppHostname", Value::Null), "`whatsAppHostname`"),
-        (json_ct.to_vec(), with("whatsAppUsername", json!(null)), "`whatsAppUsername`"),
-        (json_ct.to_vec(), with("whatsAppPassword", Value::Null), "`whatsAppPassword`"),
-        (json_ct.to_vec(), with("project", json!({"id": 1})), "`project`"),
+        (
+            json_ct.to_vec(),
+            with("whatsAppHostname", Value::Null),
+            "`whatsAppHostname`",
+        ),
+        (
+            json_ct.to_vec(),
+            with("whatsAppUsername", json!(null)),
+            "`whatsAppUsername`",
+        ),
+        (
+            json_ct.to_vec(),
+            with("whatsAppPassword", Value::Null),
+            "`whatsAppPassword`",
+        ),
+        (
+            json_ct.to_vec(),
+            with("project", json!({"id": 1})),
+            "`project`",
+        ),
         (
             json_ct.to_vec(),
             with("whatsAppPasswordSecret", json!("my-secret")),
@@ -161,7 +213,10 @@ async fn malformed_input_is_400_naming_the_problem_and_never_resets() {
             "com.example.other",
         ),
         (
-            vec![("content-type", "application/json"), ("ce-specversion", "1.0")],
+            vec![
+                ("content-type", "application/json"),
+                ("ce-specversion", "1.0"),
+            ],
             with("vm", json!("whatsapp-4915112345678")),
             "CloudEvent",
         ),
@@ -181,7 +236,10 @@ async fn malformed_input_is_400_naming_the_problem_and_never_resets() {
     let (_, answer) = post(&s.url(), &json_ct, with("zone", Value::Null).into_bytes()).await;
     assert_eq!(answer["field"], "zone");
     assert_eq!(w.resets(), 0);
-    assert!(w.g.compute.requests().is_empty(), "no Compute call for bad input");
+    assert!(
+        w.g.compute.requests().is_empty(),
+        "no Compute call for bad input"
+    );
     assert_eq!(w.wa.login_count(), 0, "no check for bad input");
     w.assert_no_secrets(&s.logs());
 }
@@ -194,7 +252,10 @@ async fn compute_unavailable_is_503_and_permanent_errors_are_200_alert() {
     w.g.compute.fail_always(ComputeRoute::GetInstance, 503);
     let (status, answer) = post_push(&s.url(), &w.payload()).await;
     assert_eq!(status, 503, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("503"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("503"),
+        "{answer}"
+    );
 
     w.g.compute.clear_faults();
     w.g.compute.fail_always(ComputeRoute::GetInstance, 429);
@@ -227,7 +288,10 @@ async fn no_token_at_all_is_503() {
     let s = Served::start(&w.env);
     let (status, answer) = post_push(&s.url(), &w.payload()).await;
     assert_eq!(status, 503, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("token"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("token"),
+        "{answer}"
+    );
     assert_eq!(w.resets(), 0);
 }
 
@@ -264,7 +328,10 @@ async fn same_message_to_two_processes_at_once_resets_once() {
 async fn sigterm_lets_a_check_in_flight_finish_then_exits_0() {
     let mut w = World::new().await;
     w.set_env("KEEPALIVE_REQUEST_TIMEOUT_MS", "5000");
-    w.wa.set_behaviour("/v1/stats/app", Behaviour::Delay(Duration::from_millis(1500)));
+    w.wa.set_behaviour(
+        "/v1/stats/app",
+        Behaviour::Delay(Duration::from_millis(1500)),
+    );
     let s = Served::start(&w.env);
     let url = s.url();
     let p = w.payload();
@@ -282,7 +349,11 @@ async fn sigterm_lets_a_check_in_flight_finish_then_exits_0() {
             .await
             .unwrap();
     let (status, o) = in_flight.await.unwrap();
-    assert_eq!((status, o["verdict"].as_str()), (200, Some("healthy")), "{o}");
+    assert_eq!(
+        (status, o["verdict"].as_str()),
+        (200, Some("healthy")),
+        "{o}"
+    );
     assert_eq!(code, Some(0), "{logs}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(logs.contains("SIGTERM"), "{logs}");
@@ -318,9 +389,15 @@ async fn logs_and_answers_hold_no_secret_at_trace_level() {
     let (_, o) = post_push(&s.url(), &w.payload()).await;
     answers.push_str(&o.to_string());
     assert!(!w.g.tokens.tokens().is_empty(), "a Google token was used");
-    assert!(!w.wa.issued_tokens().is_empty(), "a WhatsApp token was used");
+    assert!(
+        !w.wa.issued_tokens().is_empty(),
+        "a WhatsApp token was used"
+    );
     let logs = s.logs();
-    assert!(logs.lines().count() > 5, "trace logging produced little: {logs}");
+    assert!(
+        logs.lines().count() > 5,
+        "trace logging produced little: {logs}"
+    );
     w.assert_no_secrets(&logs);
     w.assert_no_secrets(&answers);
     assert!(!logs.contains(PASSWORD));
@@ -343,7 +420,7 @@ async fn overlapping_reads_in_two_processes_still_reset_once() {
     let w = World::new().await;
     w.wa.set_health(Health::Single("disconnected"));
     w.g.compute
-        .delay_always(ComputeRoute::ListOperations, Duration::from_millis(700));
+        .delay_always(ComputeRoute::ListOperations, Duration::from_millis(1500));
     let a = Served::start(&w.env);
     let b = Served::start(&w.env);
     let (pa, pb) = (w.payload(), w.payload());
@@ -353,10 +430,18 @@ async fn overlapping_reads_in_two_processes_still_reset_once() {
     let (sa, oa) = ta.await.unwrap();
     let (sb, ob) = tb.await.unwrap();
     assert_eq!((sa, sb), (200, 200), "{oa} {ob}");
-    assert_eq!(oa["verdict"], "reset", "{oa}");
-    assert_eq!(ob["verdict"], "reset", "{ob}");
-    assert_eq!(oa["requestId"], ob["requestId"]);
-    assert_eq!(oa["operation"], ob["operation"], "the second got the first's operation");
-    assert_eq!(w.g.compute.route_count(ComputeRoute::Reset), 2);
-    assert_eq!(w.resets(), 1);
+    assert_eq!(w.resets(), 1, "{oa} {ob}");
+    if oa["verdict"] == "reset" && ob["verdict"] == "reset" {
+        // The usual case: both sent the reset; Compute Engine carried out the first.
+        assert_eq!(oa["requestId"], ob["requestId"]);
+        assert_eq!(
+            oa["operation"], ob["operation"],
+            "the second got the first's operation"
+        );
+        assert_eq!(w.g.compute.route_count(ComputeRoute::Reset), 2);
+    } else {
+        // The second read came after the first reset was on record.
+        let verdicts = [oa["verdict"].clone(), ob["verdict"].clone()];
+        assert!(verdicts.contains(&json!("reset")) && verdicts.contains(&json!("grace")));
+    }
 }

@@ -1,0 +1,224 @@
+//! The local sandbox: one complete keepalive cycle on this machine, no Google account.
+//!
+//! Starts the simulated WhatsApp client, Compute Engine API, OAuth token endpoint and Secret
+//! Manager from `tests/`, starts the real `keepalive serve` against them, and plays what Cloud
+//! Scheduler and Pub/Sub would send, narrating each step.
+//!
+//! Run: `cargo run -p keepalive-tests --bin sandbox`
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use keepalive_tests::keepalive::Served;
+use keepalive_tests::{Behaviour, FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+const VM: &str = "whatsapp-4915112345678";
+const ZONE: &str = "europe-west3-c";
+const SECRET: &str = "projects/fake-project/secrets/whatsapp-4915112345678-admin";
+
+struct Sandbox {
+    wa: FakeWhatsApp,
+    g: GoogleFakes,
+    keepalive: Served,
+    shown_logs: usize,
+    payload: Value,
+}
+
+#[tokio::main]
+async fn main() {
+    println!("== Setting up (all on 127.0.0.1, nothing leaves this machine)");
+    let password = "Sandbox-Passw0rd!-kept-in-Secret-Manager";
+    let wa = FakeWhatsApp::start("admin", password).await;
+    println!("   WhatsApp client (simulated) ........ {}", wa.url());
+    let g = GoogleFakes::start().await;
+    println!(
+        "   Compute Engine API (simulated) ..... {}",
+        g.compute.url()
+    );
+    println!(
+        "   OAuth token endpoint (simulated) ... {}",
+        g.token.token_uri()
+    );
+    println!(
+        "   Secret Manager (simulated) ......... {}",
+        g.secrets.url()
+    );
+    g.compute.add_instance(
+        FAKE_PROJECT,
+        ZONE,
+        VM,
+        "RUNNING",
+        OffsetDateTime::now_utc() - time::Duration::days(3),
+    );
+    println!("   VM {VM} in {ZONE}: RUNNING for 3 days");
+    let version = g.secrets.put(SECRET, password);
+    println!("   the WhatsApp password is stored as {version}");
+
+    let mut env: BTreeMap<String, String> = g.env().into_iter().collect();
+    for (k, v) in [
+        ("KEEPALIVE_REQUEST_TIMEOUT_MS", "1000"),
+        ("KEEPALIVE_ATTEMPTS", "3"),
+        ("KEEPALIVE_RETRY_DELAY_MS", "500"),
+        ("KEEPALIVE_BOOT_GRACE_S", "600"),
+        ("KEEPALIVE_DEADLINE_S", "60"),
+        ("KEEPALIVE_LOG_FORMAT", "text"),
+        ("NO_COLOR", "1"),
+        ("RUST_LOG", "info"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    env.insert("HOME".into(), g.dir().display().to_string());
+    println!("   building and starting `keepalive serve` (the real binary) ...");
+    let keepalive = Served::start(&env);
+    println!(
+        "   keepalive serve ..................... {}",
+        keepalive.url()
+    );
+    println!(
+        "   timings for the sandbox: 1 s per request, 3 attempts 0.5 s apart, 600 s boot grace"
+    );
+
+    let payload = json!({
+        "whatsAppHostname": wa.host_port(),
+        "whatsAppUsername": "admin",
+        "whatsAppPasswordSecret": format!("{SECRET}/versions/latest"),
+        "vm": VM,
+        "zone": ZONE,
+        "project": FAKE_PROJECT,
+    });
+    println!("\n   The scheduler payload (no password in it, only a Secret Manager reference):");
+    println!("   {payload}");
+    let mut s = Sandbox {
+        wa,
+        g,
+        keepalive,
+        shown_logs: 0,
+        payload,
+    };
+
+    s.step(
+        1,
+        "Cloud Scheduler fires; Pub/Sub pushes the message. The client is healthy.",
+    )
+    .await;
+    s.deliver(1).await;
+
+    s.step(
+        2,
+        "A blip: the client refuses one login, then recovers. The original function would reset here.",
+    )
+    .await;
+    s.wa.fail_next("/v1/users/login", 1, Behaviour::Close);
+    s.deliver(1).await;
+
+    s.step(
+        3,
+        "The database deadlocks: GET /v1/stats/db hangs on every attempt. The VM is reset.",
+    )
+    .await;
+    s.wa.set_behaviour("/v1/stats/db", Behaviour::Hang);
+    s.deliver(1).await;
+
+    s.step(
+        4,
+        "Moments later the containers are still booting, and Pub/Sub delivers the message twice at once.",
+    )
+    .await;
+    s.deliver(2).await;
+
+    s.step(
+        5,
+        "A malformed message (no `vm`): answered 400, never redelivered, never a reset.",
+    )
+    .await;
+    let mut bad = s.payload.clone();
+    bad.as_object_mut().unwrap().remove("vm");
+    let (status, answer) = post(&s.keepalive.url(), &bad).await;
+    println!("   -> {status} {answer}");
+    s.show_logs();
+
+    s.wa.clear_behaviours();
+    println!(
+        "\n== Done. Compute Engine carried out {} reset(s) of {VM} (the guard absorbed the rest).",
+        s.g.compute.resets(VM)
+    );
+    println!("   Stopping keepalive with SIGTERM (Cloud Run's way) ...");
+    let Sandbox { keepalive, .. } = s;
+    let (code, took, logs) = keepalive.terminate(Duration::from_secs(15));
+    for line in logs.lines().skip_while(|l| !l.contains("draining")) {
+        println!("   keepalive | {line}");
+    }
+    println!(
+        "   exit status {} after {} ms",
+        code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+        took.as_millis()
+    );
+}
+
+impl Sandbox {
+    async fn step(&mut self, n: u32, text: &str) {
+        println!("\n== Step {n}: {text}");
+    }
+
+    /// Delivers the payload `copies` times at once and prints each answer.
+    async fn deliver(&mut self, copies: usize) {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..copies {
+            let url = self.keepalive.url();
+            let p = self.payload.clone();
+            tasks.push(tokio::spawn(async move { post(&url, &p).await }));
+        }
+        for t in tasks {
+            let (status, o) = t.await.expect("delivery task");
+            println!(
+                "   -> {status} verdict={} attempts={} ({} ms)",
+                o["verdict"].as_str().unwrap_or("?"),
+                o["attempts"],
+                o["durationMs"]
+            );
+            println!("      reason: {}", o["reason"].as_str().unwrap_or(""));
+            if let Some(op) = o["operation"].as_str() {
+                println!("      Compute Engine operation: {op}");
+            }
+        }
+        println!(
+            "   resets so far: {}   ({} ms)",
+            self.g.compute.resets(VM),
+            started.elapsed().as_millis()
+        );
+        self.show_logs();
+    }
+
+    fn show_logs(&mut self) {
+        let lines = self.keepalive.stdout.all();
+        for line in &lines[self.shown_logs.min(lines.len())..] {
+            println!("   keepalive | {line}");
+        }
+        self.shown_logs = lines.len();
+    }
+}
+
+async fn post(url: &str, payload: &Value) -> (u16, Value) {
+    let envelope = json!({
+        "message": {
+            "data": STANDARD.encode(payload.to_string()),
+            "messageId": "4242",
+            "publishTime": "2026-11-24T10:00:00.000Z"
+        },
+        "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive"
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/"))
+        .json(&envelope)
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await
+        .expect("keepalive answered");
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
