@@ -11,4 +11,5 @@ pub mod envelope;
 pub mod google;
 pub mod payload;
 pub mod telemetry;
+pub mod tls_pin;
 pub mod whatsapp;

@@ -253,3 +253,110 @@ impl Compute {
         Ok(out)
     }
 }
+
+/// Where an operation lives: zonal, regional or global.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Zone(String),
+    Region(String),
+    Global,
+}
+
+impl Compute {
+    fn scoped_url(&self, project: &str, scope: &Scope, rest: &[&str]) -> Url {
+        let head: Vec<&str> = match scope {
+            Scope::Zone(z) => vec!["projects", project, "zones", z],
+            Scope::Region(r) => vec!["projects", project, "regions", r],
+            Scope::Global => vec!["projects", project, "global"],
+        };
+        url_with_segments(&self.base, head.into_iter().chain(rest.iter().copied()))
+    }
+
+    /// GET a resource (`addresses/NAME`, `firewalls/NAME`, `instances/NAME`); `None` on 404.
+    pub async fn get_resource(
+        &self,
+        project: &str,
+        scope: &Scope,
+        collection: &str,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<serde_json::Value>, GoogleError> {
+        let url = self.scoped_url(project, scope, &[collection, name]);
+        match self
+            .client
+            .call(API, Method::GET, &url, None, deadline)
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POST a new resource into `collection` with a `requestId`, so a retried insert cannot
+    /// create twice. Answers the operation.
+    pub async fn insert_resource(
+        &self,
+        project: &str,
+        scope: &Scope,
+        collection: &str,
+        body: &serde_json::Value,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.scoped_url(project, scope, &[collection]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        self.client
+            .call(API, Method::POST, &url, Some(body), deadline)
+            .await
+    }
+
+    /// POST a method of a resource (`instances/NAME/setMetadata`, ...).
+    pub async fn post_method(
+        &self,
+        project: &str,
+        scope: &Scope,
+        path: &[&str],
+        body: Option<&serde_json::Value>,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let url = self.scoped_url(project, scope, path);
+        self.client
+            .call(API, Method::POST, &url, body, deadline)
+            .await
+    }
+
+    /// Waits for an operation of any scope by polling it, until `deadline`.
+    pub async fn wait_operation(
+        &self,
+        project: &str,
+        scope: &Scope,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Operation, GoogleError> {
+        let url = self.scoped_url(project, scope, &["operations", name]);
+        let op: Operation = wait_until_done(
+            &format!("Compute Engine operation {name}"),
+            deadline,
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            || async {
+                let op: Operation = self
+                    .client
+                    .call(API, Method::GET, &url, None, Some(deadline))
+                    .await?;
+                Ok(op.is_done().then_some(op))
+            },
+        )
+        .await?;
+        match op.failure() {
+            Some(message) => Err(GoogleError::Operation {
+                api: API,
+                name: op.name,
+                message,
+            }),
+            None => Ok(op),
+        }
+    }
+}

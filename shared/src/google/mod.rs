@@ -8,6 +8,7 @@ pub mod error;
 pub mod operation;
 pub mod retry;
 pub mod secretmanager;
+pub mod sqladmin;
 
 pub use auth::Auth;
 pub use client::GoogleClient;

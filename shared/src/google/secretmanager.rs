@@ -79,3 +79,69 @@ impl SecretManager {
         ))
     }
 }
+
+impl SecretManager {
+    /// The latest version's value of `projects/P/secrets/S`, or `None` when the secret does
+    /// not exist or has no enabled version.
+    pub async fn latest(
+        &self,
+        project: &str,
+        secret: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<SecretString>, GoogleError> {
+        let name = format!("projects/{project}/secrets/{secret}/versions/latest");
+        let version = SecretVersion::parse(&name).map_err(|detail| GoogleError::Decode {
+            api: API,
+            detail: format!("secret name {secret:?}: {detail}"),
+        })?;
+        match self.access(&version, deadline).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            // A secret whose versions are all disabled or destroyed answers 400 or 404.
+            Err(e) if e.status() == Some(400) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the secret (adopting an existing one) and adds `value` as its newest version.
+    pub async fn store(
+        &self,
+        project: &str,
+        secret: &str,
+        value: &SecretString,
+        labels: &[(&str, &str)],
+        deadline: Option<Instant>,
+    ) -> Result<(), GoogleError> {
+        use secrecy::ExposeSecret;
+        let mut url = url_with_segments(&self.base, ["projects", project, "secrets"]);
+        url.query_pairs_mut().append_pair("secretId", secret);
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        let body = serde_json::json!({"replication": {"automatic": {}}, "labels": labels});
+        match self
+            .client
+            .call::<serde_json::Value>(API, Method::POST, &url, Some(&body), deadline)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e),
+        }
+        let add = url_with_segments(
+            &self.base,
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:addVersion"),
+            ],
+        );
+        let body = serde_json::json!({"payload": {"data": STANDARD.encode(value.expose_secret())}});
+        self.client
+            .call::<serde_json::Value>(API, Method::POST, &add, Some(&body), deadline)
+            .await?;
+        Ok(())
+    }
+}
