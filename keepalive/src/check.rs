@@ -127,7 +127,8 @@ impl Checker {
         };
         outcome.checked_at = checked_at;
         outcome.duration_ms = started.elapsed().as_millis() as u64;
-        if matches!(outcome.verdict, Verdict::Reset | Verdict::Alert) {
+        // A dry run announces nothing: the mail says a VM was reset.
+        if !opts.dry_run && matches!(outcome.verdict, Verdict::Reset | Verdict::Alert) {
             if let Some(smtp) = &payload.smtp {
                 outcome.mail = Some(self.send_mail(smtp, &outcome, deadline).await);
             }

@@ -8,18 +8,18 @@
 #[allow(dead_code)]
 mod notify;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+/// The SMTP server and its certificates, shared with the end-to-end mail tests
+/// (`tests/tests/mail.rs`), whose package this one does not depend on.
+#[path = "../../tests/src/smtp.rs"]
+#[allow(dead_code)]
+mod smtp_server;
+
 use std::time::{Duration, Instant};
 
 use notify::{notice_for, send, MailOptions, Notice, NotifyError};
 use secrecy::SecretString;
-use serde_json::Value;
 use shared::payload::SmtpSettings;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, OnceCell};
+use smtp_server::{pki, Mode, SmtpServer};
 
 const USER: &str = "keepalive-mailer";
 const PASSWORD: &str = "Pw-7f3c!q9#zz";
@@ -28,217 +28,36 @@ const TO: &str = "ops@example.net";
 const VM: &str = "whatsapp-49151";
 const REASON: &str = "health probe timed out 3 times; gateway_status disconnected";
 
-/// Bounds on every wait in these tests.
-const SERVER_START: Duration = Duration::from_secs(20);
-const EVENT_WAIT: Duration = Duration::from_secs(10);
+/// Bound on every send in these tests (the server's own waits are bounded in `smtp_server`).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// Fixtures: certificates and the server.
+// Fixtures: the server (`tests/src/smtp.rs`) with this file's account.
 
-struct Pki {
-    dir: PathBuf,
-    ca_pem: Vec<u8>,
-    cert: PathBuf,
-    key: PathBuf,
+/// A server that accepts this file's account.
+async fn start_server(mode: Mode) -> SmtpServer {
+    SmtpServer::start(mode, USER, PASSWORD).await
 }
 
-static PKI: OnceCell<Pki> = OnceCell::const_new();
-
-/// A private CA and a server certificate for 127.0.0.1 and localhost that it signed, made
-/// once per test run with the `openssl` command, under Cargo's target tmp directory.
-async fn pki() -> &'static Pki {
-    PKI.get_or_init(|| async {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("smtp-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create temp dir for certificates");
-        let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-        std::fs::write(
-            p("leaf.ext"),
-            "basicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\n\
-             subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        let ca_key = p("ca.key");
-        let ca_pem = p("ca.pem");
-        let leaf_key = p("leaf.key");
-        let leaf_csr = p("leaf.csr");
-        let leaf_pem = p("leaf.pem");
-        let leaf_ext = p("leaf.ext");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let steps: Vec<Vec<&str>> = vec![
-            [&["req", "-x509"][..], &ec[..], &["-keyout", &ca_key, "-out", &ca_pem,
-              "-days", "2", "-subj", "/CN=keepalive test CA"]].concat(),
-            [&["req"][..], &ec[..], &["-keyout", &leaf_key, "-out", &leaf_csr,
-              "-subj", "/CN=127.0.0.1"]].concat(),
-            vec!["x509", "-req", "-in", &leaf_csr, "-CA", &ca_pem, "-CAkey", &ca_key,
-                 "-CAcreateserial", "-out", &leaf_pem, "-days", "2", "-extfile", &leaf_ext],
-        ];
-        for args in steps {
-            let run = Command::new("openssl")
-                .args(&args)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output();
-            let out = tokio::time::timeout(Duration::from_secs(30), run)
-                .await
-                .unwrap_or_else(|_| panic!("openssl {args:?} took over 30 s"))
-                .unwrap_or_else(|e| {
-                    panic!("cannot run `openssl` (needed to make the test certificate): {e}; run .ci/install-test-deps")
-                });
-            assert!(
-                out.status.success(),
-                "openssl {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Pki {
-            ca_pem: std::fs::read(&ca_pem).unwrap(),
-            cert: PathBuf::from(leaf_pem),
-            key: PathBuf::from(leaf_key),
-            dir,
-        }
-    })
-    .await
+trait Settings {
+    /// The payload's five smtp fields for this server, with `password`.
+    fn settings(&self, password: &str) -> SmtpSettings;
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    StartTls,
-    Plain,
-}
-
-/// One running `tests/smtp/server.py`; killed when dropped.
-struct SmtpServer {
-    port: u16,
-    events: mpsc::UnboundedReceiver<Value>,
-    seen: Vec<Value>,
-    _child: Child,
-}
-
-static SERVER_SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn server_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/server.py")
-}
-
-impl SmtpServer {
-    async fn start(mode: Mode) -> SmtpServer {
-        let pki = pki().await;
-        let python = std::env::var("KEEPALIVE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let n = SERVER_SEQ.fetch_add(1, Ordering::SeqCst);
-        let stderr_path = pki.dir.join(format!("server-{n}.stderr"));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(&python);
-        cmd.arg(server_script())
-            .args([
-                "--username",
-                USER,
-                "--password",
-                PASSWORD,
-                "--lifetime",
-                "120",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .kill_on_drop(true);
-        match mode {
-            Mode::StartTls => {
-                cmd.arg("--mode")
-                    .arg("starttls")
-                    .arg("--cert")
-                    .arg(&pki.cert);
-                cmd.arg("--key").arg(&pki.key);
-            }
-            Mode::Plain => {
-                cmd.args(["--mode", "plain"]);
-            }
-        }
-        let fail = |why: String| -> ! {
-            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            panic!(
-                "the test SMTP server (aiosmtpd, {}) could not be started: {why}\n\
-                 --- its stderr ---\n{log}\n---\n\
-                 Install what it needs with `bash .ci/install-test-deps` \
-                 (python3 and aiosmtpd; KEEPALIVE_TEST_PYTHON names another interpreter).",
-                server_script().display()
-            )
-        };
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| fail(format!("cannot run {python:?}: {e}")));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => eprintln!("smtp server: {line}"),
-                }
-            }
-        });
-        let ready = tokio::time::timeout(SERVER_START, events.recv()).await;
-        let port = match ready {
-            Err(_) => fail(format!("no \"ready\" line within {SERVER_START:?}")),
-            Ok(None) => fail("it exited before it was ready".into()),
-            Ok(Some(v)) if v["event"] == "ready" => v["port"].as_u64().unwrap() as u16,
-            Ok(Some(v)) => fail(format!("unexpected first line {v}")),
-        };
-        SmtpServer {
-            port,
-            events,
-            seen: Vec::new(),
-            _child: child,
-        }
-    }
-
+impl Settings for SmtpServer {
     fn settings(&self, password: &str) -> SmtpSettings {
         SmtpSettings {
-            host: format!("127.0.0.1:{}", self.port),
+            host: self.host(),
             username: USER.into(),
             password: SecretString::from(password.to_string()),
             from: FROM.into(),
             to: TO.into(),
         }
     }
-
-    /// Waits (bounded) for the next event named `name`; the events before it are kept.
-    async fn wait_for(&mut self, name: &str) -> Value {
-        let deadline = Instant::now() + EVENT_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.events.recv()).await {
-                Ok(Some(v)) => {
-                    self.seen.push(v.clone());
-                    if v["event"] == name {
-                        return v;
-                    }
-                }
-                Ok(None) => panic!("SMTP server exited before {name:?}; saw {:?}", self.seen),
-                Err(_) => panic!(
-                    "no {name:?} from the SMTP server within {EVENT_WAIT:?}; saw {:?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    fn saw(&self, name: &str) -> Vec<&Value> {
-        self.seen.iter().filter(|v| v["event"] == name).collect()
-    }
 }
 
 fn trusting_opts() -> MailOptions {
-    let pki_pem = PKI
-        .get()
+    let pki_pem = smtp_server::existing_pki()
         .expect("pki made by SmtpServer::start")
         .ca_pem
         .clone();
@@ -274,7 +93,7 @@ fn assert_err_clean(err: &NotifyError) {
 
 #[tokio::test]
 async fn delivers_over_starttls_with_auth() {
-    let mut server = SmtpServer::start(Mode::StartTls).await;
+    let mut server = start_server(Mode::StartTls).await;
     let started = Instant::now();
     send(
         &server.settings(PASSWORD),
@@ -320,7 +139,7 @@ async fn delivers_over_starttls_with_auth() {
 
 #[tokio::test]
 async fn alert_mail_to_several_recipients() {
-    let mut server = SmtpServer::start(Mode::StartTls).await;
+    let mut server = start_server(Mode::StartTls).await;
     let mut settings = server.settings(PASSWORD);
     settings.to = format!("{TO}, Second Person <second@example.net>");
     let notice = notice_for(
@@ -352,7 +171,7 @@ async fn alert_mail_to_several_recipients() {
 
 #[tokio::test]
 async fn wrong_password_is_auth_rejected_without_the_password() {
-    let mut server = SmtpServer::start(Mode::StartTls).await;
+    let mut server = start_server(Mode::StartTls).await;
     let wrong = format!("{PASSWORD}-wrong");
     let err = send(&server.settings(&wrong), &reset_notice(), &trusting_opts())
         .await
@@ -449,7 +268,7 @@ async fn silent_server_times_out_within_the_bound() {
 #[tokio::test]
 async fn server_without_starttls_gets_no_credentials() {
     // This server would take AUTH in plaintext: the client must not offer it.
-    let mut server = SmtpServer::start(Mode::Plain).await;
+    let mut server = start_server(Mode::Plain).await;
     let err = send(
         &server.settings(PASSWORD),
         &reset_notice(),
@@ -475,7 +294,7 @@ async fn server_without_starttls_gets_no_credentials() {
 
 #[tokio::test]
 async fn untrusted_certificate_is_a_tls_error_and_gets_no_credentials() {
-    let mut server = SmtpServer::start(Mode::StartTls).await;
+    let mut server = start_server(Mode::StartTls).await;
     let opts = MailOptions {
         timeout: SEND_TIMEOUT,
         extra_root_ca_pem: None, // the test CA is not among the system's roots

@@ -15,6 +15,7 @@ pub mod compute;
 pub mod keepalive;
 pub mod secretmanager;
 pub mod server;
+pub mod smtp;
 pub mod token;
 pub mod whatsapp;
 

@@ -239,7 +239,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         .list_users(&project, &n.sql_instance, Some(ctx.call_deadline()))
         .await
         .map_err(ctx.google(&user_resource))?;
-    let exists = users.iter().any(|u| *u == n.db_user);
+    let exists = users.contains(&n.db_user);
     let op = ctx
         .cloud
         .sql
