@@ -14,38 +14,53 @@ use std::time::{Duration, Instant};
 
 /// Path of the keepalive binary, built if needed (once per process).
 pub fn keepalive_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("KEEPALIVE_BIN") {
-            return PathBuf::from(p);
+    built_bin("keepalive", "KEEPALIVE_BIN")
+}
+
+/// Path of the provisioner binary, built if needed (once per process).
+pub fn provisioner_bin() -> PathBuf {
+    built_bin("provisioner", "PROVISIONER_BIN")
+}
+
+/// Builds binary `name` of package `name` with the cargo and profile that run the tests, once
+/// per process; `override_var` names an environment variable that points at a ready binary
+/// (a release build, say) instead.
+pub fn built_bin(name: &str, override_var: &str) -> PathBuf {
+    static BINS: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    if let Ok(p) = std::env::var(override_var) {
+        return PathBuf::from(p);
+    }
+    let mut bins = BINS.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = bins.get(name) {
+        return p.clone();
+    }
+    let root = workspace_root();
+    let release = cfg!(not(debug_assertions));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--quiet", "-p", name, "--bin", name]);
+    // `cargo test` sets CARGO_MANIFEST_DIR, CARGO_PKG_* ... for the test; passed on, they
+    // would make build scripts that watch them (ring's) rebuild every time.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+            cmd.env_remove(k);
         }
-        let root = workspace_root();
-        let release = cfg!(not(debug_assertions));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root)
-            .args(["build", "--quiet", "-p", "keepalive", "--bin", "keepalive"]);
-        // `cargo test` sets CARGO_MANIFEST_DIR, CARGO_PKG_* ... for the test; passed on, they
-        // would make build scripts that watch them (ring's) rebuild every time.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
-                cmd.env_remove(k);
-            }
-        }
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("cannot run cargo to build keepalive");
-        assert!(status.success(), "building keepalive failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("target"));
-        target
-            .join(if release { "release" } else { "debug" })
-            .join("keepalive")
-    })
-    .clone()
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cannot run cargo");
+    assert!(status.success(), "building {name} failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let path = target
+        .join(if release { "release" } else { "debug" })
+        .join(name);
+    bins.insert(name.to_string(), path.clone());
+    path
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -235,5 +250,67 @@ pub fn run_check(env: &BTreeMap<String, String>, payload: &[u8], extra: &[&str])
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// What a `provisioner` run left behind.
+#[derive(Debug)]
+pub struct ProvisionerRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ProvisionerRun {
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `provisioner --config CONFIG ARGS...` with a clean environment plus `env`, bounded by
+/// `timeout` (killed after it: `code` is then `None`).
+pub fn run_provisioner(
+    env: &BTreeMap<String, String>,
+    config: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> ProvisionerRun {
+    let mut child = Command::new(provisioner_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start provisioner");
+    let stdout = Lines::default();
+    let stderr = Lines::default();
+    let readers = [
+        stdout.collect(child.stdout.take().unwrap()),
+        stderr.collect(child.stderr.take().unwrap()),
+    ];
+    let until = Instant::now() + timeout;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for r in readers {
+        let _ = r.join();
+    }
+    ProvisionerRun {
+        code,
+        stdout: stdout.text(),
+        stderr: stderr.text(),
     }
 }
