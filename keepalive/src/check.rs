@@ -174,6 +174,13 @@ impl Checker {
             Decision::Final(verdict, reason) => {
                 outcome.verdict = verdict;
                 outcome.reason = reason;
+                if outcome.project.is_none() {
+                    // Cheap with a key file; a best effort, so the outcome names the project.
+                    let ask = self.auth.project_id();
+                    if let Ok(Ok(p)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+                        outcome.project = Some(p);
+                    }
+                }
                 return Ok(outcome);
             }
             Decision::InspectVm(reason) => reason,
@@ -197,7 +204,12 @@ impl Checker {
         };
         match self.act(&vm, &down, opts, deadline, &mut outcome).await {
             Ok(()) => Ok(outcome),
-            Err(e) if e.is_retryable() || matches!(e, GoogleError::Deadline { .. }) => {
+            // 401: the token was refused; a new one may work, so ask for redelivery.
+            Err(e)
+                if e.is_retryable()
+                    || e.status() == Some(401)
+                    || matches!(e, GoogleError::Deadline { .. }) =>
+            {
                 Err(e.into())
             }
             Err(e) => {
@@ -291,39 +303,80 @@ impl Checker {
             return Ok(());
         }
         tracing::warn!(vm = %vm.name, zone = %vm.zone, project = %vm.project, %request_id, reason = %outcome.reason, "resetting VM");
-        let op = self.compute.reset(vm, request_id, Some(deadline)).await?;
-        outcome.operation = Some(op.name.clone());
-        if op.is_done() {
-            if let Some(message) = op.failure() {
-                return Err(GoogleError::Operation {
-                    api: "Compute Engine",
-                    name: op.name,
-                    message,
-                });
+        let started = OffsetDateTime::now_utc();
+        let op = match self.compute.reset(vm, request_id, Some(deadline)).await {
+            Ok(op) => op,
+            // Another reset holds the instance right now: that is what grace is for.
+            Err(e) if e.status() == Some(409) => {
+                outcome.verdict = Verdict::Grace;
+                outcome.reason = format!("{down}; another operation on the VM is under way: {e}");
+                return Ok(());
             }
+            Err(e) => return Err(e),
+        };
+        outcome.operation = Some(op.name.clone()).filter(|n| !n.is_empty());
+        // The same requestId answered an operation from before this check: another check
+        // (another process, an earlier delivery) already reset the VM.
+        let inserted = op.insert_time.as_deref().and_then(guard::parse_time);
+        if inserted.is_some_and(|t| t < started - time::Duration::seconds(30)) {
+            outcome.verdict = Verdict::Grace;
+            outcome.reason = format!("{down}; already reset by operation {}", op.name);
             return Ok(());
         }
+        if let Some(message) = op.failure() {
+            return Err(GoogleError::Operation {
+                api: "Compute Engine",
+                name: op.name,
+                message,
+            });
+        }
+        if op.is_done() || op.name.is_empty() {
+            return Ok(());
+        }
+        // Wait for it, but not to the last second: the answer must still reach Pub/Sub.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait_until = Instant::now()
+            + left
+                .saturating_sub(Duration::from_secs(3))
+                .min(Duration::from_secs(60));
+        match self.wait_reset(vm, &op.name, wait_until).await {
+            Ok(()) => Ok(()),
+            Err(e @ GoogleError::Operation { .. }) => Err(e),
+            // The reset was issued; only its completion could not be confirmed.
+            Err(e) => {
+                outcome.reason = format!(
+                    "{}; reset issued, completion not confirmed: {e}",
+                    outcome.reason
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the reset with the API's `wait` method, or by polling the operation where
+    /// `wait` is not offered.
+    async fn wait_reset(
+        &self,
+        vm: &InstanceRef,
+        op: &str,
+        until: Instant,
+    ) -> Result<(), GoogleError> {
         match self
             .compute
-            .wait_zone_operation(&vm.project, &vm.zone, &op.name, deadline)
+            .wait_zone_operation(&vm.project, &vm.zone, op, until)
             .await
         {
             Ok(_) => Ok(()),
-            // The reset was issued; only waiting for it ran out of time or failed to answer.
-            Err(e @ (GoogleError::Deadline { .. } | GoogleError::Transport { .. })) => {
-                outcome.reason = format!(
-                    "{}; reset issued, completion not confirmed: {e}",
-                    outcome.reason
-                );
-                Ok(())
-            }
-            Err(e) if e.is_retryable() => {
-                outcome.reason = format!(
-                    "{}; reset issued, completion not confirmed: {e}",
-                    outcome.reason
-                );
-                Ok(())
-            }
+            Err(e) if matches!(e.status(), Some(404 | 405 | 501)) => self
+                .compute
+                .wait_operation(
+                    &vm.project,
+                    &shared::google::compute::Scope::Zone(vm.zone.clone()),
+                    op,
+                    until,
+                )
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         }
     }

@@ -50,7 +50,7 @@ impl Config {
                 .map_err(ConfigError)
         };
         let cfg = Config {
-            port: number(env, "PORT", 8080u16, 1)?,
+            port: number(env, "PORT", 8080u16, 0, u16::MAX)?,
             compute_endpoint: endpoint("KEEPALIVE_COMPUTE_ENDPOINT", compute::DEFAULT_ENDPOINT)?,
             secretmanager_endpoint: endpoint(
                 "KEEPALIVE_SECRETMANAGER_ENDPOINT",
@@ -62,16 +62,24 @@ impl Config {
                 "KEEPALIVE_REQUEST_TIMEOUT_MS",
                 8000u64,
                 1,
+                600_000,
             )?),
-            attempts: number(env, "KEEPALIVE_ATTEMPTS", 3u32, 1)?,
+            attempts: number(env, "KEEPALIVE_ATTEMPTS", 3u32, 1, 100)?,
             retry_delay: Duration::from_millis(number(
                 env,
                 "KEEPALIVE_RETRY_DELAY_MS",
                 5000u64,
                 0,
+                600_000,
             )?),
-            boot_grace: Duration::from_secs(number(env, "KEEPALIVE_BOOT_GRACE_S", 600u64, 0)?),
-            deadline: Duration::from_secs(number(env, "KEEPALIVE_DEADLINE_S", 100u64, 1)?),
+            boot_grace: Duration::from_secs(number(
+                env,
+                "KEEPALIVE_BOOT_GRACE_S",
+                600u64,
+                0,
+                30 * 86_400,
+            )?),
+            deadline: Duration::from_secs(number(env, "KEEPALIVE_DEADLINE_S", 100u64, 1, 3_600)?),
             events_topic: get("KEEPALIVE_EVENTS_TOPIC"),
             google_timeout: Duration::from_secs(30),
         };
@@ -98,7 +106,7 @@ impl Config {
     }
 }
 
-fn number<T>(env: Env<'_>, var: &str, default: T, min: T) -> Result<T, ConfigError>
+fn number<T>(env: Env<'_>, var: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
@@ -108,9 +116,9 @@ where
     {
         None => Ok(default),
         Some(v) => match v.parse::<T>() {
-            Ok(n) if n >= min => Ok(n),
+            Ok(n) if n >= min && n <= max => Ok(n),
             _ => Err(ConfigError(format!(
-                "{var}: {v:?} is not a whole number of at least {min}"
+                "{var}: {v:?} is not a whole number from {min} to {max}"
             ))),
         },
     }
@@ -151,6 +159,8 @@ mod tests {
             ("PORT", "http"),
             ("PORT", "70000"),
             ("KEEPALIVE_ATTEMPTS", "0"),
+            ("KEEPALIVE_ATTEMPTS", "100000"),
+            ("KEEPALIVE_DEADLINE_S", "99999999999999"),
             ("KEEPALIVE_ATTEMPTS", "-1"),
             ("KEEPALIVE_DEADLINE_S", "1.5"),
             ("KEEPALIVE_COMPUTE_ENDPOINT", "not a url"),

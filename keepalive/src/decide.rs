@@ -87,23 +87,23 @@ pub fn decide_vm(
             format!("{down}; VM status is {}, not RUNNING: no reset", vm.status),
         );
     }
-    if let Some(r) = &vm.last_reset {
-        if !r.done {
+    if let Some(r) = vm.last_reset.as_ref().filter(|_| !grace.is_zero()) {
+        // A reset with no time on record counts as recent: one check in grace too many is
+        // better than a second reset.
+        let ago = match r.inserted {
+            Some(at) => within(now, at, grace),
+            None => Some(0),
+        };
+        if let Some(ago) = ago {
+            let what = if r.done {
+                format!("VM was reset {ago} s ago")
+            } else {
+                format!("reset {} is still in progress", r.operation)
+            };
             return (
                 Verdict::Grace,
-                format!("{down}; reset {} is still in progress", r.operation),
+                format!("{down}; {what} (grace {} s)", grace.as_secs()),
             );
-        }
-        if let Some(at) = r.inserted {
-            if let Some(ago) = within(now, at, grace) {
-                return (
-                    Verdict::Grace,
-                    format!(
-                        "{down}; VM was reset {ago} s ago (grace {} s)",
-                        grace.as_secs()
-                    ),
-                );
-            }
         }
     }
     if let Some(at) = vm.last_start {
@@ -207,8 +207,13 @@ mod tests {
             ),
             (
                 "reset in progress",
-                vm("RUNNING", Some(86_400), Some((3_600, false))),
+                vm("RUNNING", Some(86_400), Some((30, false))),
                 Verdict::Grace,
+            ),
+            (
+                "stuck reset record",
+                vm("RUNNING", Some(86_400), Some((3_600, false))),
+                Verdict::Reset,
             ),
             (
                 "stopped",
@@ -230,6 +235,13 @@ mod tests {
             assert_eq!(got, want, "{name}: {reason}");
             assert!(reason.starts_with("login failed"), "{name}: {reason}");
         }
+    }
+
+    #[test]
+    fn a_reset_without_a_time_counts_as_recent() {
+        let mut state = vm("RUNNING", Some(86_400), Some((0, true)));
+        state.last_reset.as_mut().unwrap().inserted = None;
+        assert_eq!(decide_vm("down", &state, NOW, GRACE).0, Verdict::Grace);
     }
 
     #[test]

@@ -23,31 +23,52 @@ use crate::decide::ResetRecord;
 /// Namespace of the derived request ids (a fixed random UUID).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0b52_94a1_4c0e_b3d4_5e8f_a2c7_91d3);
 
-/// The Compute filter for this instance's reset operations.
+/// The Compute filter for this instance's reset operations (by type alone when the
+/// instance's id is unknown; [`newest_reset`] narrows it down by name then).
 pub fn reset_filter(instance: &Instance) -> String {
-    format!(
-        "operationType = \"reset\" AND targetId = \"{}\"",
-        instance.id
-    )
+    if instance.id.is_empty() {
+        "operationType = \"reset\"".to_string()
+    } else {
+        format!(
+            "operationType = \"reset\" AND targetId = \"{}\"",
+            instance.id
+        )
+    }
 }
 
-/// The newest reset of `instance` among `ops` (filtered again here: a filter the server
-/// ignored must not make another VM's reset count).
+/// The newest reset of `instance` among `ops`, filtered again here: a filter the server
+/// ignored must not make another VM's reset count. An operation that names no target at all
+/// is taken as the server's filter left it. Its time is `insertTime`, else `startTime`, else
+/// `endTime`; a reset with none of them counts as recent (better one check in grace too many
+/// than a second reset).
 pub fn newest_reset(instance: &Instance, ops: &[Operation]) -> Option<ResetRecord> {
     let suffix = format!("/instances/{}", instance.name);
+    let ours = |op: &&Operation| {
+        let by_id = op
+            .target_id
+            .as_deref()
+            .is_some_and(|id| !instance.id.is_empty() && id == instance.id);
+        let by_link = op
+            .target_link
+            .as_deref()
+            .is_some_and(|l| l.ends_with(&suffix));
+        let anonymous = op.target_id.is_none() && op.target_link.is_none();
+        by_id || by_link || anonymous
+    };
     ops.iter()
-        .filter(|op| op.operation_type == "reset")
-        .filter(|op| match (&op.target_id, &op.target_link) {
-            (Some(id), _) if !instance.id.is_empty() => *id == instance.id,
-            (_, Some(link)) => link.ends_with(&suffix),
-            _ => false,
+        .filter(|op| {
+            op.operation_type.is_empty() || op.operation_type.eq_ignore_ascii_case("reset")
         })
+        .filter(ours)
         .map(|op| ResetRecord {
             operation: op.name.clone(),
-            inserted: op.insert_time.as_deref().and_then(parse_time),
+            inserted: [&op.insert_time, &op.start_time, &op.end_time]
+                .into_iter()
+                .find_map(|t| t.as_deref().and_then(parse_time)),
             done: op.is_done(),
         })
-        .max_by_key(|r| r.inserted)
+        // Unknown times sort last, i.e. newest.
+        .max_by_key(|r| r.inserted.map_or(i128::MAX, |t| t.unix_timestamp_nanos()))
 }
 
 /// The `requestId` for resetting `instance` in the state that was read.
@@ -67,8 +88,27 @@ pub fn request_id(
     Uuid::new_v5(&NAMESPACE, key.as_bytes())
 }
 
+/// RFC 3339 as Compute Engine writes it; also the forms hand-written tools produce: no
+/// offset (read as UTC), a space for the `T`, or seconds since the epoch.
 pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
+    let s = s.trim();
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    let with_t = s.replacen(' ', "T", 1);
+    if let Ok(t) = OffsetDateTime::parse(&with_t, &Rfc3339) {
+        return Some(t);
+    }
+    if let Ok(t) = OffsetDateTime::parse(&format!("{with_t}Z"), &Rfc3339) {
+        return Some(t);
+    }
+    s.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n > 0.0)
+        .and_then(|n| {
+            let secs = if n > 1e12 { n / 1000.0 } else { n };
+            OffsetDateTime::from_unix_timestamp_nanos((secs * 1e9) as i128).ok()
+        })
 }
 
 /// One async lock per VM, so checks of the same VM in this process take turns.
@@ -156,8 +196,45 @@ mod tests {
 
     #[test]
     fn compute_timestamps_parse() {
-        assert!(parse_time("2026-11-24T10:00:00.123-08:00").is_some());
-        assert!(parse_time("2026-11-24T10:00:00Z").is_some());
+        let want = parse_time("2026-11-24T18:00:00Z").unwrap();
+        for s in [
+            "2026-11-24T10:00:00.000-08:00",
+            "2026-11-24T18:00:00Z",
+            "2026-11-24T18:00:00",
+            "2026-11-24 18:00:00",
+            "2026-11-24T18:00:00.000000",
+            "1795543200",
+            "1795543200000",
+        ] {
+            assert_eq!(parse_time(s), Some(want), "{s}");
+        }
         assert!(parse_time("yesterday").is_none());
+        assert!(parse_time("").is_none());
+    }
+
+    #[test]
+    fn reset_times_fall_back_and_unknown_counts_as_newest() {
+        let i = instance();
+        let mut no_time = op("op-x", "reset", "123", "", "DONE");
+        no_time.insert_time = None;
+        let mut start_only = op("op-s", "reset", "123", "", "DONE");
+        start_only.insert_time = None;
+        start_only.start_time = Some("2026-11-24T09:00:00Z".into());
+        let r = newest_reset(&i, &[start_only.clone()]).unwrap();
+        assert!(r.inserted.is_some());
+        let r = newest_reset(&i, &[start_only, no_time]).unwrap();
+        assert_eq!(r.operation, "op-x");
+        assert!(r.inserted.is_none());
+    }
+
+    #[test]
+    fn filter_without_an_instance_id() {
+        let mut i = instance();
+        i.id.clear();
+        assert_eq!(reset_filter(&i), "operationType = \"reset\"");
+        let mut by_link = op("op-l", "reset", "", "2026-11-24T09:00:00Z", "DONE");
+        by_link.target_id = None;
+        by_link.target_link = Some("https://compute/projects/p/zones/z/instances/wa-1".into());
+        assert_eq!(newest_reset(&i, &[by_link]).unwrap().operation, "op-l");
     }
 }

@@ -61,11 +61,7 @@ fn main() -> ExitCode {
     });
     let config = match config::Config::from_env() {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
-            eprintln!("keepalive: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&format!("invalid configuration: {e}"), None, !serving),
     };
     if config.worst_case_health_time() >= config.deadline {
         tracing::warn!(
@@ -80,16 +76,16 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("keepalive: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            return fail(
+                &format!("cannot start the async runtime: {e}"),
+                None,
+                !serving,
+            )
         }
     };
     let checker = match Checker::new(config) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("keepalive: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&e, None, !serving),
     };
     runtime.block_on(async move {
         match cli.command {
@@ -110,39 +106,44 @@ fn main() -> ExitCode {
 async fn run_check(checker: &Checker, source: &str, dry_run: bool) -> ExitCode {
     let bytes = match read_payload(source) {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("keepalive: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&e, None, true),
     };
     let payload = match Payload::parse(&bytes) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("keepalive: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&e.to_string(), Some(e.field().unwrap_or("payload")), true),
     };
     match checker.check(&payload, CheckOptions { dry_run }).await {
         Ok(outcome) => {
             log_outcome(&outcome, None);
             match serde_json::to_string(&outcome) {
                 Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("keepalive: cannot print the outcome: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(e) => return fail(&format!("cannot print the outcome: {e}"), None, true),
             }
             match outcome.verdict {
                 Verdict::Healthy | Verdict::Grace | Verdict::Skipped => ExitCode::SUCCESS,
                 Verdict::Reset | Verdict::Alert => ExitCode::from(1),
             }
         }
-        Err(e) => {
-            tracing::error!(vm = %payload.vm, error = %e, "check could not be completed");
-            eprintln!("keepalive: check could not be completed: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => fail(
+            &format!("check of {} could not be completed: {e}", payload.vm),
+            None,
+            true,
+        ),
     }
+}
+
+/// Exit status 2: the error goes to the log (JSON lines when not on a terminal) and, for
+/// `check`, as `{"error": ..., "field": ...}` on standard output where the outcome would be.
+fn fail(message: &str, field: Option<&str>, json_on_stdout: bool) -> ExitCode {
+    tracing::error!(field = field.unwrap_or(""), "{message}");
+    if json_on_stdout {
+        let mut v = serde_json::json!({ "error": message });
+        if let Some(f) = field {
+            v["field"] = serde_json::json!(f);
+        }
+        println!("{v}");
+    }
+    ExitCode::from(2)
 }
 
 fn read_payload(source: &str) -> Result<Vec<u8>, String> {

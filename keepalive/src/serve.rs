@@ -39,7 +39,11 @@ async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: B
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "rejected a request that is not a Pub/Sub message");
-            return error(StatusCode::BAD_REQUEST, e.to_string(), None);
+            let field =
+                e.0.split('`')
+                    .nth(1)
+                    .filter(|f| f.contains("message") || f.contains("data"));
+            return error(StatusCode::BAD_REQUEST, e.to_string(), field);
         }
     };
     let message_id = message.message_id.clone().unwrap_or_default();
@@ -47,7 +51,12 @@ async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: B
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, message_id = %message_id, form = ?message.form, "rejected an invalid payload");
-            return error(StatusCode::BAD_REQUEST, e.to_string(), e.field());
+            // A payload that is not a JSON object is the fault of `message.data`.
+            let field = e.field().unwrap_or(match message.form {
+                envelope::Form::CloudEventStructured => "data.message.data",
+                _ => "message.data",
+            });
+            return error(StatusCode::BAD_REQUEST, e.to_string(), Some(field));
         }
     };
     let partial = Payload::partial_smtp_fields(&message.data);
@@ -73,6 +82,8 @@ async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: B
 
 /// Serves until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
 pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
+    // Listen for the signals before the port is open, so none is missed once we are ready.
+    let signal = shutdown_signal()?;
     let port = checker.config.port;
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
     let addr = listener.local_addr()?;
@@ -80,7 +91,7 @@ pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut drain_rx = stop_rx.clone();
     let server = axum::serve(listener, router(checker)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
     });
     let drained = async move {
@@ -95,23 +106,22 @@ pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that ends at the first SIGTERM or SIGINT; the handlers are installed at once.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT: draining"),
-        _ = term => tracing::info!("SIGTERM: draining"),
-    }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("interrupted: draining");
+        }
+    })
 }

@@ -89,6 +89,9 @@ fn decode_cloudevent(
     }
     let data = match event.data() {
         None => return Err(err("CloudEvent has no data")),
+        // Without a datacontenttype the SDK reads `data` as JSON even when it is a string
+        // holding the envelope's JSON.
+        Some(Data::Json(Value::String(s))) => parse_json(s.as_bytes(), "CloudEvent data")?,
         Some(Data::Json(v)) => v.clone(),
         Some(Data::String(s)) => parse_json(s.as_bytes(), "CloudEvent data")?,
         Some(Data::Binary(b)) => parse_json(b, "CloudEvent data")?,

@@ -244,17 +244,21 @@ fn required_str<'a>(
     map: &'a Map<String, Value>,
     key: &'static str,
 ) -> Result<&'a str, PayloadError> {
-    optional_str(map, key)?.ok_or_else(|| PayloadError::new(key, "is missing"))
+    match map.get(key) {
+        Some(Value::String(s)) if s.trim().is_empty() => Err(PayloadError::new(key, "is empty")),
+        _ => optional_str(map, key)?.ok_or_else(|| PayloadError::new(key, "is missing")),
+    }
 }
 
-/// A string field; absent or JSON null is `None`; empty is an error; another type is an error.
+/// A string field; absent, JSON null or empty is `None` (payloads in use carry empty optional
+/// fields, e.g. `"smtpHost": ""`); another type is an error.
 fn optional_str<'a>(
     map: &'a Map<String, Value>,
     key: &'static str,
 ) -> Result<Option<&'a str>, PayloadError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(PayloadError::new(key, "is empty")),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(PayloadError::new(
             key,
@@ -405,6 +409,26 @@ mod tests {
             assert_eq!(err.field(), Some(field), "{err}");
             assert!(err.to_string().contains(problem), "{err}");
         }
+    }
+
+    #[test]
+    fn empty_optional_fields_count_as_absent() {
+        let mut v = original();
+        for k in [
+            "project",
+            "smtpHost",
+            "smtpPassword",
+            "whatsAppPasswordSecret",
+        ] {
+            v[k] = json!("");
+        }
+        let p = parse(v).unwrap();
+        assert!(p.project.is_none());
+        assert!(p.smtp.is_none());
+        assert!(matches!(p.password, PasswordSource::Inline(_)));
+        let mut v = original();
+        v["whatsAppPassword"] = json!("");
+        assert_eq!(parse(v).unwrap_err().field(), Some("whatsAppPassword"));
     }
 
     #[test]

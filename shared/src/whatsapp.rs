@@ -115,7 +115,11 @@ pub enum HealthState {
 }
 
 fn is_good(status: &str) -> bool {
-    matches!(status, "connected" | "connecting")
+    status.eq_ignore_ascii_case("connected") || status.eq_ignore_ascii_case("connecting")
+}
+
+fn is_unregistered(status: &str) -> bool {
+    status.eq_ignore_ascii_case("unregistered")
 }
 
 impl Health {
@@ -154,7 +158,7 @@ impl Health {
     /// `unregistered` anywhere needs a person.
     pub fn state(&self) -> HealthState {
         match self {
-            Health::Single { gateway_status: s } if s == "unregistered" => {
+            Health::Single { gateway_status: s } if is_unregistered(s) => {
                 HealthState::Unregistered("gateway_status is unregistered".into())
             }
             Health::Single { gateway_status: s } if is_good(s) => {
@@ -164,12 +168,16 @@ impl Health {
                 HealthState::Down(format!("gateway_status is {s}"))
             }
             Health::Nodes(nodes) => {
-                if let Some(n) = nodes.iter().find(|n| n.gateway_status == "unregistered") {
+                if let Some(n) = nodes.iter().find(|n| is_unregistered(&n.gateway_status)) {
                     return HealthState::Unregistered(format!("node {} is unregistered", n.name));
                 }
                 let coreapps: Vec<&Node> = nodes
                     .iter()
-                    .filter(|n| n.role.as_deref() == Some("coreapp"))
+                    .filter(|n| {
+                        n.role
+                            .as_deref()
+                            .is_some_and(|r| r.eq_ignore_ascii_case("coreapp"))
+                    })
                     .collect();
                 if let Some(n) = coreapps.iter().find(|n| is_good(&n.gateway_status)) {
                     return HealthState::Up(format!(
@@ -222,6 +230,7 @@ impl WhatsAppClient {
     pub fn http_client() -> reqwest::Client {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .pool_max_idle_per_host(8)
             .tcp_nodelay(true)
             .user_agent(concat!("whatsapp-keepalive/", env!("CARGO_PKG_VERSION")))

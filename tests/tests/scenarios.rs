@@ -318,7 +318,7 @@ async fn reset_in_progress_is_grace() {
         VM,
         "reset",
         "RUNNING",
-        OffsetDateTime::now_utc() - time::Duration::hours(2),
+        OffsetDateTime::now_utc() - time::Duration::seconds(20),
     );
     let o = w.check(&w.payload(), &[]).await.outcome();
     assert_eq!(o["verdict"], "grace", "{o}");
@@ -403,8 +403,15 @@ async fn compute_503_forever_cannot_complete() {
     w.g.compute.fail_always(ComputeRoute::GetInstance, 503);
     let run = w.check(&w.payload(), &[]).await;
     assert_eq!(run.code, Some(2), "{}", run.stdout);
-    assert!(run.stdout.trim().is_empty());
+    // No outcome: an error object instead, and the same in the JSON log.
+    let error = run.outcome();
+    assert!(error["error"].as_str().unwrap().contains("503"), "{error}");
+    assert!(error.get("verdict").is_none());
     assert!(run.stderr.contains("503"), "{}", run.stderr);
+    for line in run.stderr.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line}"));
+    }
     assert_eq!(w.resets(), 0);
     assert!(
         w.g.compute.route_count(ComputeRoute::GetInstance) > 1,
@@ -499,7 +506,9 @@ async fn invalid_payload_exits_2_naming_the_field() {
     let run = w.check(&p, &[]).await;
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("`zone`"), "{}", run.stderr);
-    assert!(run.stdout.is_empty());
+    let error = run.outcome();
+    assert_eq!(error["field"], "zone", "{error}");
+    assert!(error.get("verdict").is_none());
     assert_eq!(w.wa.login_count(), 0);
 }
 
@@ -546,4 +555,58 @@ async fn secrets_stay_out_of_output_even_at_trace_level() {
     assert_eq!(verdict(&run), "reset");
     assert!(!run.stderr.is_empty(), "trace logging produced nothing");
     assert!(!run.stderr.contains(USER) || !run.stderr.contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_stays_a_reset_when_its_completion_cannot_be_confirmed() {
+    let w = World::new().await;
+    w.wa.set_health(Health::Single("disconnected"));
+    // A Compute Engine (or a fake of it) without the `wait` method: poll the operation.
+    w.g.compute.fail_always(ComputeRoute::WaitOperation, 404);
+    let run = w.check(&w.payload(), &[]).await;
+    let o = run.outcome();
+    assert_eq!(o["verdict"], "reset", "{o}");
+    assert_eq!(w.resets(), 1);
+    assert!(w.g.compute.route_count(ComputeRoute::GetOperation) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_operation_on_the_vm_is_grace() {
+    let w = World::new().await;
+    w.wa.set_health(Health::Single("disconnected"));
+    w.g.compute.fail_always(ComputeRoute::Reset, 409);
+    let o = w.check(&w.payload(), &[]).await.outcome();
+    assert_eq!(o["verdict"], "grace", "{o}");
+    assert_eq!(w.resets(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_with_empty_optional_fields_are_accepted() {
+    let w = World::new().await;
+    let mut p = w.payload();
+    for k in [
+        "smtpHost",
+        "smtpUsername",
+        "smtpPassword",
+        "smtpFrom",
+        "smtpTo",
+        "project",
+    ] {
+        p[k] = json!("");
+    }
+    let run = w.check(&p, &[]).await;
+    assert_eq!(run.code, Some(0), "{} {}", run.stdout, run.stderr);
+    let o = run.outcome();
+    assert_eq!(o["verdict"], "healthy");
+    // The project then comes from the credentials.
+    assert_eq!(o["project"], FAKE_PROJECT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_status_is_read_case_insensitively() {
+    let w = World::new().await;
+    w.wa.set_health(Health::Raw(
+        json!({"health": {"gateway_status": "Connected"}}),
+    ));
+    assert_eq!(verdict(&w.check(&w.payload(), &[]).await), "healthy");
 }

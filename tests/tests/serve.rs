@@ -445,3 +445,48 @@ async fn overlapping_reads_in_two_processes_still_reset_once() {
         assert!(verdicts.contains(&json!("reset")) && verdicts.contains(&json!("grace")));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_cloudevent_with_string_data_and_payload_errors_name_the_field() {
+    let w = World::new().await;
+    let s = Served::start(&w.env);
+    // `data` as a string holding the envelope's JSON, and no datacontenttype.
+    let body = json!({
+        "specversion": "1.0",
+        "type": EVENT_TYPE,
+        "source": "//pubsub.googleapis.com/projects/fake-project/topics/t",
+        "id": "77",
+        "data": push_envelope(&w.payload()).to_string()
+    });
+    let (status, o) = post(
+        &s.url(),
+        &[("content-type", "application/cloudevents+json")],
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, o["verdict"].as_str()),
+        (200, Some("healthy")),
+        "{o}"
+    );
+
+    // Base64 that decodes to something that is not a JSON object: `message.data` is at fault.
+    let (status, o) = post(
+        &s.url(),
+        &[("content-type", "application/json")],
+        json!({"message": {"data": "abcd"}})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(o["field"], "message.data", "{o}");
+    let (status, o) = post(
+        &s.url(),
+        &[("content-type", "application/json")],
+        json!({"message": {"data": "%%"}}).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(o["field"], "message.data", "{o}");
+}

@@ -34,14 +34,27 @@ impl std::fmt::Display for InstanceRef {
     }
 }
 
+/// Accepts a string, a number or null (ids are strings in the API, numbers in some tools).
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+fn lenient_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(lenient_string(d)?).filter(|s| !s.is_empty()))
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub status: String,
     pub last_start_timestamp: Option<String>,
     pub self_link: Option<String>,
@@ -50,12 +63,13 @@ pub struct Instance {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub operation_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_string")]
     pub status: String,
+    #[serde(default, deserialize_with = "lenient_opt_string")]
     pub target_id: Option<String>,
     pub target_link: Option<String>,
     pub insert_time: Option<String>,
@@ -85,7 +99,7 @@ impl Operation {
 
     /// The operation's error in words, if it failed.
     pub fn failure(&self) -> Option<String> {
-        let e = self.error.as_ref()?;
+        let e = self.error.as_ref().filter(|e| !e.errors.is_empty())?;
         let text: Vec<String> = e
             .errors
             .iter()
