@@ -3,19 +3,23 @@
 //! inspect.
 //!
 //! - [`whatsapp::FakeWhatsApp`]: the on-premises WhatsApp Business API client.
-//! - [`compute::FakeCompute`]: Compute Engine v1 (instances, reset with `requestId`
-//!   deduplication, zonal operations).
+//! - [`compute::FakeCompute`]: Compute Engine v1 (instances: get, insert, reset, start,
+//!   stop, setMetadata; regional addresses; global firewalls; zonal, regional and global
+//!   operations; `requestId` deduplication).
 //! - [`token::FakeTokenServer`]: the OAuth2 token endpoint of a service-account key, with
 //!   the [`token::TokenRegistry`] that the Google fakes check bearer tokens against.
 //! - [`secretmanager::FakeSecretManager`]: Secret Manager v1.
-//! - [`GoogleFakes`]: token endpoint + Compute + Secret Manager sharing one registry, and a
-//!   service-account key file pointing at them.
+//! - [`sqladmin::FakeSqlAdmin`]: Cloud SQL Admin v1 (instances, operations, users,
+//!   databases).
+//! - [`GoogleFakes`]: token endpoint + Compute + Secret Manager + Cloud SQL Admin sharing one
+//!   registry, and a service-account key file pointing at them.
 
 pub mod compute;
 pub mod keepalive;
 pub mod secretmanager;
 pub mod server;
 pub mod smtp;
+pub mod sqladmin;
 pub mod token;
 pub mod whatsapp;
 
@@ -26,13 +30,14 @@ use std::{
 
 pub use compute::{ComputeRoute, FakeCompute};
 pub use secretmanager::FakeSecretManager;
-pub use server::{HttpServer, RecordedRequest, TempDir};
+pub use server::{HttpServer, RecordedRequest, SelfSignedCert, TempDir};
+pub use sqladmin::{FakeSqlAdmin, SqlRoute};
 pub use token::{FakeTokenServer, TokenRegistry, FAKE_CLIENT_EMAIL, FAKE_PROJECT};
 pub use whatsapp::{Behaviour, FakeWhatsApp, Health};
 
-/// The Google side of a test: token endpoint, Compute Engine and Secret Manager sharing one
-/// [`TokenRegistry`], and a service-account key file (in a temporary directory removed on
-/// drop) whose `token_uri` is the fake token endpoint.
+/// The Google side of a test: token endpoint, Compute Engine, Secret Manager and Cloud SQL
+/// Admin sharing one [`TokenRegistry`], and a service-account key file (in a temporary
+/// directory removed on drop) whose `token_uri` is the fake token endpoint.
 pub struct GoogleFakes {
     /// Tokens the fakes accept (those the token endpoint granted, plus any issued directly).
     pub tokens: Arc<TokenRegistry>,
@@ -42,18 +47,21 @@ pub struct GoogleFakes {
     pub compute: FakeCompute,
     /// Secret Manager.
     pub secrets: FakeSecretManager,
+    /// Cloud SQL Admin.
+    pub sql: FakeSqlAdmin,
     /// The service-account key file (`GOOGLE_APPLICATION_CREDENTIALS`).
     pub key_file: PathBuf,
     dir: TempDir,
 }
 
 impl GoogleFakes {
-    /// Starts the three fakes and writes the key file.
+    /// Starts the fakes and writes the key file.
     pub async fn start() -> Self {
         let tokens = TokenRegistry::new();
         let token = FakeTokenServer::start(tokens.clone()).await;
         let compute = FakeCompute::start(tokens.clone()).await;
         let secrets = FakeSecretManager::start(tokens.clone()).await;
+        let sql = FakeSqlAdmin::start(tokens.clone()).await;
         let dir = TempDir::new("google").expect("create temporary directory");
         let key_file = token.write_service_account_key(dir.path());
         GoogleFakes {
@@ -61,6 +69,7 @@ impl GoogleFakes {
             token,
             compute,
             secrets,
+            sql,
             key_file,
             dir,
         }
@@ -87,6 +96,24 @@ impl GoogleFakes {
             ),
         ]
     }
+
+    /// Environment for the provisioner: `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `PROVISIONER_COMPUTE_ENDPOINT`, `PROVISIONER_SQLADMIN_ENDPOINT`,
+    /// `PROVISIONER_SECRETMANAGER_ENDPOINT`.
+    pub fn provisioner_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS".into(),
+                self.key_file.display().to_string(),
+            ),
+            ("PROVISIONER_COMPUTE_ENDPOINT".into(), self.compute.url()),
+            ("PROVISIONER_SQLADMIN_ENDPOINT".into(), self.sql.url()),
+            (
+                "PROVISIONER_SECRETMANAGER_ENDPOINT".into(),
+                self.secrets.url(),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +131,18 @@ mod tests {
         assert_eq!(key["client_email"], FAKE_CLIENT_EMAIL);
         assert!(g.key_file.starts_with(g.dir()));
         assert_eq!(g.env().len(), 3);
+        let penv = g.provisioner_env();
+        let names: Vec<&str> = penv.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "PROVISIONER_COMPUTE_ENDPOINT",
+                "PROVISIONER_SQLADMIN_ENDPOINT",
+                "PROVISIONER_SECRETMANAGER_ENDPOINT"
+            ]
+        );
+        assert_eq!(penv[2].1, g.sql.url());
 
         // A token granted by the token endpoint works on Compute and Secret Manager.
         let jwt = token::tests::sign_jwt(&token::tests::claims_for(&g.token.token_uri()));
@@ -151,6 +190,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
+        let resp = client
+            .get(format!(
+                "{}/v1/projects/{FAKE_PROJECT}/instances/nope",
+                g.sql.url()
+            ))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
 
         let dir = g.dir().to_owned();
         drop(g);

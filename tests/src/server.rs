@@ -1,5 +1,6 @@
-//! What the fakes share: a real HTTP/1.1 server on `127.0.0.1` that records every request,
-//! sets `TCP_NODELAY` on every accepted connection, writes each answer in one piece
+//! What the fakes share: a real HTTP/1.1 server on `127.0.0.1` (plain, or HTTPS with a
+//! self-signed certificate generated at start, see [`SelfSignedCert`]) that records every
+//! request, sets `TCP_NODELAY` on every accepted connection, writes each answer in one piece
 //! (buffered body, `content-length`, one flattened write), can be stopped (listener closed,
 //! connections in progress dropped) and restarted on the same port, and shuts down when
 //! dropped. Plus small helpers (auth headers, JSON answers, timestamps, a temporary directory).
@@ -31,8 +32,9 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpSocket, TcpStream},
-    sync::oneshot,
+    sync::{mpsc, oneshot},
     task::{JoinHandle, JoinSet},
 };
 use tower::ServiceExt as _;
@@ -117,7 +119,69 @@ pub fn close_connection() -> Response {
 
 struct Running {
     stop_tx: oneshot::Sender<()>,
+    /// Asks the accept loop to drop every connection in progress (and acknowledge).
+    drop_tx: mpsc::UnboundedSender<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+}
+
+/// The TLS configuration of an HTTPS server, read at every accepted connection (so that a
+/// new certificate applies to the next connections).
+type TlsConfig = Arc<Mutex<Arc<rustls::ServerConfig>>>;
+
+/// A self-signed certificate (ECDSA P-256) for `127.0.0.1` (IP SAN) and `localhost` (DNS
+/// SAN), and its key: what an HTTPS fake serves.
+#[derive(Clone)]
+pub struct SelfSignedCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+impl fmt::Debug for SelfSignedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelfSignedCert")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SelfSignedCert {
+    /// Generates a new key and certificate (common name `common_name`).
+    pub fn generate(common_name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("generate a P-256 key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("certificate parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let cert = params.self_signed(&key).expect("self-sign the certificate");
+        SelfSignedCert {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+        }
+    }
+
+    /// A rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`)
+    /// presenting this certificate.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions of the ring provider")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(self.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
+            .expect("TLS server configuration");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
 }
 
 /// A running HTTP server on `127.0.0.1` serving an axum [`Router`].
@@ -126,11 +190,22 @@ pub struct HttpServer {
     router: Router,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
     running: Mutex<Option<Running>>,
+    tls: Option<TlsConfig>,
 }
 
 impl HttpServer {
     /// Binds `127.0.0.1:0` and serves `router` on a tokio task.
     pub async fn start(router: Router) -> io::Result<Self> {
+        Self::start_with(router, None).await
+    }
+
+    /// Like [`start`](Self::start), over TLS with `config` (see
+    /// [`SelfSignedCert::server_config`]). A failed handshake just closes the connection.
+    pub async fn start_tls(router: Router, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        Self::start_with(router, Some(Arc::new(Mutex::new(config)))).await
+    }
+
+    async fn start_with(router: Router, tls: Option<TlsConfig>) -> io::Result<Self> {
         let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         let addr = listener.local_addr()?;
         let server = HttpServer {
@@ -138,6 +213,7 @@ impl HttpServer {
             router,
             requests: Arc::new(Mutex::new(Vec::new())),
             running: Mutex::new(None),
+            tls,
         };
         let running = server.spawn(listener);
         *lock(&server.running) = Some(running);
@@ -146,18 +222,57 @@ impl HttpServer {
 
     fn spawn(&self, listener: TcpListener) -> Running {
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (drop_tx, drop_rx) = mpsc::unbounded_channel();
         let task = runtime().spawn(accept_loop(
             listener,
             self.router.clone(),
             self.requests.clone(),
+            self.tls.clone(),
             stop_rx,
+            drop_rx,
         ));
-        Running { stop_tx, task }
+        Running {
+            stop_tx,
+            drop_tx,
+            task,
+        }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves `config` to the connections accepted from now on (connections in progress
+    /// keep theirs: see [`drop_connections`](Self::drop_connections)). Does nothing on a
+    /// plain HTTP server.
+    pub fn set_tls_config(&self, config: Arc<rustls::ServerConfig>) {
+        if let Some(tls) = &self.tls {
+            *lock(tls) = config;
+        }
+    }
+
+    /// Drops every connection in progress (kept-alive ones included), keeping the listener
+    /// open; returns once they are gone.
+    pub async fn drop_connections(&self) {
+        if let Some(ack_rx) = self.request_drop_connections() {
+            let _ = ack_rx.await;
+        }
+    }
+
+    /// Like [`drop_connections`](Self::drop_connections) without waiting: the connections
+    /// go shortly after (the answer tells when, if awaited). `None` when stopped.
+    pub fn request_drop_connections(&self) -> Option<oneshot::Receiver<()>> {
+        let drop_tx = lock(&self.running).as_ref().map(|r| r.drop_tx.clone())?;
+        let (ack_tx, ack_rx) = oneshot::channel();
+        drop_tx.send(ack_tx).ok()?;
+        Some(ack_rx)
     }
 
     /// The bound address.
@@ -185,7 +300,7 @@ impl HttpServer {
     /// all of that has happened. Does nothing if already stopped.
     pub async fn stop(&self) {
         let running = lock(&self.running).take();
-        if let Some(Running { stop_tx, task }) = running {
+        if let Some(Running { stop_tx, task, .. }) = running {
             let _ = stop_tx.send(());
             let _ = task.await;
         }
@@ -246,15 +361,22 @@ async fn accept_loop(
     listener: TcpListener,
     router: Router,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    tls: Option<TlsConfig>,
     mut stop_rx: oneshot::Receiver<()>,
+    mut drop_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut stop_rx => break,
+            Some(ack) = drop_rx.recv() => {
+                conns.shutdown().await;
+                let _ = ack.send(());
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    conns.spawn(serve_connection(stream, router.clone(), requests.clone()));
+                    let config = tls.as_ref().map(|t| lock(t).clone());
+                    conns.spawn(serve_connection(stream, config, router.clone(), requests.clone()));
                 }
                 Err(err) => {
                     tracing::debug!(%err, "fake server: accept failed");
@@ -271,6 +393,7 @@ async fn accept_loop(
 
 async fn serve_connection(
     stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
 ) {
@@ -278,6 +401,23 @@ async fn serve_connection(
         tracing::debug!(%err, "fake server: TCP_NODELAY failed");
     }
     debug_assert!(stream.nodelay().unwrap_or(true), "TCP_NODELAY not set");
+    match tls {
+        None => serve_io(stream, router, requests).await,
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => serve_io(tls_stream, router, requests).await,
+                Ok(Err(err)) => tracing::debug!(%err, "fake server: TLS handshake failed"),
+                Err(_) => tracing::debug!("fake server: TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<S>(stream: S, router: Router, requests: Arc<Mutex<Vec<RecordedRequest>>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         handle(router.clone(), requests.clone(), req)
     });

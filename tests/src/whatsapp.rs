@@ -1,5 +1,8 @@
 //! `FakeWhatsApp`: the REST API of the on-premises WhatsApp Business API client, as the
-//! keepalive sees it (login, the seven probes), scriptable per path.
+//! keepalive sees it (login, the seven probes), scriptable per path. Over plain HTTP
+//! ([`FakeWhatsApp::start`], what the runbook's port-80 proxy gives) or over HTTPS with a
+//! self-signed certificate, as the `web` container serves it ([`FakeWhatsApp::start_tls`]);
+//! then `GET /v1/certificates/external/ca` answers that certificate (PEM, no auth needed).
 //!
 //! Order of evaluation for every request: count it, wait the global latency, then the
 //! scripted behaviour of its path (a `fail_next` entry first, else the `set_behaviour` one);
@@ -25,7 +28,7 @@ use time::{macros::format_description, OffsetDateTime};
 
 use crate::server::{
     basic_auth, bearer_token, close_connection, hang, json_response, lock, random_string,
-    raw_response, HttpServer, RecordedRequest,
+    raw_response, HttpServer, RecordedRequest, SelfSignedCert,
 };
 
 /// The version the fake reports in `meta.version`.
@@ -35,6 +38,8 @@ pub const API_VERSION: &str = "v2.53.2";
 pub const LOGIN_PATH: &str = "/v1/users/login";
 /// Health path.
 pub const HEALTH_PATH: &str = "/v1/health";
+/// Where the client answers the CA certificate of its HTTPS certificate.
+pub const CA_CERT_PATH: &str = "/v1/certificates/external/ca";
 
 /// The probes a check makes after logging in, as `(method, path)`.
 pub const PROBES: [(&str, &str); 7] = [
@@ -121,6 +126,8 @@ struct WaState {
     application_settings: Value,
     about: String,
     business_profile: Value,
+    /// The HTTPS certificate (PEM), when serving TLS.
+    ca_pem: Option<String>,
 }
 
 type Shared = Arc<Mutex<WaState>>;
@@ -129,7 +136,10 @@ type Shared = Arc<Mutex<WaState>>;
 pub struct FakeWhatsApp {
     state: Shared,
     server: HttpServer,
+    cert: Mutex<Option<SelfSignedCert>>,
 }
+
+const CERT_COMMON_NAME: &str = "WhatsApp Business API client (fake)";
 
 fn normalize(path: &str) -> String {
     let path = path.split('?').next().unwrap_or("");
@@ -141,43 +151,83 @@ fn normalize(path: &str) -> String {
 }
 
 impl FakeWhatsApp {
-    /// Starts the fake with one API user; health `connected`.
+    /// Starts the fake (plain HTTP) with one API user; health `connected`.
     pub async fn start(username: &str, password: &str) -> Self {
-        let mut users = HashMap::new();
-        users.insert(
-            username.to_owned(),
-            User {
-                password: password.to_owned(),
-            },
-        );
-        let state = Arc::new(Mutex::new(WaState {
-            users,
-            tokens: HashMap::new(),
-            issued: Vec::new(),
-            health: Health::Single("connected"),
-            behaviours: HashMap::new(),
-            next: HashMap::new(),
-            latency: Duration::ZERO,
-            counts: HashMap::new(),
-            successful_logins: 0,
-            application_settings: default_application_settings(),
-            about: "Hey there! I am using WhatsApp.".to_owned(),
-            business_profile: json!({
-                "address": "1 Example Street, Berlin",
-                "description": "Fake business for tests",
-                "email": "info@example.com",
-                "vertical": "Professional Services",
-                "websites": ["https://www.example.com/"]
-            }),
-        }));
+        let state = new_state(username, password);
         let router = Router::new().fallback(handle).with_state(state.clone());
         let server = HttpServer::start(router)
             .await
             .expect("bind fake WhatsApp server");
-        FakeWhatsApp { state, server }
+        FakeWhatsApp {
+            state,
+            server,
+            cert: Mutex::new(None),
+        }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// Starts the fake over HTTPS, with a self-signed certificate generated now (IP SAN
+    /// `127.0.0.1`, DNS SAN `localhost`); otherwise as [`start`](Self::start).
+    pub async fn start_tls(username: &str, password: &str) -> Self {
+        let cert = SelfSignedCert::generate(CERT_COMMON_NAME);
+        let state = new_state(username, password);
+        lock(&state).ca_pem = Some(cert.cert_pem.clone());
+        let router = Router::new().fallback(handle).with_state(state.clone());
+        let server = HttpServer::start_tls(router, cert.server_config())
+            .await
+            .expect("bind fake WhatsApp server");
+        FakeWhatsApp {
+            state,
+            server,
+            cert: Mutex::new(Some(cert)),
+        }
+    }
+
+    fn current_cert(&self) -> SelfSignedCert {
+        lock(&self.cert)
+            .clone()
+            .expect("FakeWhatsApp: not serving TLS (use start_tls)")
+    }
+
+    /// The certificate served now (PEM). Panics unless started with
+    /// [`start_tls`](Self::start_tls).
+    pub fn certificate_pem(&self) -> String {
+        self.current_cert().cert_pem
+    }
+
+    /// The certificate served now (DER), what a client pins. Panics unless TLS.
+    pub fn certificate_der(&self) -> Vec<u8> {
+        self.current_cert().cert_der
+    }
+
+    /// Replaces the certificate with a new self-signed one (new key), as a re-created `web`
+    /// container would: connections from now on get it, and connections in progress are
+    /// dropped shortly after (await [`drop_connections`](Self::drop_connections) to be sure
+    /// they are gone). Returns the new PEM. Panics unless TLS.
+    pub fn rotate_certificate(&self) -> String {
+        let old = self.current_cert();
+        let mut cert = SelfSignedCert::generate(CERT_COMMON_NAME);
+        while cert.cert_der == old.cert_der {
+            cert = SelfSignedCert::generate(CERT_COMMON_NAME);
+        }
+        self.server.set_tls_config(cert.server_config());
+        lock(&self.state).ca_pem = Some(cert.cert_pem.clone());
+        *lock(&self.cert) = Some(cert.clone());
+        let _ = self.server.request_drop_connections();
+        cert.cert_pem
+    }
+
+    /// Drops every connection in progress (the listener stays open); returns once they are
+    /// gone.
+    pub async fn drop_connections(&self) {
+        self.server.drop_connections().await;
+    }
+
+    /// Whether the fake serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.server.is_tls()
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when serving TLS.
     pub fn url(&self) -> String {
         self.server.url()
     }
@@ -298,6 +348,37 @@ impl FakeWhatsApp {
     }
 }
 
+fn new_state(username: &str, password: &str) -> Shared {
+    let mut users = HashMap::new();
+    users.insert(
+        username.to_owned(),
+        User {
+            password: password.to_owned(),
+        },
+    );
+    Arc::new(Mutex::new(WaState {
+        users,
+        tokens: HashMap::new(),
+        issued: Vec::new(),
+        health: Health::Single("connected"),
+        behaviours: HashMap::new(),
+        next: HashMap::new(),
+        latency: Duration::ZERO,
+        counts: HashMap::new(),
+        successful_logins: 0,
+        application_settings: default_application_settings(),
+        about: "Hey there! I am using WhatsApp.".to_owned(),
+        business_profile: json!({
+            "address": "1 Example Street, Berlin",
+            "description": "Fake business for tests",
+            "email": "info@example.com",
+            "vertical": "Professional Services",
+            "websites": ["https://www.example.com/"]
+        }),
+        ca_pem: None,
+    }))
+}
+
 fn default_application_settings() -> Value {
     json!({
         "callback_persist": true,
@@ -396,6 +477,13 @@ fn endpoint(
         return error_response(404, &format!("Unknown path: {path}"));
     }
     let mut st = lock(state);
+    if path == CA_CERT_PATH && method == Method::GET {
+        // No authentication: a client fetches it before it trusts anything.
+        return match &st.ca_pem {
+            Some(pem) => raw_response(200, "text/plain", pem.clone()),
+            None => error_response(404, "This client does not serve HTTPS"),
+        };
+    }
     let authorized = bearer_token(headers).is_some_and(|t| st.tokens.contains_key(t));
     if !authorized {
         return error_response(401, "Missing, invalid or expired bearer token");
@@ -715,5 +803,171 @@ mod tests {
         assert!(err.is_connect(), "{err}");
         wa.restart().await.unwrap();
         assert_eq!(login(&wa, "admin", "S3cret!pass").await.status(), 200);
+    }
+
+    /// A client trusting only `pem`, with hostname checks on; `resolve` pins a name to the
+    /// fake's address.
+    fn pinned_client(pem: &str, resolve: Option<(&str, std::net::SocketAddr)>) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+            .danger_accept_invalid_hostnames(false);
+        if let Some((name, addr)) = resolve {
+            b = b.resolve(name, addr);
+        }
+        b.build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn tls_fake_is_reachable_with_its_certificate_as_only_root() {
+        let wa = FakeWhatsApp::start_tls("admin", "S3cret!pass").await;
+        assert!(wa.is_tls());
+        let url = wa.url();
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        let pem = wa.certificate_pem();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        assert!(!wa.certificate_der().is_empty());
+
+        // IP SAN 127.0.0.1.
+        let client = pinned_client(&pem, None);
+        let resp = client
+            .post(format!("{url}{LOGIN_PATH}"))
+            .basic_auth("admin", Some("S3cret!pass"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        let token = body["users"][0]["token"].as_str().unwrap().to_owned();
+        let resp = client
+            .get(format!("{url}{HEALTH_PATH}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+
+        // The CA endpoint answers the certificate, without authentication.
+        let resp = client
+            .get(format!("{url}{CA_CERT_PATH}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert_eq!(resp.text().await.unwrap(), pem);
+
+        // DNS SAN localhost.
+        let addr = wa.server.addr();
+        let by_name = pinned_client(&pem, Some(("localhost", addr)));
+        let resp = by_name
+            .get(format!("https://localhost:{}{CA_CERT_PATH}", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        // A name the certificate does not carry is refused.
+        let other = pinned_client(&pem, Some(("wa.example.test", addr)));
+        let err = other
+            .get(format!(
+                "https://wa.example.test:{}{CA_CERT_PATH}",
+                addr.port()
+            ))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+
+        // Without the certificate as a root: refused. Plain HTTP: no answer.
+        let err = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("{url}{CA_CERT_PATH}"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        let plain = url.replacen("https://", "http://", 1);
+        assert!(super::tests::client()
+            .get(format!("{plain}{CA_CERT_PATH}"))
+            .send()
+            .await
+            .is_err());
+        assert_eq!(wa.count("GET", CA_CERT_PATH), 2);
+        assert_eq!(wa.successful_login_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn rotated_certificate_is_refused_by_a_pinned_client() {
+        let wa = FakeWhatsApp::start_tls("admin", "S3cret!pass").await;
+        let url = wa.url();
+        let old_pem = wa.certificate_pem();
+        let old = pinned_client(&old_pem, None);
+        // A kept-alive connection exists before the rotation.
+        assert_eq!(
+            old.get(format!("{url}{CA_CERT_PATH}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+
+        let new_pem = wa.rotate_certificate();
+        wa.drop_connections().await;
+        assert_ne!(new_pem, old_pem);
+        assert_eq!(wa.certificate_pem(), new_pem);
+        let err = old
+            .get(format!("{url}{CA_CERT_PATH}"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect() || err.is_request(), "{err:?}");
+
+        let new = pinned_client(&new_pem, None);
+        let resp = new
+            .get(format!("{url}{CA_CERT_PATH}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), new_pem);
+        // The same port, the same users.
+        let resp = new
+            .post(format!("{url}{LOGIN_PATH}"))
+            .basic_auth("admin", Some("S3cret!pass"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+
+        // Stop and restart keep TLS with the current certificate (a fresh client: the old
+        // one's kept-alive connection died with the stop).
+        wa.stop().await;
+        wa.restart().await.unwrap();
+        let resp = pinned_client(&new_pem, None)
+            .get(format!("{url}{CA_CERT_PATH}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), new_pem);
+    }
+
+    #[tokio::test]
+    async fn plain_fake_has_no_certificate() {
+        let wa = FakeWhatsApp::start("admin", "S3cret!pass").await;
+        assert!(!wa.is_tls());
+        assert!(wa.url().starts_with("http://"));
+        let resp = client()
+            .get(format!("{}{CA_CERT_PATH}", wa.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
     }
 }

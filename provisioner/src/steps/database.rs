@@ -37,8 +37,8 @@ pub fn instance_body(ctx: &Ctx, networks: &[String]) -> Value {
             "ipConfiguration": {
                 "ipv4Enabled": true,
                 "authorizedNetworks": nets,
-                "sslMode": "ENCRYPTED_ONLY",
-                "requireSsl": true
+                // SSL required, no client certificates (the API refuses requireSsl=true with it).
+                "sslMode": "ENCRYPTED_ONLY"
             },
             "databaseFlags": [
                 {"name": "max_connections", "value": ctx.cfg.database.max_connections.to_string()}
@@ -132,6 +132,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         .await
         .map_err(ctx.google(&resource))?;
     let mut created = false;
+    let runnable = existing.as_ref().is_some_and(|i| i["state"] == "RUNNABLE");
     match existing {
         Some(instance) => {
             let diffs = differences(ctx, &instance, &networks);
@@ -200,10 +201,25 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         }
     }
     if ctx.dry_run {
+        let exists = if runnable {
+            ctx.cloud
+                .sql
+                .list_users(&project, &n.sql_instance, Some(ctx.call_deadline()))
+                .await
+                .map_err(ctx.google(format!("database users of {}", n.sql_instance)))?
+                .contains(&n.db_user)
+        } else {
+            false
+        };
+        let action = if exists {
+            Action::Exists
+        } else {
+            Action::WouldCreate
+        };
         ctx.report.add(
             "database user",
             &n.db_user,
-            Action::WouldCreate,
+            action,
             Some(format!("password from {}", n.db_password_secret)),
         );
         return Ok(());
