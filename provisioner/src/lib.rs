@@ -10,8 +10,10 @@ pub mod config;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod secrets;
 pub mod status;
 pub mod steps;
+pub mod up;
 
 /// Why a command stopped. Exit status 1 (2 is for configuration, see [`config`]).
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum StepError {
     },
     #[error("{resource}: {message}")]
     Failed { resource: String, message: String },
+    /// Bad configuration or arguments (exit status 2); names the key.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StepError {

@@ -4,8 +4,9 @@ use clap::{Parser, Subcommand};
 use provisioner::cloud::Cloud;
 use provisioner::config::NumberConfig;
 use provisioner::report::Report;
-use provisioner::steps::{database, vm, Ctx};
+use provisioner::steps::{database, link, onboard, vm, Ctx};
 use provisioner::{plan, status};
+use provisioner::{secrets, up};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +42,39 @@ enum Command {
     Plan,
     /// What exists for this number and whether the WhatsApp client answers.
     Status,
+    /// Step 3: first login (sets a generated admin password) and the registration request.
+    Whatsapp,
+    /// Step 3: verify the number with the code received by SMS or voice.
+    Verify {
+        /// The registration code; asked for on a terminal when absent.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Step 4: the LoyJoy webhook and the API user.
+    Connect,
+    /// Step 5: the click-to-chat links and their QR code.
+    Link {
+        /// Text the chat starts with.
+        #[arg(long)]
+        text: Option<String>,
+        /// Also write the QR code as a PNG file.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
+    },
+    /// Show a stored password on purpose (db-password, admin-password, api-password); without
+    /// NAME, list which are stored.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+    /// Steps 1 to 5 in order; stops when a registration code must be entered.
+    Up,
+}
+
+#[derive(Subcommand)]
+enum SecretsAction {
+    /// Print one stored password (or list them without NAME).
+    Show { name: Option<String> },
 }
 
 fn main() -> ExitCode {
@@ -60,12 +94,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (name, dry_run) = match cli.command {
+    let (name, dry_run) = match &cli.command {
         Command::Database => ("database", cli.dry_run),
         Command::Vm => ("vm", cli.dry_run),
         Command::Plan => ("plan", true),
         Command::Status => ("status", cli.dry_run),
+        Command::Whatsapp => ("whatsapp", cli.dry_run),
+        Command::Verify { .. } => ("verify", cli.dry_run),
+        Command::Connect => ("connect", cli.dry_run),
+        Command::Link { .. } => ("link", cli.dry_run),
+        Command::Secrets { .. } => ("secrets show", false),
+        Command::Up => ("up", cli.dry_run),
     };
+    let config_dir = cli
+        .config
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
     let mut ctx = Ctx {
         cfg,
         cloud,
@@ -89,9 +134,24 @@ fn main() -> ExitCode {
             Command::Vm => vm::run(&mut ctx).await,
             Command::Plan => plan::run(&mut ctx).await,
             Command::Status => status::run(&mut ctx).await,
+            Command::Whatsapp => onboard::whatsapp(&mut ctx, &config_dir).await.map(|_| ()),
+            Command::Verify { code } => onboard::verify(&mut ctx, code).await,
+            Command::Connect => onboard::connect(&mut ctx).await,
+            Command::Link { text, png } => {
+                let number = format!("{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
+                link::run(&number, text.as_deref(), png.as_deref())
+            }
+            Command::Secrets {
+                action: SecretsAction::Show { name },
+            } => secrets::show(&mut ctx, name.as_deref()).await,
+            Command::Up => up::run(&mut ctx, &config_dir).await,
         }
     });
     if let Err(e) = result {
+        if let provisioner::StepError::Config(message) = &e {
+            eprintln!("provisioner {name}: {message}");
+            return ExitCode::from(2);
+        }
         eprintln!("provisioner {name}: failed: {e}");
         return ExitCode::from(1);
     }

@@ -322,6 +322,47 @@ impl WhatsAppClient {
         self.send(&what, req).await
     }
 
+    /// Like [`call`](Self::call), with the 2xx status (202 and 201 mean different things for
+    /// `POST /v1/account`).
+    pub async fn call_with_status(
+        &self,
+        token: &SecretString,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), WaError> {
+        let what = format!("{method} {path}");
+        let mut req = self
+            .http
+            .request(method.clone(), self.url(path))
+            .timeout(self.timeout)
+            .bearer_auth(token.expose_secret());
+        req = match body {
+            Some(b) => req.json(b),
+            None if method != Method::GET => req.header(reqwest::header::CONTENT_LENGTH, "0"),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| self.transport(&what, &e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&what, &e))?;
+        if !(200..300).contains(&status) {
+            return Err(WaError::Api {
+                what,
+                status,
+                errors: parse_errors(&bytes),
+            });
+        }
+        let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| WaError::BadBody {
+                what: what.clone(),
+                detail: format!("{status} with a body that is not JSON"),
+            })?
+        };
+        Ok((status, value))
+    }
+
     pub async fn health(&self, token: &SecretString) -> Result<Health, WaError> {
         let body = self.call(token, Method::GET, "/v1/health", None).await?;
         Health::parse(&body).map_err(|detail| WaError::BadBody {

@@ -2,6 +2,8 @@
 
 pub mod address;
 pub mod database;
+pub mod link;
+pub mod onboard;
 pub mod vm;
 
 use secrecy::SecretString;
@@ -35,6 +37,8 @@ pub struct Names {
     pub db_user: String,
     pub db_password_secret: String,
     pub tls_pin_secret: String,
+    pub admin_password_secret: String,
+    pub api_password_secret: String,
 }
 
 impl Names {
@@ -49,6 +53,8 @@ impl Names {
             db_user: "whatsapp".into(),
             db_password_secret: format!("{base}-db-password"),
             tls_pin_secret: format!("{base}-tls-certificate"),
+            admin_password_secret: format!("{base}-admin-password"),
+            api_password_secret: format!("{base}-api-password"),
             base,
         }
     }

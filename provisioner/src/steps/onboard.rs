@@ -1,0 +1,429 @@
+//! Runbook steps 3 and 4: the WhatsApp client's first login and registration (`whatsapp`,
+//! `verify`) and the LoyJoy connection (`connect`).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use shared::google::compute::Scope;
+use shared::whatsapp::{Health, HealthState, Session, WaError, WhatsAppClient};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+use url::Url;
+
+use super::{generate_password, vm, Ctx};
+use crate::report::Action;
+use crate::StepError;
+
+/// The built-in admin's first-start credentials.
+const FIRST_USER: &str = "admin";
+const FIRST_PASSWORD: &str = "secret";
+
+/// What `whatsapp` found or did about the registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// A code is on its way: `verify` is next.
+    CodeSent { vname: Option<String> },
+    /// Registered already: no verification needed.
+    Registered,
+    /// `--dry-run`: nothing was requested.
+    Planned,
+}
+
+fn wa_error(what: &str, e: WaError) -> StepError {
+    StepError::failed(what, e.to_string())
+}
+
+/// The WhatsApp client's base URL and a client for it (TLS pinned on first contact).
+pub async fn client(ctx: &mut Ctx) -> Result<WhatsAppClient, StepError> {
+    let url = match ctx.cloud.whatsapp_url.clone() {
+        Some(u) => u,
+        None => {
+            let n = ctx.names();
+            let project = ctx.cfg.project.clone();
+            let address = ctx
+                .cloud
+                .compute
+                .get_resource(
+                    &project,
+                    &Scope::Region(ctx.cfg.region.clone()),
+                    "addresses",
+                    &n.address,
+                    Some(ctx.call_deadline()),
+                )
+                .await
+                .map_err(ctx.google(format!("address {}", n.address)))?;
+            let ip = address
+                .as_ref()
+                .and_then(|a| a["address"].as_str())
+                .ok_or_else(|| {
+                    StepError::failed(
+                        format!("address {}", n.address),
+                        "does not exist: run `provisioner vm` first",
+                    )
+                })?
+                .to_string();
+            vm::whatsapp_url(ctx, &ip)?
+        }
+    };
+    let http = vm::whatsapp_http(ctx, &url).await?;
+    Ok(WhatsAppClient::new(http, url, Duration::from_secs(30)))
+}
+
+/// Logs in as admin with the password kept in Secret Manager; on a fresh client, first sets
+/// that password (generated, 64 characters, stored before it is sent).
+pub async fn admin_session(ctx: &mut Ctx, wa: &WhatsAppClient) -> Result<Session, StepError> {
+    let n = ctx.names();
+    let project = ctx.cfg.project.clone();
+    let secret = n.admin_password_secret.clone();
+    let stored = ctx
+        .cloud
+        .secrets
+        .latest(&project, &secret, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(format!("secret {secret}")))?;
+    let password = match stored {
+        Some(p) => {
+            match wa.login(FIRST_USER, &p).await {
+                Ok(s) => {
+                    ctx.report.add(
+                        "admin password",
+                        &secret,
+                        Action::Exists,
+                        Some("logged in with the stored password".into()),
+                    );
+                    return Ok(s);
+                }
+                // Stored, but an earlier run stopped before it was set: set it now.
+                Err(e) if e.status() == Some(401) => p,
+                Err(e) => return Err(wa_error("WhatsApp login as admin", e)),
+            }
+        }
+        None => {
+            let p = generate_password(64);
+            // Stored first, so a crash after this point cannot lose it.
+            ctx.cloud
+                .secrets
+                .store(
+                    &project,
+                    &secret,
+                    &p,
+                    &[("managed-by", "whatsapp-provisioner")],
+                    Some(ctx.call_deadline()),
+                )
+                .await
+                .map_err(ctx.google(format!("secret {secret}")))?;
+            p
+        }
+    };
+    let first = SecretString::from(FIRST_PASSWORD.to_string());
+    let session = wa
+        .login_with_new_password(FIRST_USER, &first, &password)
+        .await
+        .map_err(|e| {
+            wa_error(
+                "WhatsApp first login as admin (setting the generated password)",
+                e,
+            )
+        })?;
+    ctx.report.add(
+        "admin password",
+        &secret,
+        Action::Created,
+        Some("64 characters, set on the client and kept in Secret Manager".into()),
+    );
+    Ok(session)
+}
+
+/// Is the number registered already? (`unregistered` in `/v1/health` means no.)
+async fn registered(wa: &WhatsAppClient, session: &Session) -> Result<bool, StepError> {
+    let health = wa
+        .health(&session.token)
+        .await
+        .map_err(|e| wa_error("GET /v1/health", e))?;
+    Ok(!matches!(health.state(), HealthState::Unregistered(_)))
+}
+
+/// The base64 certificate from WhatsApp Manager, read from `whatsapp.cert_file` (relative to
+/// the configuration file) and checked before it is sent.
+fn read_cert(config_dir: &Path, cert_file: &str) -> Result<String, StepError> {
+    let path = config_dir.join(cert_file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        StepError::Config(format!(
+            "`whatsapp.cert_file`: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let cert: String = text.split_whitespace().collect();
+    if cert.is_empty() || STANDARD.decode(&cert).is_err() {
+        return Err(StepError::Config(format!(
+            "`whatsapp.cert_file`: {} does not hold the base64 certificate from WhatsApp Manager",
+            path.display()
+        )));
+    }
+    Ok(cert)
+}
+
+pub async fn whatsapp(ctx: &mut Ctx, config_dir: &Path) -> Result<Registration, StepError> {
+    println!(
+        "whatsapp: +{}{}",
+        ctx.cfg.country_code, ctx.cfg.phone_number
+    );
+    let cert = read_cert(config_dir, &ctx.cfg.whatsapp.cert_file)?;
+    if ctx.dry_run {
+        ctx.report.add(
+            "admin password",
+            &ctx.names().admin_password_secret,
+            Action::WouldCreate,
+            Some("unless stored already".into()),
+        );
+        ctx.report.add(
+            "registration",
+            &format!("+{}{}", ctx.cfg.country_code, ctx.cfg.phone_number),
+            Action::WouldCreate,
+            Some(format!("code by {}", ctx.cfg.whatsapp.method)),
+        );
+        return Ok(Registration::Planned);
+    }
+    let wa = client(ctx).await?;
+    let session = admin_session(ctx, &wa).await?;
+    if registered(&wa, &session).await? {
+        println!("  the number is registered already: `provisioner verify` is not needed; next: `provisioner connect`");
+        return Ok(Registration::Registered);
+    }
+    let body = json!({
+        "cc": ctx.cfg.country_code,
+        "phone_number": ctx.cfg.phone_number,
+        "method": ctx.cfg.whatsapp.method,
+        "cert": cert,
+    });
+    let answer = wa
+        .call_with_status(&session.token, Method::POST, "/v1/account", Some(&body))
+        .await;
+    match answer {
+        Ok((201, _)) => {
+            println!("  the number is registered already (201): `provisioner verify` is not needed; next: `provisioner connect`");
+            Ok(Registration::Registered)
+        }
+        Ok((_, v)) => {
+            let vname = v["account"][0]["vname"].as_str().map(str::to_string);
+            println!(
+                "  a registration code is on its way by {} to +{}{}{}",
+                if ctx.cfg.whatsapp.method == "voice" {
+                    "voice call"
+                } else {
+                    "SMS"
+                },
+                ctx.cfg.country_code,
+                ctx.cfg.phone_number,
+                vname
+                    .as_deref()
+                    .map(|v| format!(" (verified name: {v})"))
+                    .unwrap_or_default()
+            );
+            println!("  next: `provisioner verify --code <the 6 digits>`");
+            Ok(Registration::CodeSent { vname })
+        }
+        Err(e) => Err(wa_error(
+            "POST /v1/account (requesting the registration code)",
+            e,
+        )),
+    }
+}
+
+/// Asks for the code on a terminal; never logged or echoed back.
+fn ask_code() -> Result<String, StepError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(StepError::Config(
+            "`--code` is required when standard input is not a terminal".into(),
+        ));
+    }
+    eprint!("registration code: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| StepError::Config(format!("cannot read the code: {e}")))?;
+    Ok(line.trim().to_string())
+}
+
+pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError> {
+    let code = match code {
+        Some(c) => c,
+        None => ask_code()?,
+    };
+    let code: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    if code.is_empty() || !code.chars().all(|c| c.is_ascii_digit()) {
+        return Err(StepError::Config(
+            "`--code`: the registration code is digits only (e.g. 123456)".into(),
+        ));
+    }
+    println!("verify: +{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
+    if ctx.dry_run {
+        ctx.report.add(
+            "verification",
+            "POST /v1/account/verify",
+            Action::WouldCreate,
+            None,
+        );
+        return Ok(());
+    }
+    let wa = client(ctx).await?;
+    let session = admin_session(ctx, &wa).await?;
+    wa.call(
+        &session.token,
+        Method::POST,
+        "/v1/account/verify",
+        Some(&json!({ "code": code })),
+    )
+    .await
+    .map_err(|e| {
+        StepError::failed(
+            "POST /v1/account/verify",
+            format!(
+                "{e}\n  nothing was changed: check the code and run `provisioner verify` again"
+            ),
+        )
+    })?;
+    println!("  verified: the number is registered; next: `provisioner connect`");
+    Ok(())
+}
+
+/// `loyjoy.webhook_url`, checked: an https URL with a host.
+fn webhook(ctx: &Ctx) -> Result<Url, StepError> {
+    let raw = ctx.cfg.loyjoy.webhook_url.trim();
+    let bad = |why: &str| StepError::Config(format!("`loyjoy.webhook_url` {why}, got {raw:?}"));
+    if raw.is_empty() {
+        return Err(bad("is required for connect"));
+    }
+    let url = Url::parse(raw).map_err(|_| bad("is not a URL"))?;
+    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("must be an https:// URL"));
+    }
+    Ok(url)
+}
+
+pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
+    let hook = webhook(ctx)?;
+    let username = ctx.cfg.loyjoy.api_username.clone();
+    if username.is_empty() || username.contains(char::is_whitespace) {
+        return Err(StepError::Config(
+            "`loyjoy.api_username` must be a name without spaces".into(),
+        ));
+    }
+    let n = ctx.names();
+    println!(
+        "connect: +{}{} to LoyJoy",
+        ctx.cfg.country_code, ctx.cfg.phone_number
+    );
+    if ctx.dry_run {
+        ctx.report.add(
+            "webhook",
+            hook.as_str(),
+            Action::WouldUpdate("application settings".into()),
+            None,
+        );
+        ctx.report.add(
+            "API user",
+            &username,
+            Action::WouldCreate,
+            Some(format!("password kept in {}", n.api_password_secret)),
+        );
+        return Ok(());
+    }
+    let wa = client(ctx).await?;
+    let session = admin_session(ctx, &wa).await?;
+    wa.call(
+        &session.token,
+        Method::PATCH,
+        "/v1/settings/application",
+        Some(&json!({"webhooks": {"url": hook.as_str()}})),
+    )
+    .await
+    .map_err(|e| wa_error("PATCH /v1/settings/application (webhook)", e))?;
+    ctx.report.add(
+        "webhook",
+        hook.as_str(),
+        Action::Updated("application settings".into()),
+        None,
+    );
+
+    let project = ctx.cfg.project.clone();
+    let secret = n.api_password_secret.clone();
+    let stored = ctx
+        .cloud
+        .secrets
+        .latest(&project, &secret, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(format!("secret {secret}")))?;
+    let password = match stored {
+        Some(p) => p,
+        None => {
+            let p = generate_password(64);
+            ctx.cloud
+                .secrets
+                .store(
+                    &project,
+                    &secret,
+                    &p,
+                    &[("managed-by", "whatsapp-provisioner")],
+                    Some(ctx.call_deadline()),
+                )
+                .await
+                .map_err(ctx.google(format!("secret {secret}")))?;
+            p
+        }
+    };
+    let body = json!({"username": username, "password": password.expose_secret()});
+    match wa
+        .call_with_status(&session.token, Method::POST, "/v1/users", Some(&body))
+        .await
+    {
+        Ok(_) => ctx.report.add(
+            "API user",
+            &username,
+            Action::Created,
+            Some(format!("password kept in {secret}")),
+        ),
+        Err(e) if e.status() == Some(409) => {
+            // It exists: make its password the stored one.
+            wa.call(
+                &session.token,
+                Method::PUT,
+                &format!("/v1/users/{username}"),
+                Some(&json!({"password": password.expose_secret()})),
+            )
+            .await
+            .map_err(|e| wa_error(&format!("PUT /v1/users/{username}"), e))?;
+            ctx.report.add(
+                "API user",
+                &username,
+                Action::Updated(format!("password reset to the one in {secret}")),
+                None,
+            );
+        }
+        Err(e) => return Err(wa_error("POST /v1/users", e)),
+    }
+    let host = wa.base().host_str().unwrap_or("").to_string();
+    println!();
+    println!("  In LoyJoy, under Bot / Publish / WhatsApp, enter:");
+    println!("    hostname: {host}");
+    println!("    username: {username}");
+    println!("    password: run `provisioner secrets show api-password`");
+    Ok(())
+}
+
+/// The client's health now, for `up` (registered or not) and `status`.
+pub async fn health(ctx: &mut Ctx) -> Result<Health, StepError> {
+    let wa = client(ctx).await?;
+    let session = admin_session(ctx, &wa).await?;
+    wa.health(&session.token)
+        .await
+        .map_err(|e| wa_error("GET /v1/health", e))
+}
