@@ -276,6 +276,13 @@ pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError
     }
     let wa = client(ctx).await?;
     let session = admin_session(ctx, &wa).await?;
+    // Verified already (verify is not idempotent on the client): nothing to do.
+    if registered(&wa, &session).await? {
+        println!(
+            "  the number is registered already: nothing to verify; next: `provisioner connect`"
+        );
+        return Ok(());
+    }
     wa.call(
         &session.token,
         Method::POST,
