@@ -140,6 +140,40 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The latest value of secret `secret`, or a new `len`-character password, generated and
+    /// stored there first (so a crash after this point cannot lose it). `true`: it is new.
+    pub async fn stored_or_new_password(
+        &mut self,
+        secret: &str,
+        len: usize,
+    ) -> Result<(SecretString, bool), StepError> {
+        let project = self.cfg.project.clone();
+        let stored = self
+            .cloud
+            .secrets
+            .latest(&project, secret, Some(self.call_deadline()))
+            .await
+            .map_err(self.google(format!("secret {secret}")))?;
+        if let Some(p) = stored {
+            return Ok((p, false));
+        }
+        let p = generate_password(len);
+        self.cloud
+            .secrets
+            .store(
+                &project,
+                secret,
+                &p,
+                &[("managed-by", "whatsapp-provisioner")],
+                Some(self.call_deadline()),
+            )
+            .await
+            .map_err(self.google(format!("secret {secret}")))?;
+        Ok((p, true))
+    }
+}
+
 /// A password from the operating system's CSPRNG with upper, lower, digit and special
 /// characters (each at least once), `len` characters long.
 pub fn generate_password(len: usize) -> SecretString {

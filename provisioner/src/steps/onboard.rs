@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
-use super::{generate_password, vm, Ctx};
+use super::{vm, Ctx};
 use crate::report::Action;
 use crate::StepError;
 
@@ -76,48 +76,24 @@ pub async fn client(ctx: &mut Ctx) -> Result<WhatsAppClient, StepError> {
 /// that password (generated, 64 characters, stored before it is sent).
 pub async fn admin_session(ctx: &mut Ctx, wa: &WhatsAppClient) -> Result<Session, StepError> {
     let n = ctx.names();
-    let project = ctx.cfg.project.clone();
     let secret = n.admin_password_secret.clone();
-    let stored = ctx
-        .cloud
-        .secrets
-        .latest(&project, &secret, Some(ctx.call_deadline()))
-        .await
-        .map_err(ctx.google(format!("secret {secret}")))?;
-    let password = match stored {
-        Some(p) => {
-            match wa.login(FIRST_USER, &p).await {
-                Ok(s) => {
-                    ctx.report.add(
-                        "admin password",
-                        &secret,
-                        Action::Exists,
-                        Some("logged in with the stored password".into()),
-                    );
-                    return Ok(s);
-                }
-                // Stored, but an earlier run stopped before it was set: set it now.
-                Err(e) if e.status() == Some(401) => p,
-                Err(e) => return Err(wa_error("WhatsApp login as admin", e)),
-            }
-        }
-        None => {
-            let p = generate_password(64);
-            // Stored first, so a crash after this point cannot lose it.
-            ctx.cloud
-                .secrets
-                .store(
-                    &project,
+    let (password, new) = ctx.stored_or_new_password(&secret, 64).await?;
+    if !new {
+        match wa.login(FIRST_USER, &password).await {
+            Ok(s) => {
+                ctx.report.add(
+                    "admin password",
                     &secret,
-                    &p,
-                    &[("managed-by", "whatsapp-provisioner")],
-                    Some(ctx.call_deadline()),
-                )
-                .await
-                .map_err(ctx.google(format!("secret {secret}")))?;
-            p
+                    Action::Exists,
+                    Some("logged in with the stored password".into()),
+                );
+                return Ok(s);
+            }
+            // Stored, but an earlier run stopped before it was set: set it now.
+            Err(e) if e.status() == Some(401) => {}
+            Err(e) => return Err(wa_error("WhatsApp login as admin", e)),
         }
-    };
+    }
     let first = SecretString::from(FIRST_PASSWORD.to_string());
     let session = wa
         .login_with_new_password(FIRST_USER, &first, &password)
@@ -361,32 +337,8 @@ pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
         None,
     );
 
-    let project = ctx.cfg.project.clone();
     let secret = n.api_password_secret.clone();
-    let stored = ctx
-        .cloud
-        .secrets
-        .latest(&project, &secret, Some(ctx.call_deadline()))
-        .await
-        .map_err(ctx.google(format!("secret {secret}")))?;
-    let password = match stored {
-        Some(p) => p,
-        None => {
-            let p = generate_password(64);
-            ctx.cloud
-                .secrets
-                .store(
-                    &project,
-                    &secret,
-                    &p,
-                    &[("managed-by", "whatsapp-provisioner")],
-                    Some(ctx.call_deadline()),
-                )
-                .await
-                .map_err(ctx.google(format!("secret {secret}")))?;
-            p
-        }
-    };
+    let (password, _) = ctx.stored_or_new_password(&secret, 64).await?;
     let body = json!({"username": username, "password": password.expose_secret()});
     match wa
         .call_with_status(&session.token, Method::POST, "/v1/users", Some(&body))

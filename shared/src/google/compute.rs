@@ -206,28 +206,8 @@ impl Compute {
         deadline: Instant,
     ) -> Result<Operation, GoogleError> {
         let url = self.zone_url(project, zone, &["operations", name, "wait"]);
-        let op: Operation = wait_until_done(
-            &format!("Compute Engine operation {name}"),
-            deadline,
-            Duration::from_millis(200),
-            Duration::from_secs(2),
-            || async {
-                let op: Operation = self
-                    .client
-                    .call(API, Method::POST, &url, None, Some(deadline))
-                    .await?;
-                Ok(op.is_done().then_some(op))
-            },
-        )
-        .await?;
-        match op.failure() {
-            Some(message) => Err(GoogleError::Operation {
-                api: API,
-                name: op.name,
-                message,
-            }),
-            None => Ok(op),
-        }
+        self.poll_operation(Method::POST, &url, name, deadline)
+            .await
     }
 
     /// Lists a zone's operations matching `filter` (Compute's filter syntax), newest first
@@ -350,6 +330,18 @@ impl Compute {
         deadline: Instant,
     ) -> Result<Operation, GoogleError> {
         let url = self.scoped_url(project, scope, &["operations", name]);
+        self.poll_operation(Method::GET, &url, name, deadline).await
+    }
+
+    /// Asks `url` (an operation, or its `wait` method) until the operation is DONE; a DONE
+    /// operation that carries errors is an error.
+    async fn poll_operation(
+        &self,
+        method: Method,
+        url: &Url,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Operation, GoogleError> {
         let op: Operation = wait_until_done(
             &format!("Compute Engine operation {name}"),
             deadline,
@@ -358,7 +350,7 @@ impl Compute {
             || async {
                 let op: Operation = self
                     .client
-                    .call(API, Method::GET, &url, None, Some(deadline))
+                    .call(API, method.clone(), url, None, Some(deadline))
                     .await?;
                 Ok(op.is_done().then_some(op))
             },
