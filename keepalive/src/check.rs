@@ -89,7 +89,7 @@ impl Checker {
     pub fn new(config: Config) -> Result<Checker, String> {
         let auth = Arc::new(Auth::new());
         let retry = RetryPolicy {
-            max_attempts: 4,
+            max_attempts: 6,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             multiplier: 2.0,

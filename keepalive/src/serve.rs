@@ -85,7 +85,7 @@ pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
     // Listen for the signals before the port is open, so none is missed once we are ready.
     let signal = shutdown_signal()?;
     let port = checker.config.port;
-    let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+    let listener = listen(port)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "keepalive listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -104,6 +104,16 @@ pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
     }
     tracing::info!("keepalive stopped");
     Ok(())
+}
+
+/// Listens on `0.0.0.0:port` with room for 1024 connections not yet accepted (Cloud Run's
+/// highest concurrency is 1000). `TcpListener::bind` asks for 128: a burst of pushes beyond
+/// that overflows the queue, and each dropped connection costs its sender a 1 s SYN retry.
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))?;
+    socket.listen(1024)
 }
 
 /// A future that ends at the first SIGTERM or SIGINT; the handlers are installed at once.

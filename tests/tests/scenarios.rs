@@ -398,7 +398,9 @@ async fn compute_429_and_503_then_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_503_forever_cannot_complete() {
-    let w = World::new().await;
+    let mut w = World::new().await;
+    // The retries stop before the deadline: 503 within it.
+    w.set_env("KEEPALIVE_DEADLINE_S", "5");
     w.wa.set_health(Health::Single("disconnected"));
     w.g.compute.fail_always(ComputeRoute::GetInstance, 503);
     let run = w.check(&w.payload(), &[]).await;

@@ -246,7 +246,8 @@ async fn malformed_input_is_400_naming_the_problem_and_never_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_unavailable_is_503_and_permanent_errors_are_200_alert() {
-    let w = World::new().await;
+    let mut w = World::new().await;
+    w.set_env("KEEPALIVE_DEADLINE_S", "5");
     w.wa.set_health(Health::Single("disconnected"));
     let s = Served::start(&w.env);
     w.g.compute.fail_always(ComputeRoute::GetInstance, 503);
