@@ -443,11 +443,37 @@ async fn one_attempt(
     username: &str,
     password: &SecretString,
 ) -> Result<HealthState, String> {
-    let session = wa
-        .login(username, password)
-        .await
-        .map_err(|e| format!("login failed: {e}"))?;
+    use base64::Engine;
+    use secrecy::ExposeSecret;
+    // Whatever the client answers is quoted in reasons, logs and mails: never let it quote
+    // a credential back (a misbehaving proxy echoing the request, say).
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose_secret()));
+    let mut secrets = vec![password.expose_secret().to_string(), basic];
+    let session = match wa.login(username, password).await {
+        Ok(s) => s,
+        Err(e) => return Err(scrub(&format!("login failed: {e}"), &secrets)),
+    };
     let token = &session.token;
+    secrets.push(token.expose_secret().to_string());
+    match probe_all(wa, token).await {
+        Ok(HealthState::Up(r)) => Ok(HealthState::Up(scrub(&r, &secrets))),
+        Ok(HealthState::Down(r)) => Ok(HealthState::Down(scrub(&r, &secrets))),
+        Ok(HealthState::Unregistered(r)) => Ok(HealthState::Unregistered(scrub(&r, &secrets))),
+        Err(r) => Err(scrub(&r, &secrets)),
+    }
+}
+
+/// `text` with every non-empty secret replaced.
+fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "[REDACTED]"))
+}
+
+/// Every probe at once, with the session's token.
+async fn probe_all(wa: &WhatsAppClient, token: &SecretString) -> Result<HealthState, String> {
     let results = join_all(
         PROBES
             .iter()

@@ -612,3 +612,14 @@ async fn gateway_status_is_read_case_insensitively() {
     ));
     assert_eq!(verdict(&w.check(&w.payload(), &[]).await), "healthy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_echoes_the_password_cannot_leak_it() {
+    let w = World::new().await;
+    let echo = json!({"errors": [{"code": 1005, "title": "Access denied", "details": format!("bad password {PASSWORD}")}]});
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Json(401, echo));
+    // `check` asserts that no secret reaches stdout or stderr.
+    let o = w.check(&w.payload(), &[]).await.outcome();
+    assert_eq!(o["verdict"], "reset", "{o}");
+    assert!(o["reason"].as_str().unwrap().contains("[REDACTED]"), "{o}");
+}
