@@ -12,7 +12,7 @@
 //! cargo test -p keepalive-tests --test fuzz          # CI: 256 cases per target
 //! PROPTEST_CASES=20000 cargo test -p keepalive-tests --test fuzz
 //! # the long run: every target for 10 minutes at once (see docs/benchmarks.md)
-//! FUZZ_SECONDS=600 cargo test --release -p keepalive-tests --test fuzz -- --test-threads 16
+//! FUZZ_SECONDS=600 cargo test --release -p keepalive-tests --test fuzz -- --test-threads 16 --nocapture
 //! # a failure prints its seed; replay it:
 //! PROPTEST_RNG_SEED=<seed> cargo test -p keepalive-tests --test fuzz <target>
 //! ```

@@ -1,0 +1,726 @@
+//! `bench`: how fast and how small the real `keepalive serve` is, against the WhatsApp fake.
+//!
+//! Measures, on this machine, with the fakes of `tests/` on 127.0.0.1:
+//!
+//! 1. one healthy check's latency (a Pub/Sub push POST answered 200) with 0 ms and 50 ms of
+//!    latency per request at the fake, next to the floor the protocol sets: the login round
+//!    trip plus one round of the seven probes at once, measured with a bare HTTP client
+//!    against the same fake (2 × latency plus loopback costs);
+//! 2. time from spawning the process to accepting connections, and to the first check
+//!    answered;
+//! 3. 1,000 tenants (distinct `vm`s) posted at once to one fresh process: wall time, peak RSS
+//!    (`VmHWM`), CPU;
+//! 4. CPU time per check: `utime + stime` of the process over N sequential checks.
+//!
+//! Every figure is the median of `BENCH_RUNS` runs. Prints a Markdown table.
+//!
+//! ```sh
+//! cargo build --release -p keepalive
+//! KEEPALIVE_BIN=target/release/keepalive cargo run --release -p keepalive-tests --bin bench
+//! ```
+//!
+//! Settings (environment): `KEEPALIVE_BIN` (default: built with this binary's profile),
+//! `BENCH_RUNS` (5), `BENCH_SAMPLES` checks per latency run (40), `BENCH_TENANTS` (1000),
+//! `BENCH_FAKES` WhatsApp fakes the tenants are spread over (1), `BENCH_CPU_CHECKS` (2000),
+//! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50).
+//! `BENCH_PHASES` (`latency,start,burst`: which to run). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
+//! passed on to keepalive when set (for experiments); otherwise it runs with its defaults.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures::future::join_all;
+use keepalive_tests::keepalive::{free_port, keepalive_bin, Served};
+use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USER: &str = "admin";
+const PASSWORD: &str = "Bench-Passw0rd!";
+const ZONE: &str = "europe-west3-c";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
+struct Opts {
+    runs: usize,
+    samples: usize,
+    tenants: usize,
+    fakes: usize,
+    cpu_checks: usize,
+    starts: usize,
+    latency: Duration,
+    phases: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readings.
+
+/// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// `utime + stime` of a process (all its threads).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+/// TcpExt ListenDrops (which counts ListenOverflows too): connections the kernel dropped because a listener's
+/// queue was full (each costs the client a SYN retransmit, 1 s).
+fn listen_drops() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines();
+    while let (Some(head), Some(vals)) = (lines.next(), lines.next()) {
+        if !head.starts_with("TcpExt:") {
+            continue;
+        }
+        return head
+            .split_whitespace()
+            .zip(vals.split_whitespace())
+            .filter(|(k, _)| *k == "ListenDrops")
+            .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+            .sum();
+    }
+    0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let n = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {n} cores")
+}
+
+fn nofile_limit() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics.
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn range(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.2}–{max:.2}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world: one or more WhatsApp fakes, the Google fakes, and keepalive's environment.
+
+struct World {
+    fakes: Vec<FakeWhatsApp>,
+    g: GoogleFakes,
+    env: BTreeMap<String, String>,
+    client: reqwest::Client,
+}
+
+impl World {
+    async fn new(fakes: usize) -> World {
+        let mut v = Vec::new();
+        for _ in 0..fakes.max(1) {
+            v.push(FakeWhatsApp::start(USER, PASSWORD).await);
+        }
+        let g = GoogleFakes::start().await;
+        // Production settings, but for the endpoints: a healthy check never reaches Google.
+        let mut env: BTreeMap<String, String> = g.env().into_iter().collect();
+        env.insert("HOME".into(), g.dir().display().to_string());
+        env.insert("KEEPALIVE_LOG_FORMAT".into(), "json".into());
+        // For experiments: the log level, glibc malloc and tokio tunables reach the process.
+        for k in [
+            "RUST_LOG",
+            "MALLOC_ARENA_MAX",
+            "MALLOC_TRIM_THRESHOLD_",
+            "TOKIO_WORKER_THREADS",
+        ] {
+            if let Ok(v) = std::env::var(k) {
+                env.insert(k.into(), v);
+            }
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(2048)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("http client");
+        World {
+            fakes: v,
+            g,
+            env,
+            client,
+        }
+    }
+
+    fn set_latency(&self, latency: Duration) {
+        for f in &self.fakes {
+            f.set_latency(latency);
+        }
+    }
+
+    fn clear(&self) {
+        for f in &self.fakes {
+            f.clear_requests();
+        }
+        self.g.compute.clear_requests();
+    }
+
+    /// The push envelope of tenant `i` (on fake `i % fakes`).
+    fn message(&self, i: usize) -> Vec<u8> {
+        let wa = &self.fakes[i % self.fakes.len()];
+        let payload = json!({
+            "whatsAppHostname": wa.host_port(),
+            "whatsAppUsername": USER,
+            "whatsAppPassword": PASSWORD,
+            "vm": format!("whatsapp-bench-{i:05}"),
+            "zone": ZONE,
+            "project": FAKE_PROJECT,
+        });
+        json!({
+            "message": {
+                "data": STANDARD.encode(payload.to_string()),
+                "messageId": format!("{}", 1_000_000 + i),
+                "publishTime": "2026-11-24T10:00:00.000Z",
+            },
+            "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive"
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Posts one message; answers how long the answer took. Panics unless 200 healthy.
+    async fn check(&self, url: &str, body: Vec<u8>) -> Duration {
+        let started = Instant::now();
+        let resp = self
+            .client
+            .post(format!("{url}/"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("keepalive did not answer");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("answer body");
+        let took = started.elapsed();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert!(
+            status == 200 && v["verdict"] == "healthy",
+            "check answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        took
+    }
+}
+
+/// The protocol floor: login, then the seven probes at once, from a bare client (pooled,
+/// TCP_NODELAY, like keepalive's) against the same fake.
+async fn floor_once(client: &reqwest::Client, base: &str) -> Duration {
+    const PROBES: [(&str, &str); 7] = [
+        ("GET", "/v1/stats/app"),
+        ("GET", "/v1/stats/db"),
+        ("GET", "/v1/settings/application"),
+        ("GET", "/v1/settings/profile/about"),
+        ("GET", "/v1/settings/business/profile"),
+        ("PUT", "/v1/services/message/gc"),
+        ("GET", "/v1/health"),
+    ];
+    let started = Instant::now();
+    let login: Value = client
+        .post(format!("{base}/v1/users/login"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login body");
+    let token = login["users"][0]["token"].as_str().expect("token");
+    let answers = join_all(PROBES.iter().map(|(m, p)| {
+        client
+            .request(m.parse().unwrap(), format!("{base}{p}"))
+            .bearer_auth(token)
+            .send()
+    }))
+    .await;
+    for a in answers {
+        let a = a.expect("probe");
+        assert!(a.status().is_success());
+        let _: Value = a.json().await.expect("probe body");
+    }
+    started.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measurements.
+
+struct LatencyRun {
+    keepalive: Vec<f64>,
+    floor: Vec<f64>,
+}
+
+/// Sequential checks at `latency`, then the same number of floor exchanges.
+async fn latency_run(w: &World, s: &Served, latency: Duration, samples: usize) -> LatencyRun {
+    w.set_latency(latency);
+    let url = s.url();
+    for _ in 0..3 {
+        w.check(&url, w.message(0)).await;
+    }
+    let mut keepalive = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        keepalive.push(ms(w.check(&url, w.message(0)).await));
+    }
+    let bare = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(8)
+        .build()
+        .unwrap();
+    let base = w.fakes[0].url();
+    for _ in 0..3 {
+        floor_once(&bare, &base).await;
+    }
+    let mut floor = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        floor.push(ms(floor_once(&bare, &base).await));
+    }
+    w.clear();
+    LatencyRun { keepalive, floor }
+}
+
+/// Spawns `keepalive serve`; answers (spawn → accepting, spawn → first check answered).
+/// Blocking, with a bare HTTP/1.1 exchange on the first connection that is accepted.
+fn start_once(env: &BTreeMap<String, String>, message: &[u8]) -> (Duration, Duration) {
+    let port = free_port();
+    let started = Instant::now();
+    let mut child = Command::new(keepalive_bin())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn keepalive");
+    let until = started + Duration::from_secs(10);
+    let mut stream = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(
+            Instant::now() < until,
+            "keepalive did not listen within 10 s"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    };
+    let ready = started.elapsed();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        message.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(message);
+    stream.write_all(&req).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let first = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("\"healthy\""),
+        "first check: {text}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    (ready, first)
+}
+
+struct BurstRun {
+    wall: f64,
+    hwm: u64,
+    rss_before: u64,
+    rss_after: u64,
+    cpu: f64,
+    drops: u64,
+    pid: u32,
+    /// CPU of this process (the fakes and the client) during the burst.
+    harness_cpu: f64,
+}
+
+/// `tenants` checks posted at once to a fresh process.
+async fn burst_run(w: &World, latency: Duration, tenants: usize) -> BurstRun {
+    w.set_latency(latency);
+    let s = Served::start(&w.env);
+    let url = s.url();
+    // One check first: the process is up and has made its one-off allocations (TLS roots,
+    // the first connections), as a Cloud Run instance has after its first request.
+    w.check(&url, w.message(0)).await;
+    let pid = s.pid();
+    let rss_before = status_kb(pid, "VmRSS");
+    let bodies: Vec<Vec<u8>> = (0..tenants).map(|i| w.message(i)).collect();
+    let drops0 = listen_drops();
+    let cpu0 = cpu_time(pid);
+    let own0 = cpu_time(std::process::id());
+    let started = Instant::now();
+    let answers = join_all(bodies.into_iter().map(|b| w.check(&url, b))).await;
+    let wall = started.elapsed();
+    let cpu = cpu_time(pid).saturating_sub(cpu0);
+    let own = cpu_time(std::process::id()).saturating_sub(own0);
+    let drops = listen_drops() - drops0;
+    assert_eq!(answers.len(), tenants);
+    let run = BurstRun {
+        wall: ms(wall),
+        hwm: status_kb(pid, "VmHWM"),
+        rss_before,
+        rss_after: status_kb(pid, "VmRSS"),
+        cpu: ms(cpu),
+        drops,
+        pid,
+        harness_cpu: ms(own),
+    };
+    drop(s);
+    w.clear();
+    run
+}
+
+/// CPU time (`utime + stime`) of the process over `n` sequential checks at 0 ms latency.
+async fn cpu_run(w: &World, s: &Served, n: usize) -> (f64, f64) {
+    w.set_latency(Duration::ZERO);
+    let url = s.url();
+    for _ in 0..20 {
+        w.check(&url, w.message(0)).await;
+    }
+    let before = cpu_time(s.pid());
+    let started = Instant::now();
+    for i in 0..n {
+        w.check(&url, w.message(i % 50)).await;
+        if i % 500 == 499 {
+            w.clear();
+        }
+    }
+    let wall = started.elapsed();
+    let cpu = cpu_time(s.pid()).saturating_sub(before);
+    w.clear();
+    (
+        cpu.as_secs_f64() * 1e6 / n as f64,
+        wall.as_secs_f64() * 1e6 / n as f64,
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let opts = Opts {
+        runs: env_or("BENCH_RUNS", 5usize).max(1),
+        samples: env_or("BENCH_SAMPLES", 40usize).max(1),
+        tenants: env_or("BENCH_TENANTS", 1000usize).max(1),
+        fakes: env_or("BENCH_FAKES", 1usize).max(1),
+        cpu_checks: env_or("BENCH_CPU_CHECKS", 2000usize).max(1),
+        starts: env_or("BENCH_STARTS", 10usize).max(1),
+        latency: Duration::from_millis(env_or("BENCH_LATENCY_MS", 50u64)),
+        phases: std::env::var("BENCH_PHASES").unwrap_or_else(|_| "latency,start,burst".into()),
+    };
+    let phase = |p: &str| opts.phases.split(',').any(|x| x.trim() == p);
+    let bin = keepalive_bin();
+    let bin_size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    let load_before = loadavg();
+    eprintln!(
+        "bench: {} ({:.1} MB), {} run(s); load {load_before}",
+        bin.display(),
+        bin_size as f64 / 1e6,
+        opts.runs
+    );
+    let w = World::new(opts.fakes).await;
+    let lat = opts.latency;
+
+    let mut lat0 = (Vec::new(), Vec::new(), Vec::new());
+    let mut lat50 = (Vec::new(), Vec::new(), Vec::new());
+    let mut ready = Vec::new();
+    let mut first = Vec::new();
+    let mut bursts: Vec<BurstRun> = Vec::new();
+    let mut bursts0: Vec<BurstRun> = Vec::new();
+    let mut cpu = Vec::new();
+    let mut cpu_wall = Vec::new();
+    let mut idle_rss = Vec::new();
+
+    for run in 1..=opts.runs {
+        // 1. Latency, and CPU per check, on one process.
+        if phase("latency") {
+            let s = Served::start(&w.env);
+            idle_rss.push(status_kb(s.pid(), "VmRSS") as f64 / 1e6);
+            for (latency, into) in [(Duration::ZERO, &mut lat0), (lat, &mut lat50)] {
+                let r = latency_run(&w, &s, latency, opts.samples).await;
+                let (k, f) = (median(&r.keepalive), median(&r.floor));
+                eprintln!(
+                "run {run}: {} ms/request: check median {k:.2} ms (p90 {:.2}), floor {f:.2} ms, ×{:.3}",
+                latency.as_millis(),
+                percentile(&r.keepalive, 0.9),
+                k / f
+            );
+                into.0.push(k);
+                into.1.push(f);
+                into.2.push(percentile(&r.keepalive, 0.9));
+            }
+            let (c, cw) = cpu_run(&w, &s, opts.cpu_checks).await;
+            eprintln!(
+                "run {run}: CPU {c:.0} µs per check over {} checks (wall {cw:.0} µs each; pid {})",
+                opts.cpu_checks,
+                s.pid()
+            );
+            cpu.push(c);
+            cpu_wall.push(cw);
+            drop(s);
+        }
+
+        // 2. Start-up.
+        if phase("start") {
+            w.set_latency(Duration::ZERO);
+            let env = w.env.clone();
+            let msg = w.message(0);
+            let starts = opts.starts;
+            let (r, f) = tokio::task::spawn_blocking(move || {
+                let mut r = Vec::new();
+                let mut f = Vec::new();
+                for _ in 0..starts {
+                    let (a, b) = start_once(&env, &msg);
+                    r.push(ms(a));
+                    f.push(ms(b));
+                }
+                (r, f)
+            })
+            .await
+            .unwrap();
+            eprintln!(
+                "run {run}: ready {:.2} ms, first check {:.2} ms (medians of {starts})",
+                median(&r),
+                median(&f)
+            );
+            ready.push(median(&r));
+            first.push(median(&f));
+        }
+
+        // 3. The burst, at the second latency and at 0 ms, each on a fresh process.
+        for (latency, into) in [(lat, &mut bursts), (Duration::ZERO, &mut bursts0)] {
+            if !phase("burst") {
+                break;
+            }
+            let b = burst_run(&w, latency, opts.tenants).await;
+            eprintln!(
+                "run {run}: {} tenants at {} ms/request: {:.1} ms wall, peak RSS {:.1} MB \
+                 (before {:.1}, after {:.1}), CPU {:.0} ms (fakes and client: {:.0} ms), \
+                 listen drops {} (pid {})",
+                opts.tenants,
+                latency.as_millis(),
+                b.wall,
+                b.hwm as f64 / 1e6,
+                b.rss_before as f64 / 1e6,
+                b.rss_after as f64 / 1e6,
+                b.cpu,
+                b.harness_cpu,
+                b.drops,
+                b.pid
+            );
+            into.push(b);
+        }
+    }
+
+    // The table.
+    let l = lat.as_millis();
+    // One check's latency: measured, or (latency phase not run) the protocol's 2 × latency.
+    let one = if lat50.0.is_empty() {
+        2.0 * ms(lat)
+    } else {
+        median(&lat50.0)
+    };
+    let burst_wall: Vec<f64> = bursts.iter().map(|b| b.wall).collect();
+    let burst_hwm: Vec<f64> = bursts.iter().map(|b| b.hwm as f64 / 1e6).collect();
+    let burst_cpu: Vec<f64> = bursts.iter().map(|b| b.cpu).collect();
+    let burst_harness: Vec<f64> = bursts.iter().map(|b| b.harness_cpu).collect();
+    let burst0_wall: Vec<f64> = bursts0.iter().map(|b| b.wall).collect();
+    let burst0_hwm: Vec<f64> = bursts0.iter().map(|b| b.hwm as f64 / 1e6).collect();
+    let drops: u64 = bursts.iter().chain(&bursts0).map(|b| b.drops).sum();
+    let ratio50: Vec<f64> = lat50.0.iter().zip(&lat50.1).map(|(k, f)| k / f).collect();
+    let ratio0: Vec<f64> = lat0.0.iter().zip(&lat0.1).map(|(k, f)| k / f).collect();
+    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
+    let burst_ratio = median(&burst_wall) / one;
+
+    println!();
+    println!(
+        "keepalive `serve` ({}, {:.1} MB) on {}; load average before {load_before}, after {}; \
+         open files limit {}; {} run(s), each figure the median of the runs (range in brackets).",
+        bin.display(),
+        bin_size as f64 / 1e6,
+        cpu_model(),
+        loadavg(),
+        nofile_limit(),
+        opts.runs
+    );
+    println!();
+    println!("| measure | figure | target | met |");
+    println!("|---|---|---|---|");
+    println!(
+        "| one check, 0 ms per request (median of {} sequential) | {:.2} ms, p90 {:.2} ms [{}]; floor {:.2} ms; ×{:.2} the floor | — | — |",
+        opts.samples,
+        median(&lat0.0),
+        median(&lat0.2),
+        range(&lat0.0),
+        median(&lat0.1),
+        median(&ratio0)
+    );
+    println!(
+        "| one check, {l} ms per request | {:.2} ms, p90 {:.2} ms [{}]; floor {:.2} ms (2 × {l} ms = {} ms); **×{:.3} the floor** [{}] | within 5% of the floor | {} |",
+        one,
+        median(&lat50.2),
+        range(&lat50.0),
+        median(&lat50.1),
+        2 * l,
+        median(&ratio50),
+        range(&ratio50),
+        yes(median(&ratio50) <= 1.05)
+    );
+    println!(
+        "| spawn → accepting connections (median of {} starts per run) | {:.2} ms [{}] | < 50 ms | {} |",
+        opts.starts,
+        median(&ready),
+        range(&ready),
+        yes(median(&ready) < 50.0)
+    );
+    println!(
+        "| spawn → first check answered (0 ms per request) | {:.2} ms [{}] | — | — |",
+        median(&first),
+        range(&first)
+    );
+    println!(
+        "| {} tenants at once, {l} ms per request: wall | {:.0} ms [{}] = **×{:.2}** one check | ≤ 2 × one check | {} |",
+        opts.tenants,
+        median(&burst_wall),
+        range(&burst_wall),
+        burst_ratio,
+        yes(burst_ratio <= 2.0)
+    );
+    println!(
+        "| {} tenants at once, {l} ms per request: peak RSS (VmHWM) | {:.1} MB [{}] | < 40 MB | {} |",
+        opts.tenants,
+        median(&burst_hwm),
+        range(&burst_hwm),
+        yes(median(&burst_hwm) < 40.0)
+    );
+    println!(
+        "| {} tenants at once, {l} ms per request: CPU of keepalive; of the fakes and client | {:.0} ms [{}] = {:.2} ms per check; {:.0} ms [{}] | — | — |",
+        opts.tenants,
+        median(&burst_cpu),
+        range(&burst_cpu),
+        median(&burst_cpu) / opts.tenants as f64,
+        median(&burst_harness),
+        range(&burst_harness)
+    );
+    println!(
+        "| {} tenants at once, 0 ms per request: wall, peak RSS | {:.0} ms [{}], {:.1} MB [{}] | — | — |",
+        opts.tenants,
+        median(&burst0_wall),
+        range(&burst0_wall),
+        median(&burst0_hwm),
+        range(&burst0_hwm)
+    );
+    println!(
+        "| CPU per check (utime+stime over {} sequential checks, 0 ms) | {:.0} µs [{}]; wall {:.0} µs per check | — | — |",
+        opts.cpu_checks,
+        median(&cpu),
+        range(&cpu),
+        median(&cpu_wall)
+    );
+    println!(
+        "| idle process RSS after start | {:.1} MB [{}] | — | — |",
+        median(&idle_rss),
+        range(&idle_rss)
+    );
+    println!();
+    println!("Listen-queue drops during the bursts (TcpExt ListenDrops): {drops}.");
+}
