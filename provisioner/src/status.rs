@@ -5,7 +5,7 @@ use serde_json::Value;
 use shared::google::compute::Scope;
 use std::time::Duration;
 
-use crate::steps::{vm, Ctx};
+use crate::steps::{address, vm, Ctx};
 use crate::StepError;
 
 fn line(kind: &str, name: &str, state: &str) {
@@ -21,18 +21,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         ctx.cfg.country_code, ctx.cfg.phone_number
     );
 
-    let address = ctx
-        .cloud
-        .compute
-        .get_resource(
-            &project,
-            &Scope::Region(ctx.cfg.region.clone()),
-            "addresses",
-            &n.address,
-            deadline,
-        )
-        .await
-        .map_err(ctx.google(format!("address {}", n.address)))?;
+    let address = address::read(ctx).await?;
     let ip = address
         .as_ref()
         .and_then(|a| a["address"].as_str())

@@ -281,7 +281,7 @@ impl WhatsAppClient {
             Some(p) => req.json(&serde_json::json!({"new_password": p.expose_secret()})),
             None => req.header(reqwest::header::CONTENT_LENGTH, "0"),
         };
-        let body = self.send(what, req).await?;
+        let (_, body) = self.send(what, req).await?;
         let users = body.get("users").and_then(|u| u.get(0));
         let token = users
             .and_then(|u| u.get("token"))
@@ -308,18 +308,9 @@ impl WhatsAppClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, WaError> {
-        let what = format!("{method} {path}");
-        let mut req = self
-            .http
-            .request(method.clone(), self.url(path))
-            .timeout(self.timeout)
-            .bearer_auth(token.expose_secret());
-        req = match body {
-            Some(b) => req.json(b),
-            None if method != Method::GET => req.header(reqwest::header::CONTENT_LENGTH, "0"),
-            None => req,
-        };
-        self.send(&what, req).await
+        self.call_with_status(token, method, path, body)
+            .await
+            .map(|(_, v)| v)
     }
 
     /// Like [`call`](Self::call), with the 2xx status (202 and 201 mean different things for
@@ -342,25 +333,7 @@ impl WhatsAppClient {
             None if method != Method::GET => req.header(reqwest::header::CONTENT_LENGTH, "0"),
             None => req,
         };
-        let resp = req.send().await.map_err(|e| self.transport(&what, &e))?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(&what, &e))?;
-        if !(200..300).contains(&status) {
-            return Err(WaError::Api {
-                what,
-                status,
-                errors: parse_errors(&bytes),
-            });
-        }
-        let value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Object(Default::default())
-        } else {
-            serde_json::from_slice(&bytes).map_err(|_| WaError::BadBody {
-                what: what.clone(),
-                detail: format!("{status} with a body that is not JSON"),
-            })?
-        };
-        Ok((status, value))
+        self.send(&what, req).await
     }
 
     pub async fn health(&self, token: &SecretString) -> Result<Health, WaError> {
@@ -371,24 +344,30 @@ impl WhatsAppClient {
         })
     }
 
-    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Value, WaError> {
+    /// Sends `req`; a 2xx answers its status and JSON body (an empty body counts as `{}`).
+    async fn send(
+        &self,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, Value), WaError> {
         let resp = req.send().await.map_err(|e| self.transport(what, &e))?;
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| self.transport(what, &e))?;
-        if !status.is_success() {
+        if !(200..300).contains(&status) {
             return Err(WaError::Api {
                 what: what.into(),
-                status: status.as_u16(),
+                status,
                 errors: parse_errors(&bytes),
             });
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Object(Default::default()));
+            return Ok((status, Value::Object(Default::default())));
         }
-        serde_json::from_slice(&bytes).map_err(|_| WaError::BadBody {
+        let value = serde_json::from_slice(&bytes).map_err(|_| WaError::BadBody {
             what: what.into(),
-            detail: format!("{} with a body that is not JSON", status.as_u16()),
-        })
+            detail: format!("{status} with a body that is not JSON"),
+        })?;
+        Ok((status, value))
     }
 
     fn transport(&self, what: &str, e: &reqwest::Error) -> WaError {

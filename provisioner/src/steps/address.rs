@@ -9,24 +9,29 @@ use crate::progress::{wait_for, Poll};
 use crate::report::Action;
 use crate::StepError;
 
+/// This number's static address as Compute Engine has it, or `None` when it is not reserved.
+pub async fn read(ctx: &Ctx) -> Result<Option<serde_json::Value>, StepError> {
+    let n = ctx.names();
+    ctx.cloud
+        .compute
+        .get_resource(
+            &ctx.cfg.project,
+            &Scope::Region(ctx.cfg.region.clone()),
+            "addresses",
+            &n.address,
+            Some(ctx.call_deadline()),
+        )
+        .await
+        .map_err(ctx.google(format!("address {}", n.address)))
+}
+
 /// The address, reserved if needed. `None` only under `--dry-run` when it does not exist yet.
 pub async fn ensure(ctx: &mut Ctx) -> Result<Option<String>, StepError> {
     let n = ctx.names();
     let project = ctx.cfg.project.clone();
     let scope = Scope::Region(ctx.cfg.region.clone());
     let resource = format!("address {}", n.address);
-    let existing = ctx
-        .cloud
-        .compute
-        .get_resource(
-            &project,
-            &scope,
-            "addresses",
-            &n.address,
-            Some(ctx.call_deadline()),
-        )
-        .await
-        .map_err(ctx.google(&resource))?;
+    let existing = read(ctx).await?;
     if let Some(a) = existing {
         let ip = a["address"].as_str().unwrap_or("").to_string();
         let mut diffs = Vec::new();

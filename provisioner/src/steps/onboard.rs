@@ -6,14 +6,13 @@ use base64::Engine;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use shared::google::compute::Scope;
 use shared::whatsapp::{Health, HealthState, Session, WaError, WhatsAppClient};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
-use super::{vm, Ctx};
+use super::{address, vm, Ctx};
 use crate::report::Action;
 use crate::StepError;
 
@@ -42,19 +41,7 @@ pub async fn client(ctx: &mut Ctx) -> Result<WhatsAppClient, StepError> {
         Some(u) => u,
         None => {
             let n = ctx.names();
-            let project = ctx.cfg.project.clone();
-            let address = ctx
-                .cloud
-                .compute
-                .get_resource(
-                    &project,
-                    &Scope::Region(ctx.cfg.region.clone()),
-                    "addresses",
-                    &n.address,
-                    Some(ctx.call_deadline()),
-                )
-                .await
-                .map_err(ctx.google(format!("address {}", n.address)))?;
+            let address = address::read(ctx).await?;
             let ip = address
                 .as_ref()
                 .and_then(|a| a["address"].as_str())
