@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::decide::{decide_client, decide_vm, ClientState, Decision, Verdict, VmState};
 use crate::guard::{self, VmLocks};
+use crate::events::Events;
 use crate::notify;
+use shared::pubsub::PubSubTarget;
 
 /// The probes of the original function, sent at once after the login.
 pub const PROBES: [(Method, &str); 7] = [
@@ -53,6 +55,9 @@ pub struct Outcome {
     /// `sent`, or why the mail failed; absent when the payload has no SMTP settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<String>,
+    /// `published <message id>`, or why not; absent without `KEEPALIVE_EVENTS_TOPIC`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
     pub checked_at: String,
     pub duration_ms: u64,
 }
@@ -77,6 +82,7 @@ pub struct Checker {
     secrets: SecretManager,
     locks: VmLocks,
     mail: notify::MailOptions,
+    events: Option<Events>,
 }
 
 /// Per-check options.
@@ -99,7 +105,12 @@ impl Checker {
                 .map_err(|e| e.to_string())?,
         );
         let mail = notify::MailOptions::from_env().map_err(|e| e.to_string())?;
+        let events = match &config.events_topic {
+            Some(topic) => Some(Events::new(topic.clone(), PubSubTarget::from_env()?)),
+            None => None,
+        };
         Ok(Checker {
+            events,
             compute: Compute::new(google.clone(), &config.compute_endpoint),
             secrets: SecretManager::new(google, &config.secretmanager_endpoint),
             http: WhatsAppClient::http_client(),
@@ -132,6 +143,11 @@ impl Checker {
             if let Some(smtp) = &payload.smtp {
                 outcome.mail = Some(self.send_mail(smtp, &outcome, deadline).await);
             }
+            if let Some(events) = &self.events {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let timeout = left.clamp(Duration::from_secs(1), Duration::from_secs(10));
+                outcome.event = Some(events.publish(&outcome, timeout).await);
+            }
         }
         Ok(outcome)
     }
@@ -156,6 +172,7 @@ impl Checker {
             operation: None,
             request_id: None,
             mail: None,
+            event: None,
             checked_at: String::new(),
             duration_ms: 0,
         };

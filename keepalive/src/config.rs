@@ -21,7 +21,7 @@ pub struct Config {
     pub boot_grace: Duration,
     /// Upper bound on one whole check.
     pub deadline: Duration,
-    /// `projects/P/topics/T` for reset and alert events (published by a later release).
+    /// `projects/P/topics/T`: one event per reset and per alert (see `events.rs`).
     pub events_topic: Option<String>,
     /// Timeout of each Google API request.
     pub google_timeout: Duration,

@@ -8,6 +8,7 @@
 mod check;
 mod config;
 mod decide;
+mod events;
 mod guard;
 mod notify;
 mod serve;

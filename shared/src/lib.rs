@@ -10,6 +10,7 @@
 pub mod envelope;
 pub mod google;
 pub mod payload;
+pub mod pubsub;
 pub mod telemetry;
 pub mod tls_pin;
 pub mod whatsapp;
