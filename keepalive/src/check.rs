@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::decide::{decide_client, decide_vm, ClientState, Decision, Verdict, VmState};
-use crate::guard::{self, VmLocks};
 use crate::events::Events;
+use crate::guard::{self, VmLocks};
 use crate::notify;
 use shared::pubsub::PubSubTarget;
 

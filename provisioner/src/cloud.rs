@@ -2,9 +2,12 @@
 
 use shared::google::client::parse_endpoint;
 use shared::google::compute::Compute;
+use shared::google::run::CloudRun;
+use shared::google::scheduler::Scheduler;
 use shared::google::secretmanager::SecretManager;
 use shared::google::sqladmin::SqlAdmin;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
+use shared::pubsub::PubSubTarget;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -13,6 +16,10 @@ pub struct Cloud {
     pub compute: Compute,
     pub sql: SqlAdmin,
     pub secrets: SecretManager,
+    pub run: CloudRun,
+    pub scheduler: Scheduler,
+    /// Pub/Sub (through `google-cloud-pubsub`): `PUBSUB_EMULATOR_HOST` or the real service.
+    pub pubsub: PubSubTarget,
     /// `PROVISIONER_WHATSAPP_URL`: where the WhatsApp client's API is reached, when not at
     /// `https://<static address>`.
     pub whatsapp_url: Option<Url>,
@@ -71,6 +78,21 @@ impl Cloud {
                     shared::google::sqladmin::DEFAULT_ENDPOINT,
                 )?,
             ),
+            run: CloudRun::new(
+                google.clone(),
+                &endpoint(
+                    "PROVISIONER_RUN_ENDPOINT",
+                    shared::google::run::DEFAULT_ENDPOINT,
+                )?,
+            ),
+            scheduler: Scheduler::new(
+                google.clone(),
+                &endpoint(
+                    "PROVISIONER_SCHEDULER_ENDPOINT",
+                    shared::google::scheduler::DEFAULT_ENDPOINT,
+                )?,
+            ),
+            pubsub: PubSubTarget::from_env().map_err(EnvError)?,
             secrets: SecretManager::new(
                 google,
                 &endpoint(

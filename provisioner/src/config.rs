@@ -96,9 +96,23 @@ impl Default for LoyJoyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeepaliveConfig {
+    /// The keepalive's container image; empty: `<region>-docker.pkg.dev/<project>/keepalive/keepalive:latest`.
     pub image: String,
+    /// Region of the Cloud Run service and the Cloud Scheduler job; empty: the number's region.
     pub region: String,
+    /// The Pub/Sub topic the scheduler jobs publish to (one per project, shared by numbers).
     pub topic: String,
+    /// The Cloud Run service (one per project, shared by numbers).
+    pub service: String,
+    /// The service's own identity (reads Compute Engine and the password secrets); empty:
+    /// `whatsapp-keepalive@<project>.iam.gserviceaccount.com`.
+    pub service_account: String,
+    /// The identity the push subscription calls the service with, the only one granted
+    /// `roles/run.invoker`; empty: `whatsapp-keepalive-invoker@<project>.iam.gserviceaccount.com`.
+    pub invoker_service_account: String,
+    /// Topic id or `projects/P/topics/T` for the keepalive's reset and alert events; empty:
+    /// no events.
+    pub events_topic: String,
 }
 
 impl Default for KeepaliveConfig {
@@ -107,6 +121,10 @@ impl Default for KeepaliveConfig {
             image: String::new(),
             region: String::new(),
             topic: "whatsapp-keepalive".into(),
+            service: "whatsapp-keepalive".into(),
+            service_account: String::new(),
+            invoker_service_account: String::new(),
+            events_topic: String::new(),
         }
     }
 }
@@ -251,6 +269,7 @@ impl NumberConfig {
                 ),
             ));
         }
+        self.validate_keepalive()?;
         if !self.vm.whatsapp_version.starts_with('v') {
             return Err(bad(
                 "vm.whatsapp_version",
@@ -260,10 +279,99 @@ impl NumberConfig {
         Ok(())
     }
 
+    fn validate_keepalive(&self) -> Result<(), ConfigError> {
+        let k = &self.keepalive;
+        let bad = |key: &str, message: String| ConfigError {
+            file: String::new(),
+            key: Some(format!("keepalive.{key}")),
+            message: format!("`keepalive.{key}` {message}"),
+        };
+        if !k.image.is_empty()
+            && (k
+                .image
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+                || !k.image.contains('/'))
+        {
+            return Err(bad(
+                "image",
+                format!("must be an image reference like europe-west3-docker.pkg.dev/P/keepalive/keepalive:latest, got {:?}", k.image),
+            ));
+        }
+        if !k.region.is_empty()
+            && !k
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(bad(
+                "region",
+                format!("is not a valid region: {:?}", k.region),
+            ));
+        }
+        if !is_topic_id(&k.topic) {
+            return Err(bad(
+                "topic",
+                format!("must be a Pub/Sub topic id (3 to 255 letters, digits, -_.~+%, starting with a letter, not goog...), got {:?}", k.topic),
+            ));
+        }
+        let events_ok = k.events_topic.is_empty()
+            || is_topic_id(&k.events_topic)
+            || matches!(k.events_topic.split('/').collect::<Vec<_>>()[..], ["projects", p, "topics", t] if !p.is_empty() && is_topic_id(t));
+        if !events_ok {
+            return Err(bad(
+                "events_topic",
+                format!(
+                    "must be a topic id or projects/P/topics/T, got {:?}",
+                    k.events_topic
+                ),
+            ));
+        }
+        let service_ok = (1..=49).contains(&k.service.len())
+            && k.service.starts_with(|c: char| c.is_ascii_lowercase())
+            && !k.service.ends_with('-')
+            && k.service
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !service_ok {
+            return Err(bad(
+                "service",
+                format!("must be a Cloud Run service name (lower-case letters, digits and -, starting with a letter, at most 49), got {:?}", k.service),
+            ));
+        }
+        for (key, v) in [
+            ("service_account", &k.service_account),
+            ("invoker_service_account", &k.invoker_service_account),
+        ] {
+            let ok = v.is_empty()
+                || v.split_once('@').is_some_and(|(a, d)| {
+                    !a.is_empty()
+                        && d.contains('.')
+                        && !v.chars().any(|c| c.is_whitespace() || c == '"')
+                });
+            if !ok {
+                return Err(bad(
+                    key,
+                    format!("must be a service account e-mail address, got {v:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `whatsapp-<cc><number>`: the name of every resource of this number.
     pub fn resource_name(&self) -> String {
         format!("whatsapp-{}{}", self.country_code, self.phone_number)
     }
+}
+
+/// A Pub/Sub topic id: 3 to 255 of `[A-Za-z0-9-_.~+%]`, starting with a letter, not `goog`.
+fn is_topic_id(s: &str) -> bool {
+    (3..=255).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !s.to_ascii_lowercase().starts_with("goog")
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~+%".contains(&b))
 }
 
 fn is_cidr(s: &str) -> bool {
@@ -328,6 +436,8 @@ phone_number = "15112345678"
         assert_eq!(c.vm.machine_type, "e2-medium");
         assert_eq!(c.whatsapp.method, "sms");
         assert_eq!(c.keepalive.topic, "whatsapp-keepalive");
+        assert_eq!(c.keepalive.service, "whatsapp-keepalive");
+        assert!(c.keepalive.image.is_empty() && c.keepalive.events_topic.is_empty());
     }
 
     #[test]
@@ -368,6 +478,30 @@ phone_number = "15112345678"
             (
                 format!("{MINIMAL}\n[database]\nmax_connections = \"1000\""),
                 "max_connections",
+            ),
+            (
+                format!("{MINIMAL}\n[keepalive]\ntopic = \"goog-x\""),
+                "keepalive.topic",
+            ),
+            (
+                format!("{MINIMAL}\n[keepalive]\nimage = \"keepalive latest\""),
+                "keepalive.image",
+            ),
+            (
+                format!("{MINIMAL}\n[keepalive]\nservice = \"Keepalive\""),
+                "keepalive.service",
+            ),
+            (
+                format!("{MINIMAL}\n[keepalive]\ninvoker_service_account = \"invoker\""),
+                "keepalive.invoker_service_account",
+            ),
+            (
+                format!("{MINIMAL}\n[keepalive]\nevents_topic = \"projects//topics/x\""),
+                "keepalive.events_topic",
+            ),
+            (
+                format!("{MINIMAL}\n[keepalive]\nschedule = \"*/5 * * * *\""),
+                "schedule",
             ),
         ];
         for (text, key) in cases {

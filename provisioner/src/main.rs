@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use provisioner::cloud::Cloud;
 use provisioner::config::NumberConfig;
 use provisioner::report::Report;
-use provisioner::steps::{database, link, onboard, vm, Ctx};
+use provisioner::steps::{database, keepalive, link, onboard, vm, Ctx};
 use provisioner::{plan, status};
 use provisioner::{secrets, up};
 use std::path::PathBuf;
@@ -61,13 +61,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         png: Option<PathBuf>,
     },
+    /// Step 6: Pub/Sub topics, the Cloud Run keepalive service, its push subscription, and
+    /// this number's Cloud Scheduler job.
+    Keepalive,
     /// Show a stored password on purpose (db-password, admin-password, api-password); without
     /// NAME, list which are stored.
     Secrets {
         #[command(subcommand)]
         action: SecretsAction,
     },
-    /// Steps 1 to 5 in order; stops when a registration code must be entered.
+    /// Steps 1 to 6 in order; stops when a registration code must be entered.
     Up,
 }
 
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Verify { .. } => ("verify", cli.dry_run),
         Command::Connect => ("connect", cli.dry_run),
         Command::Link { .. } => ("link", cli.dry_run),
+        Command::Keepalive => ("keepalive", cli.dry_run),
         Command::Secrets { .. } => ("secrets show", false),
         Command::Up => ("up", cli.dry_run),
     };
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
                 let number = format!("{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
                 link::run(&number, text.as_deref(), png.as_deref())
             }
+            Command::Keepalive => keepalive::run(&mut ctx).await,
             Command::Secrets {
                 action: SecretsAction::Show { name },
             } => secrets::show(&mut ctx, name.as_deref()).await,

@@ -1,11 +1,12 @@
 //! `up`: the runbook's steps in order. Stops where a person must act (the registration code)
-//! and says how to go on; run again after `verify`, it continues with connect and link.
+//! and says how to go on; run again after `verify`, it continues with connect, link and the
+//! keepalive.
 
 use shared::whatsapp::HealthState;
 use std::path::Path;
 
 use crate::steps::onboard::{self, Registration};
-use crate::steps::{database, link, vm, Ctx};
+use crate::steps::{database, keepalive, link, vm, Ctx};
 use crate::StepError;
 
 pub async fn run(ctx: &mut Ctx, config_dir: &Path) -> Result<(), StepError> {
@@ -35,6 +36,7 @@ pub async fn run(ctx: &mut Ctx, config_dir: &Path) -> Result<(), StepError> {
     onboard::connect(ctx).await?;
     let number = format!("{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
     link::run(&number, None, None)?;
-    println!("up: done (the keepalive step is set up separately for now: see the README)");
+    keepalive::run(ctx).await?;
+    println!("up: done");
     Ok(())
 }

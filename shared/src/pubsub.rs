@@ -40,7 +40,9 @@ impl PubSubTarget {
         if parsed.host_str().is_none() || parsed.path() != "/" {
             return Err(format!("PUBSUB_EMULATOR_HOST: {host:?} is not host:port"));
         }
-        Ok(PubSubTarget { emulator: Some(url) })
+        Ok(PubSubTarget {
+            emulator: Some(url),
+        })
     }
 
     /// `PUBSUB_EMULATOR_HOST` when set (and not empty), else the real service.
@@ -209,9 +211,14 @@ mod tests {
         );
         let g = google_error(&e);
         assert!(g.is_already_exists(), "{g:?}");
-        assert_eq!(g.to_string(), "Pub/Sub answered 409 ALREADY_EXISTS: Topic already exists");
+        assert_eq!(
+            g.to_string(),
+            "Pub/Sub answered 409 ALREADY_EXISTS: Topic already exists"
+        );
         let e = google_cloud_pubsub::Error::service(
-            Status::default().set_code(Code::Unavailable).set_message("later"),
+            Status::default()
+                .set_code(Code::Unavailable)
+                .set_message("later"),
         );
         assert!(google_error(&e).is_retryable());
     }

@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod database;
+pub mod keepalive;
 pub mod link;
 pub mod onboard;
 pub mod vm;

@@ -7,6 +7,8 @@ pub mod compute;
 pub mod error;
 pub mod operation;
 pub mod retry;
+pub mod run;
+pub mod scheduler;
 pub mod secretmanager;
 pub mod sqladmin;
 

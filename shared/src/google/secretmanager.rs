@@ -103,6 +103,25 @@ impl SecretManager {
         }
     }
 
+    /// Whether the version `projects/P/secrets/S/versions/V` exists and is enabled (reads its
+    /// metadata, not its value).
+    pub async fn version_exists(
+        &self,
+        version: &str,
+        deadline: Option<Instant>,
+    ) -> Result<bool, GoogleError> {
+        let url = url_with_segments(&self.base, version.split('/'));
+        match self
+            .client
+            .call::<serde_json::Value>(API, Method::GET, &url, None, deadline)
+            .await
+        {
+            Ok(v) => Ok(v["state"].as_str().is_none_or(|s| s == "ENABLED")),
+            Err(e) if e.is_not_found() || e.status() == Some(400) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates the secret (adopting an existing one) and adds `value` as its newest version.
     pub async fn store(
         &self,

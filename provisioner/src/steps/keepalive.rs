@@ -1,0 +1,1210 @@
+//! Runbook step 6: the keepalive in production.
+//!
+//! Per project, shared by every number: the Pub/Sub topic the scheduler jobs publish to, its
+//! dead-letter topic (with a pull subscription that keeps what could not be delivered for a
+//! week), the Cloud Run service from `keepalive.image` (128 MiB, request timeout above the
+//! keepalive's deadline, not public: only the push identity holds `roles/run.invoker`), and
+//! the push subscription that calls it with an OIDC token. Per number: the Cloud Scheduler
+//! job rendered from `scheduler.yaml`, every 5 minutes, whose payload names the password's
+//! Secret Manager version, never the password. A second number adds only its job.
+//!
+//! Pub/Sub goes through `google-cloud-pubsub`; Cloud Run and Cloud Scheduler through the
+//! shared REST layer. The service and the subscription are ours alone, so a run brings them
+//! back to the spec (a new image, a moved endpoint); a subscription on another topic cannot be
+//! changed in place and is reported instead.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::model::{Subscription, Topic, UpdateSubscriptionRequest};
+use serde_json::{json, Value};
+use shared::payload::Payload;
+use shared::pubsub::google_error;
+use std::time::Duration;
+
+use super::{address, Ctx};
+use crate::report::Action;
+use crate::StepError;
+
+/// The template, kept as a file at the top of the repository and read at build time.
+pub const SCHEDULER_TEMPLATE: &str = include_str!("../../../scheduler.yaml");
+
+/// The keepalive's upper bound on one check (`KEEPALIVE_DEADLINE_S`), set on the service.
+pub const CHECK_DEADLINE_S: u64 = 100;
+/// Cloud Run's request timeout: above the check's deadline, below the ack deadline.
+pub const REQUEST_TIMEOUT_S: u64 = 115;
+/// The push subscription's ack deadline: a check (≤ 100 s) is never redelivered for being slow.
+pub const ACK_DEADLINE_S: i32 = 120;
+/// Unacknowledged messages are dropped after 10 minutes: by then two newer checks are due.
+pub const RETENTION_S: u64 = 600;
+/// Deliveries before a message goes to the dead-letter topic (the API's minimum).
+pub const MAX_DELIVERY_ATTEMPTS: i32 = 5;
+/// What the dead-letter subscription keeps (the API's maximum).
+pub const DEAD_LETTER_RETENTION_S: u64 = 7 * 86_400;
+pub const MEMORY: &str = "128Mi";
+
+/// The names this step works with.
+#[derive(Debug, Clone)]
+pub struct KeepaliveNames {
+    pub project: String,
+    /// Cloud Run and Cloud Scheduler location.
+    pub region: String,
+    pub image: String,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub subscription: String,
+    pub dead_letter_subscription: String,
+    pub service: String,
+    pub service_account: String,
+    pub invoker: String,
+    /// `projects/P/topics/T` for the keepalive's events, if configured.
+    pub events_topic: Option<String>,
+    pub job: String,
+    /// The Secret Manager version the job's payload names.
+    pub password_version: String,
+}
+
+impl KeepaliveNames {
+    pub fn of(ctx: &Ctx) -> KeepaliveNames {
+        let cfg = &ctx.cfg;
+        let k = &cfg.keepalive;
+        let p = &cfg.project;
+        let region = if k.region.is_empty() {
+            cfg.region.clone()
+        } else {
+            k.region.clone()
+        };
+        let or = |v: &str, default: String| {
+            if v.is_empty() {
+                default
+            } else {
+                v.to_string()
+            }
+        };
+        let n = ctx.names();
+        KeepaliveNames {
+            image: or(
+                &k.image,
+                format!("{region}-docker.pkg.dev/{p}/keepalive/keepalive:latest"),
+            ),
+            topic: format!("projects/{p}/topics/{}", k.topic),
+            dead_letter_topic: format!("projects/{p}/topics/{}-dead-letter", k.topic),
+            subscription: format!("projects/{p}/subscriptions/{}-push", k.topic),
+            dead_letter_subscription: format!("projects/{p}/subscriptions/{}-dead-letter", k.topic),
+            service: k.service.clone(),
+            service_account: or(
+                &k.service_account,
+                format!("whatsapp-keepalive@{p}.iam.gserviceaccount.com"),
+            ),
+            invoker: or(
+                &k.invoker_service_account,
+                format!("whatsapp-keepalive-invoker@{p}.iam.gserviceaccount.com"),
+            ),
+            events_topic: match k.events_topic.as_str() {
+                "" => None,
+                t if t.starts_with("projects/") => Some(t.to_string()),
+                t => Some(format!("projects/{p}/topics/{t}")),
+            },
+            job: format!("keepalive-{}", n.vm),
+            password_version: format!(
+                "projects/{p}/secrets/{}/versions/latest",
+                n.admin_password_secret
+            ),
+            project: p.clone(),
+            region,
+        }
+    }
+
+    pub fn job_name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/jobs/{}",
+            self.project, self.region, self.job
+        )
+    }
+
+    fn service_name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/services/{}",
+            self.project, self.region, self.service
+        )
+    }
+}
+
+/// The Cloud Run service as this step wants it.
+pub fn service_body(k: &KeepaliveNames) -> Value {
+    let mut env = vec![
+        json!({"name": "GOOGLE_CLOUD_PROJECT", "value": k.project}),
+        json!({"name": "KEEPALIVE_DEADLINE_S", "value": CHECK_DEADLINE_S.to_string()}),
+    ];
+    if let Some(t) = &k.events_topic {
+        env.push(json!({"name": "KEEPALIVE_EVENTS_TOPIC", "value": t}));
+    }
+    json!({
+        "description": "Keeps the self-hosted WhatsApp Business API clients of this project alive (called by Pub/Sub push)",
+        "labels": {"managed-by": "whatsapp-provisioner"},
+        // Pub/Sub push comes from Google's front end, not from a VPC: ingress stays open and
+        // IAM keeps everyone out but the push identity (no allUsers binding, ever).
+        "ingress": "INGRESS_TRAFFIC_ALL",
+        "template": {
+            "serviceAccount": k.service_account,
+            "timeout": format!("{REQUEST_TIMEOUT_S}s"),
+            "maxInstanceRequestConcurrency": 80,
+            "scaling": {"minInstanceCount": 0, "maxInstanceCount": 5},
+            // The first generation runs in 128 MiB (the second needs 512 MiB).
+            "executionEnvironment": "EXECUTION_ENVIRONMENT_GEN1",
+            "containers": [{
+                "image": k.image,
+                "env": env,
+                "resources": {"limits": {"memory": MEMORY, "cpu": "1"}, "cpuIdle": true},
+                "ports": [{"containerPort": 8080}]
+            }]
+        }
+    })
+}
+
+/// How an existing service differs from [`service_body`], in words (empty: as wanted).
+pub fn service_differences(have: &Value, want: &Value) -> Vec<String> {
+    let mut d = Vec::new();
+    let mut cmp = |what: &str, h: &Value, w: &Value| {
+        if h != w {
+            d.push(format!("{what} is {}, wanted {}", show(h), show(w)));
+        }
+    };
+    let (ht, wt) = (&have["template"], &want["template"]);
+    let (hc, wc) = (&ht["containers"][0], &wt["containers"][0]);
+    cmp("image", &hc["image"], &wc["image"]);
+    cmp(
+        "memory",
+        &hc["resources"]["limits"]["memory"],
+        &wc["resources"]["limits"]["memory"],
+    );
+    cmp(
+        "request timeout",
+        &json!(duration_s(&ht["timeout"])),
+        &json!(duration_s(&wt["timeout"])),
+    );
+    cmp(
+        "service account",
+        &ht["serviceAccount"],
+        &wt["serviceAccount"],
+    );
+    cmp("ingress", &have["ingress"], &want["ingress"]);
+    cmp(
+        "execution environment",
+        &ht["executionEnvironment"],
+        &wt["executionEnvironment"],
+    );
+    let env = |c: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = c["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap_or_default().to_string(),
+                            e["value"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (he, we) = (env(hc), env(wc));
+    if he != we {
+        let names = |e: &[(String, String)]| {
+            e.iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        d.push(format!(
+            "environment is [{}], wanted [{}]",
+            names(&he),
+            names(&we)
+        ));
+    }
+    d
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "unset".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Seconds of a protobuf JSON duration (`"600s"`, `"600.5s"`); `None` if absent or malformed.
+pub fn duration_s(v: &Value) -> Option<f64> {
+    v.as_str()?.strip_suffix('s')?.parse().ok()
+}
+
+/// The policy with `member` holding `roles/run.invoker` and no public member (`allUsers`,
+/// `allAuthenticatedUsers`) on any role; other bindings kept. `None`: nothing to change.
+pub fn invoker_policy(policy: &Value, member: &str) -> Option<(Value, Vec<String>)> {
+    const ROLE: &str = "roles/run.invoker";
+    let mut changes = Vec::new();
+    let mut bindings: Vec<Value> = policy["bindings"].as_array().cloned().unwrap_or_default();
+    for b in bindings.iter_mut() {
+        if let Some(members) = b["members"].as_array_mut() {
+            let before = members.len();
+            members.retain(|m| !matches!(m.as_str(), Some("allUsers" | "allAuthenticatedUsers")));
+            if members.len() != before {
+                changes.push(format!(
+                    "public access removed from {}",
+                    b["role"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    bindings.retain(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()));
+    let has = bindings.iter().any(|b| {
+        b["role"] == ROLE
+            && b.get("condition").is_none()
+            && b["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == member))
+    });
+    if !has {
+        match bindings
+            .iter_mut()
+            .find(|b| b["role"] == ROLE && b.get("condition").is_none())
+        {
+            Some(b) => b["members"]
+                .as_array_mut()
+                .expect("kept bindings have members")
+                .push(json!(member)),
+            None => bindings.push(json!({"role": ROLE, "members": [member]})),
+        }
+        changes.push(format!("{ROLE} granted to {member}"));
+    }
+    if changes.is_empty() {
+        return None;
+    }
+    let mut out = policy.clone();
+    out["bindings"] = Value::Array(bindings);
+    Some((out, changes))
+}
+
+/// The push subscription as this step wants it (the API's JSON).
+pub fn push_subscription_body(k: &KeepaliveNames, url: &str) -> Value {
+    json!({
+        "name": k.subscription,
+        "topic": k.topic,
+        "pushConfig": {
+            "pushEndpoint": url,
+            "oidcToken": {"serviceAccountEmail": k.invoker, "audience": url}
+        },
+        "ackDeadlineSeconds": ACK_DEADLINE_S,
+        "messageRetentionDuration": format!("{RETENTION_S}s"),
+        "deadLetterPolicy": {
+            "deadLetterTopic": k.dead_letter_topic,
+            "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS
+        },
+        // A 503 (Compute Engine busy) comes back after 10 s, then up to a minute apart.
+        "retryPolicy": {"minimumBackoff": "10s", "maximumBackoff": "60s"},
+        // Never expires, however long the service stays quiet.
+        "expirationPolicy": {},
+        "labels": {"managed-by": "whatsapp-provisioner"}
+    })
+}
+
+pub fn dead_letter_subscription_body(k: &KeepaliveNames) -> Value {
+    json!({
+        "name": k.dead_letter_subscription,
+        "topic": k.dead_letter_topic,
+        "ackDeadlineSeconds": 60,
+        "messageRetentionDuration": format!("{DEAD_LETTER_RETENTION_S}s"),
+        "expirationPolicy": {},
+        "labels": {"managed-by": "whatsapp-provisioner"}
+    })
+}
+
+/// The fields of `want` that `have` does not match, as update-mask paths (the API's JSON
+/// names). `topic` is immutable: reported, not updated, by the caller.
+pub fn subscription_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)> {
+    let mut d = Vec::new();
+    let push = |v: &Value| {
+        (
+            v["pushConfig"]["pushEndpoint"].clone(),
+            v["pushConfig"]["oidcToken"]["serviceAccountEmail"].clone(),
+            v["pushConfig"]["oidcToken"]["audience"].clone(),
+        )
+    };
+    if push(have) != push(want) {
+        let (e, sa, _) = push(have);
+        let (we, wsa, _) = push(want);
+        d.push((
+            "pushConfig",
+            format!(
+                "push endpoint {} with OIDC identity {}, wanted {} with {}",
+                show(&e),
+                show(&sa),
+                show(&we),
+                show(&wsa)
+            ),
+        ));
+    }
+    if have["ackDeadlineSeconds"].as_i64() != want["ackDeadlineSeconds"].as_i64() {
+        d.push((
+            "ackDeadlineSeconds",
+            format!(
+                "ack deadline {} s, wanted {} s",
+                show(&have["ackDeadlineSeconds"]),
+                show(&want["ackDeadlineSeconds"])
+            ),
+        ));
+    }
+    if duration_s(&have["messageRetentionDuration"])
+        != duration_s(&want["messageRetentionDuration"])
+    {
+        d.push((
+            "messageRetentionDuration",
+            format!(
+                "retention {}, wanted {}",
+                show(&have["messageRetentionDuration"]),
+                show(&want["messageRetentionDuration"])
+            ),
+        ));
+    }
+    let dlp = |v: &Value| {
+        (
+            v["deadLetterPolicy"]["deadLetterTopic"].clone(),
+            v["deadLetterPolicy"]["maxDeliveryAttempts"].as_i64(),
+        )
+    };
+    if dlp(have) != dlp(want) {
+        d.push((
+            "deadLetterPolicy",
+            format!(
+                "dead-letter policy {}, wanted {}",
+                show(&have["deadLetterPolicy"]),
+                show(&want["deadLetterPolicy"])
+            ),
+        ));
+    }
+    let rp = |v: &Value| {
+        (
+            duration_s(&v["retryPolicy"]["minimumBackoff"]),
+            duration_s(&v["retryPolicy"]["maximumBackoff"]),
+        )
+    };
+    if want.get("retryPolicy").is_some() && rp(have) != rp(want) {
+        d.push((
+            "retryPolicy",
+            format!(
+                "retry policy {}, wanted {}",
+                show(&have["retryPolicy"]),
+                show(&want["retryPolicy"])
+            ),
+        ));
+    }
+    let expires = have["expirationPolicy"]["ttl"].as_str().map(str::to_string);
+    if let Some(ttl) = expires {
+        d.push((
+            "expirationPolicy",
+            format!("expires after {ttl} of inactivity, wanted never"),
+        ));
+    }
+    d
+}
+
+/// What `scheduler.yaml` needs for one number.
+#[derive(Debug, Clone)]
+pub struct JobValues {
+    pub project: String,
+    pub region: String,
+    pub job: String,
+    pub topic_id: String,
+    pub whatsapp_hostname: String,
+    pub whatsapp_username: String,
+    pub password_secret: String,
+    pub vm: String,
+    pub zone: String,
+    pub time_zone: String,
+}
+
+/// Renders `template` (the text of `scheduler.yaml`) into the Cloud Scheduler job's JSON:
+/// placeholders filled in, `pubsubTarget.payload` turned into `data` (base64 of compact JSON).
+pub fn render_job(template: &str, v: &JobValues) -> Result<Value, String> {
+    let pairs = [
+        ("${PROJECT}", &v.project),
+        ("${REGION}", &v.region),
+        ("${JOB_NAME}", &v.job),
+        ("${TOPIC}", &v.topic_id),
+        ("${WHATSAPP_HOSTNAME}", &v.whatsapp_hostname),
+        ("${WHATSAPP_USERNAME}", &v.whatsapp_username),
+        ("${PASSWORD_SECRET}", &v.password_secret),
+        ("${VM}", &v.vm),
+        ("${ZONE}", &v.zone),
+        ("${TIME_ZONE}", &v.time_zone),
+    ];
+    for (name, value) in pairs {
+        if value.is_empty() || value.contains(['"', '\\', '\n', '\r']) {
+            return Err(format!(
+                "scheduler.yaml: {name} would be {value:?}, which cannot stand in a double-quoted YAML string"
+            ));
+        }
+    }
+    // Substitute line by line, leaving comments alone (they show placeholders as examples).
+    let mut text = String::with_capacity(template.len());
+    for line in template.lines() {
+        if line.trim_start().starts_with('#') {
+            text.push_str(line);
+        } else {
+            let mut l = line.to_string();
+            for (name, value) in pairs {
+                l = l.replace(name, value);
+            }
+            if let Some(start) = l.find("${") {
+                let end = l[start..].find('}').map_or(l.len(), |e| start + e + 1);
+                return Err(format!(
+                    "scheduler.yaml: unknown placeholder {}",
+                    &l[start..end]
+                ));
+            }
+            text.push_str(&l);
+        }
+        text.push('\n');
+    }
+    let mut job: Value = serde_norway::from_str(&text)
+        .map_err(|e| format!("scheduler.yaml: not valid YAML: {e}"))?;
+    let target = job
+        .get_mut("pubsubTarget")
+        .and_then(Value::as_object_mut)
+        .ok_or("scheduler.yaml: no pubsubTarget mapping")?;
+    let payload = target
+        .remove("payload")
+        .ok_or("scheduler.yaml: pubsubTarget has no payload")?;
+    let data = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
+    // What the keepalive will do with it: refuse a template whose payload it would refuse.
+    Payload::parse(&data)
+        .map_err(|e| format!("scheduler.yaml: the rendered payload is not valid: {e}"))?;
+    target.insert("data".into(), Value::String(STANDARD.encode(&data)));
+    Ok(job)
+}
+
+/// The fields of a rendered job that an existing job does not match (top-level names, as
+/// the update mask wants them).
+pub fn job_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)> {
+    let mut d = Vec::new();
+    for field in ["schedule", "timeZone", "description", "attemptDeadline"] {
+        let (h, w) = (&have[field], &want[field]);
+        if !w.is_null() && h != w {
+            let same_duration = field == "attemptDeadline" && duration_s(h) == duration_s(w);
+            if !same_duration {
+                d.push((field, format!("{field} is {}, wanted {}", show(h), show(w))));
+            }
+        }
+    }
+    let (ht, wt) = (&have["pubsubTarget"], &want["pubsubTarget"]);
+    let decoded = |t: &Value| -> Value {
+        t["data"]
+            .as_str()
+            .and_then(|d| STANDARD.decode(d).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    let attrs = |t: &Value| t["attributes"].as_object().cloned().unwrap_or_default();
+    if ht["topicName"] != wt["topicName"] || decoded(ht) != decoded(wt) || attrs(ht) != attrs(wt) {
+        d.push((
+            "pubsubTarget",
+            format!(
+                "publishes {} to {}, wanted {} to {}",
+                decoded(ht),
+                show(&ht["topicName"]),
+                decoded(wt),
+                show(&wt["topicName"])
+            ),
+        ));
+    }
+    let retries = |v: &Value| v["retryConfig"]["retryCount"].as_i64().unwrap_or(0);
+    if retries(have) != retries(want) {
+        d.push((
+            "retryConfig",
+            format!("retryCount is {}, wanted {}", retries(have), retries(want)),
+        ));
+    }
+    d
+}
+
+fn pubsub_err(ctx: &Ctx, resource: &str) -> impl Fn(google_cloud_pubsub::Error) -> StepError {
+    let command = ctx.command;
+    let resource = resource.to_string();
+    move |e| StepError::Google {
+        resource: resource.clone(),
+        command,
+        source: google_error(&e),
+    }
+}
+
+pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
+    let k = KeepaliveNames::of(ctx);
+    let n = ctx.names();
+    println!(
+        "keepalive: service {} in {}, topic {}, job {}",
+        k.service, k.region, k.topic, k.job
+    );
+
+    // What the job's payload names must exist: the address and the password (step 3).
+    let ip = address::read(ctx)
+        .await?
+        .and_then(|a| a["address"].as_str().map(str::to_string));
+    let password_exists = ctx
+        .cloud
+        .secrets
+        .version_exists(&k.password_version, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(format!("secret {}", n.admin_password_secret)))?;
+    let mut blocked = Vec::new();
+    if ip.is_none() {
+        blocked.push(format!(
+            "the static address {} does not exist yet: run `provisioner vm` first",
+            n.address
+        ));
+    }
+    if !password_exists {
+        blocked.push(format!(
+            "the WhatsApp password secret {} does not exist yet: run `provisioner whatsapp` first",
+            n.admin_password_secret
+        ));
+    }
+    if !blocked.is_empty() && !ctx.dry_run {
+        return Err(StepError::failed(
+            format!("Cloud Scheduler job {}", k.job),
+            blocked.join("; "),
+        ));
+    }
+
+    let topics = ctx
+        .cloud
+        .pubsub
+        .topic_admin()
+        .await
+        .map_err(ctx.google("Pub/Sub client"))?;
+    let subs = ctx
+        .cloud
+        .pubsub
+        .subscription_admin()
+        .await
+        .map_err(ctx.google("Pub/Sub client"))?;
+
+    ensure_topic(ctx, &topics, &k.topic).await?;
+    ensure_topic(ctx, &topics, &k.dead_letter_topic).await?;
+    if let Some(events) = &k.events_topic {
+        if events.starts_with(&format!("projects/{}/", k.project)) {
+            ensure_topic(ctx, &topics, events).await?;
+        }
+    }
+    let url = ensure_service(ctx, &k).await?;
+    ensure_invoker(ctx, &k).await?;
+    ensure_subscription(
+        ctx,
+        &subs,
+        "dead-letter subscription",
+        dead_letter_subscription_body(&k),
+    )
+    .await?;
+    match &url {
+        Some(url) => {
+            ensure_subscription(ctx, &subs, "push subscription", push_subscription_body(&k, url))
+                .await?
+        }
+        None => ctx.report.add(
+            "push subscription",
+            &k.subscription,
+            Action::WouldCreate,
+            Some(format!(
+                "to the service's URL with an OIDC token for {}, ack deadline {ACK_DEADLINE_S} s, retention {RETENTION_S} s, dead letters to {} after {MAX_DELIVERY_ATTEMPTS} attempts",
+                k.invoker, k.dead_letter_topic
+            )),
+        ),
+    }
+
+    match ip {
+        Some(ip) if password_exists => ensure_job(ctx, &k, &ip).await?,
+        _ => ctx.report.add(
+            "Cloud Scheduler job",
+            &k.job,
+            Action::Blocked(blocked.join("; ")),
+            None,
+        ),
+    }
+    Ok(())
+}
+
+async fn ensure_topic(ctx: &mut Ctx, topics: &TopicAdmin, name: &str) -> Result<(), StepError> {
+    let resource = format!("Pub/Sub topic {name}");
+    let err = pubsub_err(ctx, &resource);
+    match topics.get_topic().set_topic(name).send().await {
+        Ok(_) => {
+            ctx.report.add("Pub/Sub topic", name, Action::Exists, None);
+            return Ok(());
+        }
+        Err(e) if google_error(&e).is_not_found() => {}
+        Err(e) => return Err(err(e)),
+    }
+    if ctx.dry_run {
+        ctx.report
+            .add("Pub/Sub topic", name, Action::WouldCreate, None);
+        return Ok(());
+    }
+    let topic = Topic::new()
+        .set_name(name)
+        .set_labels([("managed-by", "whatsapp-provisioner")]);
+    match topics.create_topic().with_request(topic).send().await {
+        Ok(_) => ctx.report.add("Pub/Sub topic", name, Action::Created, None),
+        Err(e) if google_error(&e).is_already_exists() => {
+            ctx.report.add("Pub/Sub topic", name, Action::Adopted, None)
+        }
+        Err(e) => return Err(err(e)),
+    }
+    Ok(())
+}
+
+/// The service, created or brought to the spec; its URL once it has one (`None` only under
+/// `--dry-run` when it does not exist yet).
+async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<String>, StepError> {
+    const KIND: &str = "Cloud Run service";
+    let resource = format!("{KIND} {}", k.service_name());
+    let want = service_body(k);
+    let run = &ctx.cloud.run;
+    let existing = run
+        .get_service(&k.project, &k.region, &k.service, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(&resource))?;
+    let wait = ctx.cloud.timeout(Duration::from_secs(600));
+    let (service, action) = match existing {
+        Some(have) => {
+            let diffs = service_differences(&have, &want);
+            if diffs.is_empty() {
+                (have, Action::Exists)
+            } else if ctx.dry_run {
+                (have, Action::WouldUpdate(diffs.join("; ")))
+            } else {
+                let op = run
+                    .update_service(
+                        &k.project,
+                        &k.region,
+                        &k.service,
+                        &want,
+                        Some(ctx.call_deadline()),
+                    )
+                    .await
+                    .map_err(ctx.google(&resource))?;
+                eprintln!("  updating {resource} (operation {})", op.name);
+                run.wait_operation(&op.name, tokio::time::Instant::now() + wait)
+                    .await
+                    .map_err(ctx.google(&resource))?;
+                let have = get_service_or_fail(ctx, k, &resource).await?;
+                (have, Action::Updated(diffs.join("; ")))
+            }
+        }
+        None if ctx.dry_run => {
+            ctx.report.add(
+                KIND,
+                &k.service,
+                Action::WouldCreate,
+                Some(format!(
+                    "{} with {MEMORY}, request timeout {REQUEST_TIMEOUT_S} s, runs as {}, invokable only by {}",
+                    k.image, k.service_account, k.invoker
+                )),
+            );
+            return Ok(None);
+        }
+        None => {
+            let action = match run
+                .create_service(
+                    &k.project,
+                    &k.region,
+                    &k.service,
+                    &want,
+                    Some(ctx.call_deadline()),
+                )
+                .await
+            {
+                Ok(op) => {
+                    eprintln!(
+                        "  creating {resource} (operation {}); this takes a minute or two",
+                        op.name
+                    );
+                    run.wait_operation(&op.name, tokio::time::Instant::now() + wait)
+                        .await
+                        .map_err(ctx.google(&resource))?;
+                    Action::Created
+                }
+                Err(e) if e.is_already_exists() => Action::Adopted,
+                Err(e) => return Err(ctx.google(&resource)(e)),
+            };
+            let have = get_service_or_fail(ctx, k, &resource).await?;
+            let diffs = service_differences(&have, &want);
+            let action = if diffs.is_empty() || action == Action::Created {
+                action
+            } else {
+                Action::Differs(diffs)
+            };
+            (have, action)
+        }
+    };
+    let url = service
+        .get("uri")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    ctx.report.add(KIND, &k.service, action, url.clone());
+    if url.is_none() && !ctx.dry_run {
+        return Err(StepError::failed(
+            resource,
+            "the service has no URL yet (still deploying?); run `provisioner keepalive` again in a minute",
+        ));
+    }
+    Ok(url)
+}
+
+async fn get_service_or_fail(
+    ctx: &Ctx,
+    k: &KeepaliveNames,
+    resource: &str,
+) -> Result<Value, StepError> {
+    ctx.cloud
+        .run
+        .get_service(&k.project, &k.region, &k.service, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(resource))?
+        .ok_or_else(|| StepError::failed(resource, "not found right after it was created"))
+}
+
+async fn ensure_invoker(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepError> {
+    const KIND: &str = "run.invoker binding";
+    let member = format!("serviceAccount:{}", k.invoker);
+    let resource = format!("IAM policy of Cloud Run service {}", k.service);
+    let exists = ctx
+        .report
+        .lines
+        .iter()
+        .any(|l| l.kind == "Cloud Run service" && !matches!(l.action, Action::WouldCreate));
+    if !exists {
+        ctx.report.add(
+            KIND,
+            &member,
+            Action::WouldCreate,
+            Some("the only invoker; no public access".into()),
+        );
+        return Ok(());
+    }
+    let policy = ctx
+        .cloud
+        .run
+        .get_iam_policy(&k.project, &k.region, &k.service, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(&resource))?;
+    match invoker_policy(&policy, &member) {
+        None => ctx.report.add(
+            KIND,
+            &member,
+            Action::Exists,
+            Some("no public access".into()),
+        ),
+        Some((_, changes)) if ctx.dry_run => {
+            ctx.report
+                .add(KIND, &member, Action::WouldUpdate(changes.join("; ")), None)
+        }
+        Some((new, changes)) => {
+            ctx.cloud
+                .run
+                .set_iam_policy(
+                    &k.project,
+                    &k.region,
+                    &k.service,
+                    &new,
+                    Some(ctx.call_deadline()),
+                )
+                .await
+                .map_err(ctx.google(&resource))?;
+            ctx.report
+                .add(KIND, &member, Action::Updated(changes.join("; ")), None);
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_subscription(
+    ctx: &mut Ctx,
+    subs: &SubscriptionAdmin,
+    kind: &'static str,
+    want: Value,
+) -> Result<(), StepError> {
+    let name = want["name"].as_str().unwrap_or_default().to_string();
+    let resource = format!("Pub/Sub {kind} {name}");
+    let err = pubsub_err(ctx, &resource);
+    let decode = |v: &Value| -> Result<Subscription, StepError> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| StepError::failed(resource.clone(), format!("subscription spec: {e}")))
+    };
+    let existing = match subs.get_subscription().set_subscription(&name).send().await {
+        Ok(s) => Some(s),
+        Err(e) if google_error(&e).is_not_found() => None,
+        Err(e) => return Err(err(e)),
+    };
+    let existing = match existing {
+        Some(s) => s,
+        None if ctx.dry_run => {
+            ctx.report
+                .add(kind, &name, Action::WouldCreate, Some(summary(&want)));
+            return Ok(());
+        }
+        None => match subs
+            .create_subscription()
+            .with_request(decode(&want)?)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                ctx.report
+                    .add(kind, &name, Action::Created, Some(summary(&want)));
+                return Ok(());
+            }
+            Err(e) if google_error(&e).is_already_exists() => subs
+                .get_subscription()
+                .set_subscription(&name)
+                .send()
+                .await
+                .map_err(&err)?,
+            Err(e) => return Err(err(e)),
+        },
+    };
+    let have = serde_json::to_value(&existing)
+        .map_err(|e| StepError::failed(resource.clone(), e.to_string()))?;
+    if have["topic"] != want["topic"] {
+        ctx.report.add(
+            kind,
+            &name,
+            Action::Differs(vec![format!(
+                "it is attached to {}, wanted {} (a subscription cannot change topic: delete it and run again)",
+                show(&have["topic"]),
+                show(&want["topic"])
+            )]),
+            None,
+        );
+        return Ok(());
+    }
+    let diffs = subscription_differences(&have, &want);
+    if diffs.is_empty() {
+        ctx.report
+            .add(kind, &name, Action::Exists, Some(summary(&want)));
+        return Ok(());
+    }
+    let words = diffs
+        .iter()
+        .map(|(_, w)| w.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if ctx.dry_run {
+        ctx.report
+            .add(kind, &name, Action::WouldUpdate(words), None);
+        return Ok(());
+    }
+    let mask = diffs.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(",");
+    let request: UpdateSubscriptionRequest = serde_json::from_value(json!({
+        "subscription": want,
+        "updateMask": mask,
+    }))
+    .map_err(|e| StepError::failed(resource.clone(), format!("update request: {e}")))?;
+    subs.update_subscription()
+        .with_request(request)
+        .send()
+        .await
+        .map_err(&err)?;
+    ctx.report.add(kind, &name, Action::Updated(words), None);
+    Ok(())
+}
+
+fn summary(sub: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = sub["pushConfig"]["pushEndpoint"].as_str() {
+        parts.push(format!(
+            "push to {e} with an OIDC token for {}",
+            show(&sub["pushConfig"]["oidcToken"]["serviceAccountEmail"])
+        ));
+    } else {
+        parts.push("pull".to_string());
+    }
+    parts.push(format!(
+        "ack deadline {} s",
+        show(&sub["ackDeadlineSeconds"])
+    ));
+    parts.push(format!(
+        "retention {}",
+        show(&sub["messageRetentionDuration"])
+    ));
+    if let Some(t) = sub["deadLetterPolicy"]["deadLetterTopic"].as_str() {
+        parts.push(format!(
+            "dead letters to {t} after {} attempts",
+            show(&sub["deadLetterPolicy"]["maxDeliveryAttempts"])
+        ));
+    }
+    parts.join(", ")
+}
+
+async fn ensure_job(ctx: &mut Ctx, k: &KeepaliveNames, ip: &str) -> Result<(), StepError> {
+    const KIND: &str = "Cloud Scheduler job";
+    let resource = format!("{KIND} {}", k.job_name());
+    let values = JobValues {
+        project: k.project.clone(),
+        region: k.region.clone(),
+        job: k.job.clone(),
+        topic_id: ctx.cfg.keepalive.topic.clone(),
+        whatsapp_hostname: ip.to_string(),
+        whatsapp_username: "admin".into(),
+        password_secret: k.password_version.clone(),
+        vm: ctx.names().vm,
+        zone: ctx.cfg.zone.clone(),
+        time_zone: "Etc/UTC".into(),
+    };
+    let want =
+        render_job(SCHEDULER_TEMPLATE, &values).map_err(|e| StepError::failed(&resource, e))?;
+    let sched = &ctx.cloud.scheduler;
+    let existing = sched
+        .get_job(&k.project, &k.region, &k.job, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(&resource))?;
+    let detail = Some(format!(
+        "{} to {}, password from {}",
+        show(&want["schedule"]),
+        k.topic,
+        k.password_version
+    ));
+    let have = match existing {
+        Some(have) => have,
+        None if ctx.dry_run => {
+            ctx.report.add(KIND, &k.job, Action::WouldCreate, detail);
+            return Ok(());
+        }
+        None => match sched
+            .create_job(&k.project, &k.region, &want, Some(ctx.call_deadline()))
+            .await
+        {
+            Ok(_) => {
+                ctx.report.add(KIND, &k.job, Action::Created, detail);
+                return Ok(());
+            }
+            Err(e) if e.is_already_exists() => sched
+                .get_job(&k.project, &k.region, &k.job, Some(ctx.call_deadline()))
+                .await
+                .map_err(ctx.google(&resource))?
+                .unwrap_or_default(),
+            Err(e) => return Err(ctx.google(&resource)(e)),
+        },
+    };
+    let diffs = job_differences(&have, &want);
+    if diffs.is_empty() {
+        ctx.report.add(KIND, &k.job, Action::Exists, detail);
+        return Ok(());
+    }
+    let words = diffs
+        .iter()
+        .map(|(_, w)| w.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if ctx.dry_run {
+        ctx.report
+            .add(KIND, &k.job, Action::WouldUpdate(words), None);
+        return Ok(());
+    }
+    let mask = diffs.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(",");
+    ctx.cloud
+        .scheduler
+        .patch_job(
+            &k.project,
+            &k.region,
+            &k.job,
+            &want,
+            &mask,
+            Some(ctx.call_deadline()),
+        )
+        .await
+        .map_err(ctx.google(&resource))?;
+    ctx.report.add(KIND, &k.job, Action::Updated(words), detail);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> JobValues {
+        JobValues {
+            project: "acme-prod".into(),
+            region: "europe-west3".into(),
+            job: "keepalive-whatsapp-4915112345678".into(),
+            topic_id: "whatsapp-keepalive".into(),
+            whatsapp_hostname: "34.89.1.2".into(),
+            whatsapp_username: "admin".into(),
+            password_secret:
+                "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
+                    .into(),
+            vm: "whatsapp-4915112345678".into(),
+            zone: "europe-west3-c".into(),
+            time_zone: "Etc/UTC".into(),
+        }
+    }
+
+    #[test]
+    fn the_template_renders_into_a_job_with_a_valid_payload() {
+        let job = render_job(SCHEDULER_TEMPLATE, &values()).unwrap();
+        assert_eq!(
+            job["name"],
+            "projects/acme-prod/locations/europe-west3/jobs/keepalive-whatsapp-4915112345678"
+        );
+        assert_eq!(job["schedule"], "*/5 * * * *");
+        assert_eq!(job["timeZone"], "Etc/UTC");
+        assert_eq!(
+            job["pubsubTarget"]["topicName"],
+            "projects/acme-prod/topics/whatsapp-keepalive"
+        );
+        assert!(job["pubsubTarget"].get("payload").is_none());
+        let data = STANDARD
+            .decode(job["pubsubTarget"]["data"].as_str().unwrap())
+            .unwrap();
+        let payload: Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(payload["whatsAppHostname"], "34.89.1.2");
+        assert_eq!(
+            payload["whatsAppPasswordSecret"],
+            "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
+        );
+        assert!(payload.get("whatsAppPassword").is_none());
+        let p = Payload::parse(&data).unwrap();
+        assert_eq!(p.vm, "whatsapp-4915112345678");
+        assert_eq!(job["retryConfig"]["retryCount"], 0);
+        assert!(job_differences(&job, &job).is_empty());
+    }
+
+    #[test]
+    fn a_value_that_breaks_the_yaml_is_refused() {
+        let mut v = values();
+        v.whatsapp_hostname = "34.89.1.2\" evil: \"x".into();
+        assert!(render_job(SCHEDULER_TEMPLATE, &v)
+            .unwrap_err()
+            .contains("${WHATSAPP_HOSTNAME}"));
+        let mut v = values();
+        v.vm = String::new();
+        assert!(render_job(SCHEDULER_TEMPLATE, &v).is_err());
+        let e = render_job("name: \"${NOPE}\"\n", &values()).unwrap_err();
+        assert!(e.contains("${NOPE}"), "{e}");
+    }
+
+    #[test]
+    fn a_changed_payload_or_schedule_is_a_difference() {
+        let want = render_job(SCHEDULER_TEMPLATE, &values()).unwrap();
+        let mut have = want.clone();
+        have["schedule"] = json!("*/10 * * * *");
+        let mut v = values();
+        v.whatsapp_hostname = "34.89.9.9".into();
+        have["pubsubTarget"] = render_job(SCHEDULER_TEMPLATE, &v).unwrap()["pubsubTarget"].clone();
+        have["state"] = json!("ENABLED");
+        let d = job_differences(&have, &want);
+        let fields: Vec<&str> = d.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["schedule", "pubsubTarget"]);
+        assert!(d[1].1.contains("34.89.9.9"), "{}", d[1].1);
+    }
+
+    fn names() -> KeepaliveNames {
+        KeepaliveNames {
+            project: "acme-prod".into(),
+            region: "europe-west3".into(),
+            image: "europe-west3-docker.pkg.dev/acme-prod/keepalive/keepalive:1".into(),
+            topic: "projects/acme-prod/topics/whatsapp-keepalive".into(),
+            dead_letter_topic: "projects/acme-prod/topics/whatsapp-keepalive-dead-letter".into(),
+            subscription: "projects/acme-prod/subscriptions/whatsapp-keepalive-push".into(),
+            dead_letter_subscription:
+                "projects/acme-prod/subscriptions/whatsapp-keepalive-dead-letter".into(),
+            service: "whatsapp-keepalive".into(),
+            service_account: "whatsapp-keepalive@acme-prod.iam.gserviceaccount.com".into(),
+            invoker: "whatsapp-keepalive-invoker@acme-prod.iam.gserviceaccount.com".into(),
+            events_topic: None,
+            job: "keepalive-whatsapp-4915112345678".into(),
+            password_version: "projects/acme-prod/secrets/s/versions/latest".into(),
+        }
+    }
+
+    #[test]
+    fn the_service_spec_is_small_private_and_outlasts_a_check() {
+        let s = service_body(&names());
+        let c = &s["template"]["containers"][0];
+        assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+        assert!(duration_s(&s["template"]["timeout"]).unwrap() > CHECK_DEADLINE_S as f64);
+        assert!(duration_s(&s["template"]["timeout"]).unwrap() < f64::from(ACK_DEADLINE_S));
+        assert!(!s.to_string().contains("allUsers"));
+        assert!(service_differences(&s, &s).is_empty());
+        let mut old = s.clone();
+        old["template"]["containers"][0]["image"] = json!("old:1");
+        old["template"]["timeout"] = json!("300.000s");
+        let d = service_differences(&old, &s);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].starts_with("image is old:1"));
+        let mut with_events = names();
+        with_events.events_topic = Some("projects/acme-prod/topics/events".into());
+        let d = service_differences(&s, &service_body(&with_events));
+        assert!(
+            d[0].contains("KEEPALIVE_EVENTS_TOPIC=projects/acme-prod/topics/events"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_invoker_policy_removes_public_access_and_keeps_the_rest() {
+        let member = "serviceAccount:inv@p.iam.gserviceaccount.com";
+        let (p, changes) = invoker_policy(&json!({"etag": "BwX"}), member).unwrap();
+        assert_eq!(
+            p,
+            json!({"etag": "BwX", "bindings": [{"role": "roles/run.invoker", "members": [member]}]})
+        );
+        assert_eq!(changes.len(), 1);
+        assert!(invoker_policy(&p, member).is_none());
+
+        let public = json!({"etag": "e", "bindings": [
+            {"role": "roles/run.invoker", "members": ["allUsers"]},
+            {"role": "roles/run.developer", "members": ["user:ops@acme.com", "allAuthenticatedUsers"]}
+        ]});
+        let (p, changes) = invoker_policy(&public, member).unwrap();
+        assert_eq!(
+            p["bindings"],
+            json!([
+                {"role": "roles/run.developer", "members": ["user:ops@acme.com"]},
+                {"role": "roles/run.invoker", "members": [member]}
+            ])
+        );
+        assert_eq!(changes.len(), 3, "{changes:?}");
+    }
+
+    #[test]
+    fn subscription_differences_name_update_mask_fields() {
+        let k = names();
+        let want = push_subscription_body(&k, "https://svc.a.run.app");
+        assert!(subscription_differences(&want, &want).is_empty());
+        let mut have = want.clone();
+        have["ackDeadlineSeconds"] = json!(10);
+        have["messageRetentionDuration"] = json!("604800s");
+        have["pushConfig"]["pushEndpoint"] = json!("https://old.a.run.app");
+        have["expirationPolicy"] = json!({"ttl": "2678400s"});
+        let fields: Vec<&str> = subscription_differences(&have, &want)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "pushConfig",
+                "ackDeadlineSeconds",
+                "messageRetentionDuration",
+                "expirationPolicy"
+            ]
+        );
+        // The crate's model takes the spec as is.
+        let sub: Subscription = serde_json::from_value(want.clone()).unwrap();
+        let back = serde_json::to_value(&sub).unwrap();
+        assert!(subscription_differences(&back, &want).is_empty(), "{back}");
+        assert_eq!(back["ackDeadlineSeconds"], 120);
+    }
+}

@@ -1,0 +1,89 @@
+//! Cloud Scheduler v1: jobs (get, create, patch).
+
+use reqwest::Method;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::time::Instant;
+use url::Url;
+
+use super::client::url_with_segments;
+use super::{GoogleClient, GoogleError};
+
+pub const API: &str = "Cloud Scheduler";
+pub const DEFAULT_ENDPOINT: &str = "https://cloudscheduler.googleapis.com";
+
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    client: Arc<GoogleClient>,
+    /// `{endpoint}/v1`
+    base: Url,
+}
+
+impl Scheduler {
+    pub fn new(client: Arc<GoogleClient>, endpoint: &Url) -> Self {
+        Scheduler {
+            client,
+            base: url_with_segments(endpoint, ["v1"]),
+        }
+    }
+
+    fn jobs(&self, project: &str, location: &str) -> Url {
+        url_with_segments(
+            &self.base,
+            ["projects", project, "locations", location, "jobs"],
+        )
+    }
+
+    /// The job, or `None` when it does not exist.
+    pub async fn get_job(
+        &self,
+        project: &str,
+        location: &str,
+        job: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Value>, GoogleError> {
+        let url = url_with_segments(&self.jobs(project, location), [job]);
+        match self
+            .client
+            .call(API, Method::GET, &url, None, deadline)
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the job (`body.name` names it). One attempt: a retry would meet the first
+    /// attempt's job as `ALREADY_EXISTS`, which the caller adopts.
+    pub async fn create_job(
+        &self,
+        project: &str,
+        location: &str,
+        body: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, GoogleError> {
+        let url = self.jobs(project, location);
+        self.client
+            .call_once(API, Method::POST, &url, Some(body), deadline)
+            .await
+    }
+
+    /// Updates the fields named in `update_mask` (comma-separated, e.g.
+    /// `schedule,pubsubTarget`).
+    pub async fn patch_job(
+        &self,
+        project: &str,
+        location: &str,
+        job: &str,
+        body: &Value,
+        update_mask: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Value, GoogleError> {
+        let mut url = url_with_segments(&self.jobs(project, location), [job]);
+        url.query_pairs_mut().append_pair("updateMask", update_mask);
+        self.client
+            .call(API, Method::PATCH, &url, Some(body), deadline)
+            .await
+    }
+}
