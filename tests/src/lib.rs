@@ -11,11 +11,19 @@
 //! - [`secretmanager::FakeSecretManager`]: Secret Manager v1.
 //! - [`sqladmin::FakeSqlAdmin`]: Cloud SQL Admin v1 (instances, operations, users,
 //!   databases).
-//! - [`GoogleFakes`]: token endpoint + Compute + Secret Manager + Cloud SQL Admin sharing one
-//!   registry, and a service-account key file pointing at them.
+//! - [`pubsub::FakePubSub`]: the Pub/Sub emulator (REST admin API and gRPC `Publish` on one
+//!   port).
+//! - [`run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
+//!   policies).
+//! - [`scheduler::FakeScheduler`]: Cloud Scheduler v1 (jobs).
+//! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
+//!   service-account key file pointing at the token endpoint.
 
 pub mod compute;
 pub mod keepalive;
+pub mod pubsub;
+pub mod run;
+pub mod scheduler;
 pub mod secretmanager;
 pub mod server;
 pub mod smtp;
@@ -29,6 +37,9 @@ use std::{
 };
 
 pub use compute::{ComputeRoute, FakeCompute};
+pub use pubsub::FakePubSub;
+pub use run::FakeCloudRun;
+pub use scheduler::FakeScheduler;
 pub use secretmanager::FakeSecretManager;
 pub use server::{HttpServer, RecordedRequest, SelfSignedCert, TempDir};
 pub use sqladmin::{FakeSqlAdmin, SqlRoute};
@@ -49,6 +60,12 @@ pub struct GoogleFakes {
     pub secrets: FakeSecretManager,
     /// Cloud SQL Admin.
     pub sql: FakeSqlAdmin,
+    /// Cloud Run Admin v2.
+    pub run: FakeCloudRun,
+    /// Cloud Scheduler.
+    pub scheduler: FakeScheduler,
+    /// Pub/Sub (REST admin and gRPC publish), reached through `PUBSUB_EMULATOR_HOST`.
+    pub pubsub: FakePubSub,
     /// The service-account key file (`GOOGLE_APPLICATION_CREDENTIALS`).
     pub key_file: PathBuf,
     dir: TempDir,
@@ -62,6 +79,9 @@ impl GoogleFakes {
         let compute = FakeCompute::start(tokens.clone()).await;
         let secrets = FakeSecretManager::start(tokens.clone()).await;
         let sql = FakeSqlAdmin::start(tokens.clone()).await;
+        let run = FakeCloudRun::start(tokens.clone()).await;
+        let scheduler = FakeScheduler::start(tokens.clone()).await;
+        let pubsub = FakePubSub::start().await;
         let dir = TempDir::new("google").expect("create temporary directory");
         let key_file = token.write_service_account_key(dir.path());
         GoogleFakes {
@@ -70,6 +90,9 @@ impl GoogleFakes {
             compute,
             secrets,
             sql,
+            run,
+            scheduler,
+            pubsub,
             key_file,
             dir,
         }
@@ -99,7 +122,8 @@ impl GoogleFakes {
 
     /// Environment for the provisioner: `GOOGLE_APPLICATION_CREDENTIALS`,
     /// `PROVISIONER_COMPUTE_ENDPOINT`, `PROVISIONER_SQLADMIN_ENDPOINT`,
-    /// `PROVISIONER_SECRETMANAGER_ENDPOINT`.
+    /// `PROVISIONER_SECRETMANAGER_ENDPOINT`, `PROVISIONER_RUN_ENDPOINT`,
+    /// `PROVISIONER_SCHEDULER_ENDPOINT`, `PUBSUB_EMULATOR_HOST`.
     pub fn provisioner_env(&self) -> Vec<(String, String)> {
         vec![
             (
@@ -112,6 +136,12 @@ impl GoogleFakes {
                 "PROVISIONER_SECRETMANAGER_ENDPOINT".into(),
                 self.secrets.url(),
             ),
+            ("PROVISIONER_RUN_ENDPOINT".into(), self.run.url()),
+            (
+                "PROVISIONER_SCHEDULER_ENDPOINT".into(),
+                self.scheduler.url(),
+            ),
+            ("PUBSUB_EMULATOR_HOST".into(), self.pubsub.host()),
         ]
     }
 }
@@ -139,7 +169,10 @@ mod tests {
                 "GOOGLE_APPLICATION_CREDENTIALS",
                 "PROVISIONER_COMPUTE_ENDPOINT",
                 "PROVISIONER_SQLADMIN_ENDPOINT",
-                "PROVISIONER_SECRETMANAGER_ENDPOINT"
+                "PROVISIONER_SECRETMANAGER_ENDPOINT",
+                "PROVISIONER_RUN_ENDPOINT",
+                "PROVISIONER_SCHEDULER_ENDPOINT",
+                "PUBSUB_EMULATOR_HOST"
             ]
         );
         assert_eq!(penv[2].1, g.sql.url());

@@ -336,7 +336,7 @@ impl Drop for HttpServer {
 /// The runtime every fake runs on: its own two worker threads, independent of the test's
 /// runtime, so that fakes keep answering while a test blocks (e.g. on `std::process`
 /// waiting for the keepalive binary) or runs on a current-thread runtime.
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

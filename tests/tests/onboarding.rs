@@ -294,6 +294,25 @@ async fn up_stops_for_the_code_then_finishes() {
         1,
         "no second code was requested"
     );
+    // Step 6 ran last: this number's job publishes its payload, the password by reference.
+    let job =
+        w.g.scheduler
+            .job(&format!(
+                "projects/{FAKE_PROJECT}/locations/europe-west3/jobs/keepalive-{NAME}"
+            ))
+            .expect("up ends with the keepalive job");
+    let data = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        job["pubsubTarget"]["data"].as_str().unwrap(),
+    )
+    .unwrap();
+    let payload: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(
+        payload["whatsAppPasswordSecret"],
+        format!("projects/{FAKE_PROJECT}/secrets/{NAME}-admin-password/versions/latest")
+    );
+    assert_eq!(w.g.run.services().len(), 1);
+    assert!(run.stdout.contains("up: done"), "{}", run.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,143 @@
+//! `KEEPALIVE_EVENTS_TOPIC`: the real `keepalive` binary publishes one JSON event per reset
+//! and per alert through `google-cloud-pubsub` (gRPC) to the Pub/Sub fake found through
+//! `PUBSUB_EMULATOR_HOST`; none for a healthy client, none on a dry run; a failed publish is
+//! reported and changes nothing else.
+
+mod common;
+
+use common::{World, VM, ZONE};
+use keepalive_tests::{Behaviour, FakePubSub, Health, FAKE_PROJECT};
+use serde_json::Value;
+
+const TOPIC: &str = "projects/acme-ops/topics/keepalive-events";
+
+async fn world_with_events() -> (World, FakePubSub) {
+    let mut w = World::new().await;
+    let ps = FakePubSub::start().await;
+    ps.add_topic(TOPIC);
+    w.set_env("PUBSUB_EMULATOR_HOST", &ps.host());
+    w.set_env("KEEPALIVE_EVENTS_TOPIC", TOPIC);
+    w.set_env("KEEPALIVE_BOOT_GRACE_S", "0");
+    (w, ps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_publishes_one_event() {
+    let (w, ps) = world_with_events().await;
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
+    let run = w.check(&w.payload(), &[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let o = run.outcome();
+    assert_eq!(o["verdict"], "reset");
+    assert_eq!(w.resets(), 1);
+
+    let published = ps.published();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let m = &published[0];
+    assert_eq!(m.topic, TOPIC);
+    assert_eq!(
+        o["event"],
+        Value::String(format!("published {}", m.message_id))
+    );
+    let e = m.json().expect("the event is JSON");
+    assert_eq!(e["type"], "keepalive.reset");
+    assert_eq!(e["tenant"], VM);
+    assert_eq!(e["vm"], VM);
+    assert_eq!(e["zone"], ZONE);
+    assert_eq!(e["project"], FAKE_PROJECT);
+    assert_eq!(e["verdict"], "reset");
+    assert_eq!(e["reason"], o["reason"]);
+    assert_eq!(e["time"], o["checkedAt"]);
+    assert_eq!(e["operation"], o["operation"]);
+    assert!(e["reason"].as_str().unwrap().contains("login"), "{e}");
+    assert_eq!(m.attributes["type"], "keepalive.reset");
+    assert_eq!(m.attributes["verdict"], "reset");
+    assert_eq!(m.attributes["vm"], VM);
+    // Nothing secret in the event.
+    w.assert_no_secrets(&m.text());
+    for r in ps.requests() {
+        w.assert_no_secrets(&r.body_text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_publishes_one_event_and_healthy_or_dry_run_none() {
+    let (w, ps) = world_with_events().await;
+    let run = w.check(&w.payload(), &[]).await;
+    assert_eq!(run.outcome()["verdict"], "healthy");
+    assert!(run.outcome().get("event").is_none(), "{}", run.stdout);
+    assert!(ps.published().is_empty());
+
+    w.wa.set_health(Health::Single("unregistered"));
+    let run = w.check(&w.payload(), &[]).await;
+    assert_eq!(run.outcome()["verdict"], "alert");
+    let published = ps.published();
+    assert_eq!(published.len(), 1);
+    let e = published[0].json().unwrap();
+    assert_eq!(e["type"], "keepalive.alert");
+    assert_eq!(e["verdict"], "alert");
+    assert!(e.get("operation").is_none(), "{e}");
+
+    // A dry run announces nothing.
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
+    let run = w.check(&w.payload(), &["--dry-run"]).await;
+    assert_eq!(run.outcome()["verdict"], "reset");
+    assert_eq!(ps.published().len(), 1);
+    assert_eq!(w.resets(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_is_reported_and_changes_nothing_else() {
+    let (w, ps) = world_with_events().await;
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
+    // PERMISSION_DENIED: not retried by the crate.
+    ps.fail_publish_next(1, 7);
+    let run = w.check(&w.payload(), &[]).await;
+    let o = run.outcome();
+    assert_eq!(o["verdict"], "reset", "{}", run.stdout);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(w.resets(), 1);
+    let event = o["event"].as_str().unwrap();
+    assert!(event.starts_with("failed: "), "{event}");
+    assert!(event.contains("PERMISSION_DENIED"), "{event}");
+    assert!(ps.published().is_empty());
+    assert!(run.stderr.contains("event not published"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_pubsub_costs_at_most_the_deadline() {
+    let (mut w, ps) = world_with_events().await;
+    w.set_env("KEEPALIVE_DEADLINE_S", "3");
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
+    ps.hang_publish(true);
+    let run = w.check(&w.payload(), &[]).await;
+    ps.hang_publish(false);
+    let o = run.outcome();
+    // The reset happened and is reported; the event is reported as not published.
+    assert_eq!(o["verdict"], "reset", "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(w.resets(), 1);
+    assert!(
+        o["event"].as_str().unwrap().starts_with("failed: "),
+        "{}",
+        o["event"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_publishes_too() {
+    let (w, ps) = world_with_events().await;
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
+    let served = keepalive_tests::keepalive::Served::start(&w.env);
+    let (status, body) = common::post_push(&served.url(), &w.payload()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"], "reset");
+    assert!(
+        body["event"].as_str().unwrap().starts_with("published "),
+        "{body}"
+    );
+    assert_eq!(ps.published().len(), 1);
+    let (code, _, logs) = served.terminate(std::time::Duration::from_secs(15));
+    assert_eq!(code, Some(0));
+    assert!(logs.contains("event published"), "{logs}");
+    w.assert_no_secrets(&logs);
+}

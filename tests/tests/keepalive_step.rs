@@ -1,0 +1,515 @@
+//! `provisioner keepalive` (runbook step 6) through the real binary against the stateful
+//! fakes: Cloud Run Admin v2 (long-running operations, IAM), Cloud Scheduler, Secret Manager,
+//! Compute Engine (the static address) and Pub/Sub through `PUBSUB_EMULATOR_HOST` (the
+//! `google-cloud-pubsub` crate's REST admin calls). The job's payload then runs through the
+//! real `keepalive check`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use keepalive_tests::keepalive::{run_check, run_provisioner, ProvisionerRun};
+use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const NAME: &str = "whatsapp-4915112345678";
+const REGION: &str = "europe-west3";
+const IP: &str = "34.89.1.2";
+const ADMIN_PASSWORD: &str = "Stored!AdminPassw0rd-kept-in-Secret-Manager-only-000000000000000";
+
+fn p(rest: &str) -> String {
+    format!("projects/{FAKE_PROJECT}/{rest}")
+}
+
+fn service_name() -> String {
+    p(&format!("locations/{REGION}/services/whatsapp-keepalive"))
+}
+
+fn job_name(vm: &str) -> String {
+    p(&format!("locations/{REGION}/jobs/keepalive-{vm}"))
+}
+
+fn config_text(phone: &str, extra: &str) -> String {
+    format!(
+        "project = \"{FAKE_PROJECT}\"\nregion = \"{REGION}\"\nzone = \"europe-west3-c\"\ncountry_code = \"49\"\nphone_number = \"{phone}\"\n\n[keepalive]\nimage = \"europe-west3-docker.pkg.dev/{FAKE_PROJECT}/keepalive/keepalive:1.0.0\"\n{extra}"
+    )
+}
+
+struct World {
+    g: GoogleFakes,
+    env: BTreeMap<String, String>,
+    config: PathBuf,
+}
+
+impl World {
+    /// Steps 1 to 3 done for +49 15112345678: its address and its admin password exist.
+    async fn new() -> World {
+        let g = GoogleFakes::start().await;
+        let env: BTreeMap<String, String> = g.provisioner_env().into_iter().collect();
+        let config = g.dir().join("number.toml");
+        std::fs::write(&config, config_text("15112345678", "")).unwrap();
+        let w = World { g, env, config };
+        w.number_ready(NAME, IP);
+        w
+    }
+
+    fn number_ready(&self, name: &str, ip: &str) {
+        self.g
+            .compute
+            .seed_address(FAKE_PROJECT, REGION, name, Some(ip));
+        self.g.secrets.put(
+            &p(&format!("secrets/{name}-admin-password")),
+            ADMIN_PASSWORD,
+        );
+    }
+
+    async fn run_with(&self, config: PathBuf, args: &[&str]) -> ProvisionerRun {
+        let env = self.env.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let run = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_provisioner(&env, &config, &args, Duration::from_secs(120))
+        })
+        .await
+        .unwrap();
+        self.assert_no_secrets(&run.output());
+        run
+    }
+
+    async fn run(&self, args: &[&str]) -> ProvisionerRun {
+        self.run_with(self.config.clone(), args).await
+    }
+
+    fn assert_no_secrets(&self, text: &str) {
+        assert!(!text.contains(ADMIN_PASSWORD), "password leaked:\n{text}");
+        for t in self.g.tokens.tokens() {
+            assert!(!text.contains(&t), "a token leaked:\n{text}");
+        }
+    }
+
+    /// Requests that changed something (anything but GET and getIamPolicy).
+    fn mutations(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for (api, reqs) in [
+            ("run", self.g.run.requests()),
+            ("scheduler", self.g.scheduler.requests()),
+            ("pubsub", self.g.pubsub.requests()),
+            ("compute", self.g.compute.requests()),
+            ("secrets", self.g.secrets.requests()),
+        ] {
+            for r in reqs {
+                let read = r.method == "GET" || r.path.ends_with(":getIamPolicy");
+                if !read {
+                    all.push(format!("{api} {} {}", r.method, r.path));
+                }
+            }
+        }
+        all
+    }
+
+    fn clear_requests(&self) {
+        self.g.run.clear_requests();
+        self.g.scheduler.clear_requests();
+        self.g.pubsub.clear_requests();
+        self.g.compute.clear_requests();
+        self.g.secrets.clear_requests();
+    }
+}
+
+fn ok(run: &ProvisionerRun) {
+    assert_eq!(run.code, Some(0), "{}", run.output());
+}
+
+fn decode_data(job: &Value) -> Value {
+    let data = STANDARD
+        .decode(job["pubsubTarget"]["data"].as_str().expect("data"))
+        .expect("base64");
+    serde_json::from_slice(&data).expect("JSON payload")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_a_private_service_its_subscription_and_the_job() {
+    let w = World::new().await;
+    w.g.run.set_operation_polls(2);
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+
+    // Topics.
+    let topic = p("topics/whatsapp-keepalive");
+    let dead = p("topics/whatsapp-keepalive-dead-letter");
+    assert!(
+        w.g.pubsub.topic(&topic).is_some(),
+        "{:?}",
+        w.g.pubsub.topics()
+    );
+    assert!(w.g.pubsub.topic(&dead).is_some());
+
+    // The service: 128 MiB, timeout above the keepalive's 100 s deadline, its own identity.
+    let svc = w.g.run.service(&service_name()).expect("service created");
+    let t = &svc["template"];
+    let c = &t["containers"][0];
+    assert_eq!(
+        c["image"],
+        format!("europe-west3-docker.pkg.dev/{FAKE_PROJECT}/keepalive/keepalive:1.0.0")
+    );
+    assert_eq!(c["resources"]["limits"]["memory"], "128Mi");
+    let timeout: f64 = t["timeout"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(timeout > 100.0 && timeout < 120.0, "{timeout}");
+    assert_eq!(
+        t["serviceAccount"],
+        format!("whatsapp-keepalive@{FAKE_PROJECT}.iam.gserviceaccount.com")
+    );
+    let env: Vec<(String, String)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        env.contains(&("KEEPALIVE_DEADLINE_S".into(), "100".into())),
+        "{env:?}"
+    );
+    assert!(env.contains(&("GOOGLE_CLOUD_PROJECT".into(), FAKE_PROJECT.into())));
+    // The create went through a long-running operation that was polled to the end.
+    let op_polls =
+        w.g.run
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/operations/"))
+            .count();
+    assert!(op_polls >= 3, "{op_polls}");
+
+    // Not public: one invoker, the push identity.
+    let invoker =
+        format!("serviceAccount:whatsapp-keepalive-invoker@{FAKE_PROJECT}.iam.gserviceaccount.com");
+    let policy = w.g.run.iam_policy(&service_name()).expect("policy set");
+    assert_eq!(
+        policy["bindings"],
+        json!([{"role": "roles/run.invoker", "members": [invoker]}])
+    );
+    assert!(!policy.to_string().contains("allUsers"));
+
+    // The push subscription.
+    let uri = svc["uri"].as_str().unwrap();
+    let sub =
+        w.g.pubsub
+            .subscription(&p("subscriptions/whatsapp-keepalive-push"))
+            .expect("push subscription");
+    assert_eq!(sub["topic"], topic);
+    assert_eq!(sub["pushConfig"]["pushEndpoint"], uri);
+    assert_eq!(
+        sub["pushConfig"]["oidcToken"]["serviceAccountEmail"],
+        format!("whatsapp-keepalive-invoker@{FAKE_PROJECT}.iam.gserviceaccount.com")
+    );
+    assert_eq!(sub["pushConfig"]["oidcToken"]["audience"], uri);
+    assert_eq!(sub["ackDeadlineSeconds"], 120);
+    assert_eq!(sub["messageRetentionDuration"], "600s");
+    assert_eq!(sub["deadLetterPolicy"]["deadLetterTopic"], dead);
+    assert_eq!(sub["deadLetterPolicy"]["maxDeliveryAttempts"], 5);
+    let dl =
+        w.g.pubsub
+            .subscription(&p("subscriptions/whatsapp-keepalive-dead-letter"))
+            .expect("dead-letter subscription keeps what could not be delivered");
+    assert_eq!(dl["topic"], dead);
+
+    // The job: every 5 minutes, this number's payload, the password by reference only.
+    let job = w.g.scheduler.job(&job_name(NAME)).expect("job");
+    assert_eq!(job["schedule"], "*/5 * * * *");
+    assert_eq!(job["timeZone"], "Etc/UTC");
+    assert_eq!(job["pubsubTarget"]["topicName"], topic);
+    let payload = decode_data(&job);
+    assert_eq!(payload["whatsAppHostname"], IP);
+    assert_eq!(payload["vm"], NAME);
+    assert_eq!(payload["zone"], "europe-west3-c");
+    assert_eq!(payload["project"], FAKE_PROJECT);
+    assert_eq!(
+        payload["whatsAppPasswordSecret"],
+        p(&format!("secrets/{NAME}-admin-password/versions/latest"))
+    );
+    assert!(payload.get("whatsAppPassword").is_none());
+    let everything = format!(
+        "{job}{}{}",
+        w.g.pubsub
+            .requests()
+            .iter()
+            .map(|r| r.body_text())
+            .collect::<String>(),
+        w.g.run
+            .requests()
+            .iter()
+            .map(|r| r.body_text())
+            .collect::<String>()
+    );
+    assert!(!everything.contains(ADMIN_PASSWORD));
+
+    // What the report says.
+    for line in [
+        "Cloud Run service",
+        "created",
+        "push subscription",
+        "Cloud Scheduler job",
+    ] {
+        assert!(run.stdout.contains(line), "{line}:\n{}", run.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_changes_nothing() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    let before = (
+        w.g.run.service(&service_name()).unwrap()["generation"].clone(),
+        w.g.scheduler.job(&job_name(NAME)).unwrap(),
+        w.g.pubsub.subscriptions(),
+    );
+    w.clear_requests();
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    assert_eq!(w.mutations(), Vec::<String>::new(), "{}", run.stdout);
+    let after = (
+        w.g.run.service(&service_name()).unwrap()["generation"].clone(),
+        w.g.scheduler.job(&job_name(NAME)).unwrap(),
+        w.g.pubsub.subscriptions(),
+    );
+    assert_eq!(before, after);
+    assert!(!run.stdout.contains("created"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("exists, as configured"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_number_adds_only_its_job() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    let second = "whatsapp-4915199999999";
+    w.number_ready(second, "34.89.2.2");
+    let config = w.g.dir().join("second.toml");
+    std::fs::write(&config, config_text("15199999999", "")).unwrap();
+    w.clear_requests();
+    let run = w.run_with(config, &["keepalive"]).await;
+    ok(&run);
+    let mutations = w.mutations();
+    assert_eq!(
+        mutations,
+        vec![format!(
+            "scheduler POST /v1/projects/{FAKE_PROJECT}/locations/{REGION}/jobs"
+        )],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.g.run.services(), vec![service_name()]);
+    assert_eq!(w.g.scheduler.jobs().len(), 2);
+    let job = w.g.scheduler.job(&job_name(second)).unwrap();
+    let payload = decode_data(&job);
+    assert_eq!(payload["vm"], second);
+    assert_eq!(payload["whatsAppHostname"], "34.89.2.2");
+    // Same topic as the first number's job.
+    assert_eq!(
+        job["pubsubTarget"]["topicName"],
+        w.g.scheduler.job(&job_name(NAME)).unwrap()["pubsubTarget"]["topicName"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_missing_prerequisites() {
+    let g = GoogleFakes::start().await;
+    let env: BTreeMap<String, String> = g.provisioner_env().into_iter().collect();
+    let config = g.dir().join("number.toml");
+    std::fs::write(&config, config_text("15112345678", "")).unwrap();
+    let run = |args: &'static [&'static str]| {
+        let (env, config) = (env.clone(), config.clone());
+        tokio::task::spawn_blocking(move || {
+            run_provisioner(&env, &config, args, Duration::from_secs(60))
+        })
+    };
+
+    // Nothing exists: the dry run lists what it would create and says what is missing.
+    let dry = run(&["--dry-run", "keepalive"]).await.unwrap();
+    ok(&dry);
+    assert!(dry.stdout.contains("would be created"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("provisioner vm"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("provisioner whatsapp"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("dry run: nothing was changed"));
+    assert!(g.run.services().is_empty() && g.scheduler.jobs().is_empty());
+    assert!(g.pubsub.topics().is_empty() && g.pubsub.subscriptions().is_empty());
+    for r in g.run.requests().iter().chain(g.scheduler.requests().iter()) {
+        assert!(
+            r.method == "GET" || r.path.ends_with(":getIamPolicy"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+
+    // For real, it stops before creating anything and says which step comes first.
+    let real = run(&["keepalive"]).await.unwrap();
+    assert_eq!(real.code, Some(1), "{}", real.output());
+    assert!(real.stderr.contains("provisioner vm"), "{}", real.stderr);
+    assert!(g.run.services().is_empty() && g.pubsub.topics().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_is_deployed_and_public_access_removed() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    // Someone made the service public by hand, and a new image was built.
+    let mut policy = w.g.run.iam_policy(&service_name()).unwrap();
+    policy["bindings"][0]["members"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("allUsers"));
+    let token = w.g.tokens.issue();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v2/{}:setIamPolicy",
+            w.g.run.url(),
+            service_name()
+        ))
+        .bearer_auth(token)
+        .json(&json!({"policy": policy}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    std::fs::write(
+        &w.config,
+        config_text("15112345678", "").replace("keepalive:1.0.0", "keepalive:1.1.0"),
+    )
+    .unwrap();
+
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    let svc = w.g.run.service(&service_name()).unwrap();
+    assert_eq!(
+        svc["template"]["containers"][0]["image"],
+        format!("europe-west3-docker.pkg.dev/{FAKE_PROJECT}/keepalive/keepalive:1.1.0")
+    );
+    assert_eq!(svc["generation"], "2");
+    assert!(run.stdout.contains("updated: image is"), "{}", run.stdout);
+    let policy = w.g.run.iam_policy(&service_name()).unwrap();
+    assert!(!policy.to_string().contains("allUsers"), "{policy}");
+    assert!(
+        run.stdout.contains("public access removed"),
+        "{}",
+        run.stdout
+    );
+    // The job's payload references the new service through the same topic: unchanged.
+    assert!(!w
+        .mutations()
+        .iter()
+        .any(|m| m.starts_with("scheduler PATCH")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deployment_names_the_service_and_how_to_resume() {
+    let w = World::new().await;
+    w.g.run
+        .fail_operation_next("Revision 'whatsapp-keepalive-00001' is not ready: image not found");
+    let run = w.run(&["keepalive"]).await;
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert!(run.stderr.contains("Cloud Run service"), "{}", run.stderr);
+    assert!(run.stderr.contains("image not found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("provisioner keepalive"),
+        "{}",
+        run.stderr
+    );
+    // No job publishes to a service that is not there.
+    assert!(w.g.scheduler.jobs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_payload_runs_through_the_real_keepalive() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    let payload = decode_data(&w.g.scheduler.job(&job_name(NAME)).unwrap());
+
+    // The WhatsApp client at the job's address is our fake; the password comes from Secret
+    // Manager through the reference in the payload.
+    let wa = FakeWhatsApp::start("admin", ADMIN_PASSWORD).await;
+    w.g.compute.add_instance(
+        FAKE_PROJECT,
+        "europe-west3-c",
+        NAME,
+        "RUNNING",
+        time::OffsetDateTime::now_utc() - time::Duration::days(1),
+    );
+    let mut payload = payload;
+    payload["whatsAppHostname"] = json!(wa.host_port());
+    let mut env: BTreeMap<String, String> = w.g.env().into_iter().collect();
+    env.insert("KEEPALIVE_REQUEST_TIMEOUT_MS".into(), "2000".into());
+    let body = payload.to_string().into_bytes();
+    let check = tokio::task::spawn_blocking(move || run_check(&env, &body, &["--dry-run"]))
+        .await
+        .unwrap();
+    assert_eq!(check.code, Some(0), "{}\n{}", check.stdout, check.stderr);
+    assert_eq!(check.outcome()["verdict"], "healthy");
+    assert_eq!(wa.login_count(), 1);
+    assert!(!check.stdout.contains(ADMIN_PASSWORD) && !check.stderr.contains(ADMIN_PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_drifted_is_brought_back() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    let name = p("subscriptions/whatsapp-keepalive-push");
+    let mut drifted = w.g.pubsub.subscription(&name).unwrap();
+    drifted["ackDeadlineSeconds"] = json!(10);
+    drifted["pushConfig"]["pushEndpoint"] = json!("https://old-keepalive.a.run.app");
+    drifted["messageRetentionDuration"] = json!("604800s");
+    w.g.pubsub.add_subscription(&name, drifted);
+    w.clear_requests();
+
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    let sub = w.g.pubsub.subscription(&name).unwrap();
+    let uri = w.g.run.service(&service_name()).unwrap()["uri"].clone();
+    assert_eq!(sub["pushConfig"]["pushEndpoint"], uri);
+    assert_eq!(sub["ackDeadlineSeconds"], 120);
+    assert_eq!(sub["messageRetentionDuration"], "600s");
+    assert!(
+        run.stdout
+            .contains("updated: push endpoint https://old-keepalive.a.run.app"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        w.mutations(),
+        vec![format!("pubsub PATCH /v1/{name}")],
+        "{}",
+        run.stdout
+    );
+    // The mask names exactly what drifted.
+    let patch =
+        w.g.pubsub
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "PATCH")
+            .unwrap();
+    let mask = patch.json().unwrap()["updateMask"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        mask,
+        "pushConfig,ackDeadlineSeconds,messageRetentionDuration"
+    );
+}
