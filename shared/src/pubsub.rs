@@ -7,7 +7,7 @@
 //! (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's credentials, or the metadata server).
 
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
-use google_cloud_pubsub::client::{Publisher, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::client::{Publisher, SchemaService, SubscriptionAdmin, TopicAdmin};
 use std::time::Duration;
 
 use crate::google::GoogleError;
@@ -72,6 +72,18 @@ impl PubSubTarget {
     pub async fn subscription_admin(&self) -> Result<SubscriptionAdmin, GoogleError> {
         install_crypto_provider();
         let mut b = SubscriptionAdmin::builder();
+        if let Some(url) = &self.emulator {
+            b = b
+                .with_endpoint(url.clone())
+                .with_credentials(Anonymous::new().build());
+        }
+        b.build().await.map_err(builder_error)
+    }
+
+    /// The client whose IAM methods serve topics and subscriptions too.
+    pub async fn iam(&self) -> Result<SchemaService, GoogleError> {
+        install_crypto_provider();
+        let mut b = SchemaService::builder();
         if let Some(url) = &self.emulator {
             b = b
                 .with_endpoint(url.clone())

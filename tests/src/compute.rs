@@ -6,6 +6,8 @@
 //! - global firewall rules: insert, get, patch;
 //! - zonal, regional and global operations: get and wait (and list, for zonal ones, with
 //!   filters);
+//! - the project itself: get (every project exists, with a stable number derived from its
+//!   name, see [`FakeCompute::project_number`]);
 //!
 //! with `requestId` deduplication on every mutating call, scripted errors in Compute's error
 //! shape, and bearer tokens checked against a [`TokenRegistry`].
@@ -92,6 +94,8 @@ pub enum ComputeRoute {
     GetGlobalOperation,
     /// `POST .../global/operations/{op}/wait`
     WaitGlobalOperation,
+    /// `GET /compute/v1/projects/{p}`
+    GetProject,
 }
 
 impl ComputeRoute {
@@ -118,6 +122,7 @@ impl ComputeRoute {
             ComputeRoute::GetGlobalOperation | ComputeRoute::WaitGlobalOperation => {
                 "compute.globalOperations.get"
             }
+            ComputeRoute::GetProject => "compute.projects.get",
         }
     }
 }
@@ -267,6 +272,9 @@ struct ComputeState {
     counts: HashMap<ComputeRoute, usize>,
     /// Successful creations by kind ("instance", "address", "firewall").
     created: HashMap<&'static str, usize>,
+    /// Project numbers set by [`FakeCompute::set_project_number`] (others are derived from
+    /// the name).
+    project_numbers: HashMap<String, String>,
     next_external: u32,
     next_internal: u32,
     seq: u64,
@@ -288,6 +296,24 @@ fn address_link(project: &str, region: &str, name: &str) -> String {
 
 fn firewall_link(project: &str, name: &str) -> String {
     format!("{}/firewalls/{name}", Scope::Global.link(project))
+}
+
+fn project_link(project: &str) -> String {
+    format!("{LINK_PREFIX}/projects/{project}")
+}
+
+/// FNV-1a of the project name: fixed by its definition (unlike `DefaultHasher`), so the
+/// same name gives the same number in every fake, run and toolchain.
+fn project_hash(project: &str) -> u64 {
+    project.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The number of a project nobody set one for: 12 decimal digits, no leading zero, derived
+/// from its name.
+fn default_project_number(project: &str) -> String {
+    (100_000_000_000 + project_hash(project) % 900_000_000_000).to_string()
 }
 
 /// The region of a zone (`europe-west3-c` -> `europe-west3`; a zone without a dash is its
@@ -431,6 +457,34 @@ impl ComputeState {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    fn project_number(&self, project: &str) -> String {
+        self.project_numbers
+            .get(project)
+            .cloned()
+            .unwrap_or_else(|| default_project_number(project))
+    }
+
+    /// The project as `GET /compute/v1/projects/{p}` answers it. Its creation time is
+    /// derived from its name too (some day of 2018-2021), so answers are stable.
+    fn project_json(&self, project: &str) -> Value {
+        let number = self.project_number(project);
+        let h = project_hash(project);
+        // 2018-01-01T00:00:00Z, plus up to four years and some seconds.
+        let secs = 1_514_764_800 + (h >> 40) % 1461 * 86_400 + (h >> 8) % 86_400;
+        let created = OffsetDateTime::UNIX_EPOCH
+            + time::Duration::seconds(secs as i64)
+            + time::Duration::milliseconds(((h >> 20) % 1000) as i64);
+        json!({
+            "kind": "compute#project",
+            "id": number,
+            "name": project,
+            "creationTimestamp": compute_timestamp(created),
+            "selfLink": project_link(project),
+            "defaultServiceAccount": format!("{number}-compute@developer.gserviceaccount.com"),
+            "xpnProjectStatus": "UNSPECIFIED_XPN_PROJECT_STATUS",
+        })
     }
 
     /// A fresh external address, `203.0.113.10`, `.11`, ... (then `198.18.x.y`).
@@ -1099,6 +1153,7 @@ impl FakeCompute {
             faults: HashMap::new(),
             counts: HashMap::new(),
             created: HashMap::new(),
+            project_numbers: HashMap::new(),
             next_external: 10,
             next_internal: 0,
             seq: 0,
@@ -1382,6 +1437,21 @@ impl FakeCompute {
         let st = lock(&self.state);
         let key = (project.to_owned(), name.to_owned());
         st.firewalls.get(&key).map(|f| st.firewall_json(&key, f))
+    }
+
+    /// The project's number, as `GET /compute/v1/projects/{p}` answers it (`id`, and the
+    /// prefix of `defaultServiceAccount`): the one set by
+    /// [`set_project_number`](Self::set_project_number), else 12 decimal digits derived from
+    /// the name (the same in every `FakeCompute`).
+    pub fn project_number(&self, project: &str) -> String {
+        lock(&self.state).project_number(project)
+    }
+
+    /// Gives the project this number (in this fake only).
+    pub fn set_project_number(&self, project: &str, number: &str) {
+        lock(&self.state)
+            .project_numbers
+            .insert(project.to_owned(), number.to_owned());
     }
 
     /// New operations need this many `GET`s to be `DONE` (PENDING, then RUNNING on the GETs
@@ -1671,6 +1741,9 @@ enum Route<'a> {
         p: &'a str,
         f: &'a str,
     },
+    GetProject {
+        p: &'a str,
+    },
 }
 
 impl Route<'_> {
@@ -1696,6 +1769,7 @@ impl Route<'_> {
             Route::GetFirewall { .. } => ComputeRoute::GetFirewall,
             Route::InsertFirewall { .. } => ComputeRoute::InsertFirewall,
             Route::PatchFirewall { .. } => ComputeRoute::PatchFirewall,
+            Route::GetProject { .. } => ComputeRoute::GetProject,
         }
     }
 
@@ -1722,6 +1796,7 @@ impl Route<'_> {
                 format!("projects/{p}/global/firewalls/{f}")
             }
             Route::InsertFirewall { p } => named(format!("projects/{p}/global/firewalls")),
+            Route::GetProject { p } => format!("projects/{p}"),
         }
     }
 }
@@ -1734,6 +1809,7 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
         return None;
     };
     match *rest {
+        [] if get => Some(Route::GetProject { p }),
         ["zones", z, "instances"] if post => Some(Route::InsertInstance { p, z }),
         ["zones", z, "instances", i] if get => Some(Route::GetInstance { p, z, i }),
         ["zones", z, "instances", i, "setMetadata"] if post => Some(Route::SetMetadata { p, z, i }),
@@ -2150,6 +2226,7 @@ async fn handle(
             );
             json_response(200, &st.op_json(&st.operations[idx]))
         }
+        Route::GetProject { p } => json_response(200, &st.project_json(p)),
         Route::GetOp { p, ref scope, op } => match st.find_op(p, scope, op) {
             Some(idx) => {
                 st.operations[idx].advance_on_get();
@@ -3559,6 +3636,103 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn get_project_number_auth_and_faults() {
+        let f = fixture().await;
+        let url = format!("{}/compute/v1/projects/{P}", f.compute.url());
+        let number = f.compute.project_number(P);
+        assert_eq!(number.len(), 12);
+        assert!(number.bytes().all(|b| b.is_ascii_digit()) && !number.starts_with('0'));
+        // Stable: the same in another fake, different for another name.
+        let other = FakeCompute::start(TokenRegistry::new()).await;
+        assert_eq!(other.project_number(P), number);
+        assert_ne!(other.project_number("other-proj"), number);
+
+        let resp = f
+            .client
+            .get(&url)
+            .bearer_auth(&f.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["kind"], "compute#project");
+        assert_eq!(body["id"], number);
+        assert_eq!(body["name"], P);
+        assert_eq!(body["selfLink"], format!("{LINK_PREFIX}/projects/{P}"));
+        assert_eq!(
+            body["defaultServiceAccount"],
+            format!("{number}-compute@developer.gserviceaccount.com")
+        );
+        assert_eq!(body["xpnProjectStatus"], "UNSPECIFIED_XPN_PROJECT_STATUS");
+        let ts = body["creationTimestamp"].as_str().unwrap();
+        assert!(ts.ends_with("-08:00"));
+        assert!(parse_rfc3339(ts).is_some());
+        assert_eq!(f.call("GET", "", None).await.1, body);
+        // Other methods on the project are not routes.
+        assert_eq!(f.call("POST", "", None).await.0, 404);
+
+        f.compute.set_project_number(P, "123456789012");
+        assert_eq!(f.compute.project_number(P), "123456789012");
+        let (_, body) = f.call("GET", "", None).await;
+        assert_eq!(body["id"], "123456789012");
+        assert_eq!(
+            body["defaultServiceAccount"],
+            "123456789012-compute@developer.gserviceaccount.com"
+        );
+        assert_eq!(other.project_number(P), number);
+
+        // Bad or missing token: 401, as for other routes.
+        let resp = f.client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["errors"][0]["reason"], "authError");
+        let resp = f
+            .client
+            .get(&url)
+            .bearer_auth("ya29.not-issued")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+
+        // Scripted faults.
+        f.compute.fail_next(ComputeRoute::GetProject, 1, 403);
+        let (status, body) = f.call("GET", "", None).await;
+        assert_eq!(status, 403);
+        assert_eq!(body["error"]["errors"][0]["reason"], "forbidden");
+        assert_eq!(
+            body["error"]["message"],
+            format!("Required 'compute.projects.get' permission for 'projects/{P}'")
+        );
+        assert_eq!(f.call("GET", "", None).await.0, 200);
+        f.compute.fail_always(ComputeRoute::GetProject, 503);
+        assert_eq!(f.call("GET", "", None).await.0, 503);
+        assert_eq!(f.call("GET", "", None).await.0, 503);
+        f.compute.clear_faults();
+        f.compute.hang_next(ComputeRoute::GetProject, 1);
+        let err = reqwest::Client::builder()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap()
+            .get(&url)
+            .bearer_auth(&f.token)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout());
+        assert_eq!(f.call("GET", "", None).await.0, 200);
+
+        // Counted (the POST is no route), and recorded.
+        assert_eq!(f.compute.route_count(ComputeRoute::GetProject), 11);
+        let requests = f.compute.requests();
+        assert_eq!(requests.len(), 12);
+        assert_eq!(requests[0].method, "GET");
+        assert_eq!(requests[0].path, format!("/compute/v1/projects/{P}"));
+        other.stop().await;
     }
 
     #[tokio::test]

@@ -222,6 +222,27 @@ async fn creates_a_private_service_its_subscription_and_the_job() {
             .subscription(&p("subscriptions/whatsapp-keepalive-dead-letter"))
             .expect("dead-letter subscription keeps what could not be delivered");
     assert_eq!(dl["topic"], dead);
+    // Pub/Sub's service agent may move undeliverable messages to the dead-letter topic.
+    let agent = format!(
+        "serviceAccount:service-{}@gcp-sa-pubsub.iam.gserviceaccount.com",
+        w.g.compute.project_number(FAKE_PROJECT)
+    );
+    let has = |resource: &str, role: &str| {
+        w.g.pubsub.iam_policy(resource).is_some_and(|p| {
+            p["bindings"].as_array().unwrap().iter().any(|b| {
+                b["role"] == role && b["members"].as_array().unwrap().contains(&json!(agent))
+            })
+        })
+    };
+    assert!(
+        has(&dead, "roles/pubsub.publisher"),
+        "{:?}",
+        w.g.pubsub.iam_policy(&dead)
+    );
+    assert!(has(
+        &p("subscriptions/whatsapp-keepalive-push"),
+        "roles/pubsub.subscriber"
+    ));
 
     // The job: every 5 minutes, this number's payload, the password by reference only.
     let job = w.g.scheduler.job(&job_name(NAME)).expect("job");

@@ -260,32 +260,38 @@ pub fn invoker_policy(policy: &Value, member: &str) -> Option<(Value, Vec<String
         }
     }
     bindings.retain(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()));
-    let has = bindings.iter().any(|b| {
-        b["role"] == ROLE
-            && b.get("condition").is_none()
+    let mut out = policy.clone();
+    out["bindings"] = Value::Array(bindings);
+    if let Some(granted) = with_member(&out, ROLE, member) {
+        out = granted;
+        changes.push(format!("{ROLE} granted to {member}"));
+    }
+    (!changes.is_empty()).then_some((out, changes))
+}
+
+/// The policy with `member` in an unconditional binding of `role`; `None` when it is there.
+pub fn with_member(policy: &Value, role: &str, member: &str) -> Option<Value> {
+    let mut bindings: Vec<Value> = policy["bindings"].as_array().cloned().unwrap_or_default();
+    let unconditional =
+        |b: &Value| b["role"] == role && b.get("condition").is_none_or(Value::is_null);
+    if bindings.iter().any(|b| {
+        unconditional(b)
             && b["members"]
                 .as_array()
                 .is_some_and(|m| m.iter().any(|x| x == member))
-    });
-    if !has {
-        match bindings
-            .iter_mut()
-            .find(|b| b["role"] == ROLE && b.get("condition").is_none())
-        {
-            Some(b) => b["members"]
-                .as_array_mut()
-                .expect("kept bindings have members")
-                .push(json!(member)),
-            None => bindings.push(json!({"role": ROLE, "members": [member]})),
-        }
-        changes.push(format!("{ROLE} granted to {member}"));
-    }
-    if changes.is_empty() {
+    }) {
         return None;
+    }
+    match bindings.iter_mut().find(|b| unconditional(b)) {
+        Some(b) => match b["members"].as_array_mut() {
+            Some(m) => m.push(json!(member)),
+            None => b["members"] = json!([member]),
+        },
+        None => bindings.push(json!({"role": role, "members": [member]})),
     }
     let mut out = policy.clone();
     out["bindings"] = Value::Array(bindings);
-    Some((out, changes))
+    Some(out)
 }
 
 /// The push subscription as this step wants it (the API's JSON).
@@ -623,6 +629,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         ),
     }
 
+    ensure_dead_letter_grants(ctx, &k).await?;
+
     match ip {
         Some(ip) if password_exists => ensure_job(ctx, &k, &ip).await?,
         _ => ctx.report.add(
@@ -920,6 +928,99 @@ async fn ensure_subscription(
     Ok(())
 }
 
+/// Dead-lettering works only when Pub/Sub's own service agent may publish to the dead-letter
+/// topic and acknowledge on the subscription it takes messages from.
+async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepError> {
+    const KIND: &str = "dead-letter grant";
+    let grants = [
+        (k.dead_letter_topic.as_str(), "roles/pubsub.publisher"),
+        (k.subscription.as_str(), "roles/pubsub.subscriber"),
+    ];
+    let planned = |name: &str| {
+        ctx.report
+            .lines
+            .iter()
+            .any(|l| l.name == name && l.action == Action::WouldCreate)
+    };
+    if grants.iter().any(|(r, _)| planned(r)) {
+        for (resource, role) in grants {
+            ctx.report.add(
+                KIND,
+                resource,
+                Action::WouldCreate,
+                Some(format!("{role} for the Pub/Sub service agent")),
+            );
+        }
+        return Ok(());
+    }
+    let number = ctx
+        .cloud
+        .compute
+        .project_number(&k.project, Some(ctx.call_deadline()))
+        .await
+        .map_err(ctx.google(format!("project {}", k.project)))?;
+    let agent = format!("serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
+    let iam = ctx
+        .cloud
+        .pubsub
+        .iam()
+        .await
+        .map_err(ctx.google("Pub/Sub client"))?;
+    for (resource, role) in grants {
+        let what = format!("IAM policy of {resource}");
+        let err = pubsub_err(ctx, &what);
+        let policy = match iam.get_iam_policy().set_resource(resource).send().await {
+            Ok(p) => p,
+            // The Pub/Sub emulator has no IAM.
+            Err(e) if google_error(&e).status() == Some(501) => {
+                ctx.report.add(
+                    KIND,
+                    resource,
+                    Action::Exists,
+                    Some("skipped: this Pub/Sub endpoint has no IAM".into()),
+                );
+                continue;
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let have = serde_json::to_value(&policy)
+            .map_err(|e| StepError::failed(what.clone(), e.to_string()))?;
+        let Some(new) = with_member(&have, role, &agent) else {
+            ctx.report.add(
+                KIND,
+                resource,
+                Action::Exists,
+                Some(format!("{role} for {agent}")),
+            );
+            continue;
+        };
+        if ctx.dry_run {
+            ctx.report.add(
+                KIND,
+                resource,
+                Action::WouldUpdate(format!("{role} for {agent}")),
+                None,
+            );
+            continue;
+        }
+        let new: google_cloud_iam_v1::model::Policy = serde_json::from_value(new)
+            .map_err(|e| StepError::failed(what.clone(), format!("policy: {e}")))?;
+        iam.set_iam_policy()
+            .set_resource(resource)
+            .set_policy(new)
+            .send()
+            .await
+            .map_err(&err)?;
+        ctx.report.add(
+            KIND,
+            resource,
+            Action::Updated(format!("{role} granted to {agent}")),
+            None,
+        );
+    }
+    Ok(())
+}
+
 fn summary(sub: &Value) -> String {
     let mut parts = Vec::new();
     if let Some(e) = sub["pushConfig"]["pushEndpoint"].as_str() {
@@ -1176,6 +1277,24 @@ mod tests {
             ])
         );
         assert_eq!(changes.len(), 3, "{changes:?}");
+    }
+
+    #[test]
+    fn with_member_adds_once_and_leaves_conditional_bindings_alone() {
+        let agent = "serviceAccount:service-1@gcp-sa-pubsub.iam.gserviceaccount.com";
+        let conditional = json!({"etag": "BwX", "bindings": [
+            {"role": "roles/pubsub.publisher", "members": ["user:a@b.c"], "condition": {"expression": "false"}}
+        ]});
+        let p = with_member(&conditional, "roles/pubsub.publisher", agent).unwrap();
+        assert_eq!(p["bindings"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            p["bindings"][1],
+            json!({"role": "roles/pubsub.publisher", "members": [agent]})
+        );
+        assert_eq!(p["etag"], "BwX");
+        assert!(with_member(&p, "roles/pubsub.publisher", agent).is_none());
+        let p2 = with_member(&p, "roles/pubsub.publisher", "user:x@y.z").unwrap();
+        assert_eq!(p2["bindings"][1]["members"], json!([agent, "user:x@y.z"]));
     }
 
     #[test]

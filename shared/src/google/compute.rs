@@ -266,6 +266,32 @@ impl Compute {
         url_with_segments(&self.base, head.into_iter().chain(rest.iter().copied()))
     }
 
+    /// The project's number (`projects.get`'s `id`): what Google-managed service agents are
+    /// named after (`service-<number>@gcp-sa-pubsub.iam.gserviceaccount.com`).
+    pub async fn project_number(
+        &self,
+        project: &str,
+        deadline: Option<Instant>,
+    ) -> Result<String, GoogleError> {
+        let url = url_with_segments(&self.base, ["projects", project]);
+        let v: serde_json::Value = self
+            .client
+            .call(API, Method::GET, &url, None, deadline)
+            .await?;
+        let id = match &v["id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(GoogleError::Decode {
+                api: API,
+                detail: format!("project {project} has no numeric id"),
+            });
+        }
+        Ok(id)
+    }
+
     /// GET a resource (`addresses/NAME`, `firewalls/NAME`, `instances/NAME`); `None` on 404.
     pub async fn get_resource(
         &self,
