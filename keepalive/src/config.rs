@@ -16,6 +16,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Attempts before the client is declared down.
     pub attempts: u32,
+    /// WhatsApp clients probed at once by this process (`KEEPALIVE_MAX_CONCURRENT_PROBES`);
+    /// further checks wait their turn before their login, outside every request timeout.
+    pub max_concurrent_probes: usize,
     pub retry_delay: Duration,
     /// No reset this soon after a start or a reset.
     pub boot_grace: Duration,
@@ -65,6 +68,13 @@ impl Config {
                 600_000,
             )?),
             attempts: number(env, "KEEPALIVE_ATTEMPTS", 3u32, 1, 100)?,
+            max_concurrent_probes: number(
+                env,
+                "KEEPALIVE_MAX_CONCURRENT_PROBES",
+                200usize,
+                1,
+                100_000,
+            )?,
             retry_delay: Duration::from_millis(number(
                 env,
                 "KEEPALIVE_RETRY_DELAY_MS",
@@ -146,6 +156,7 @@ mod tests {
         assert_eq!(c.retry_delay, Duration::from_millis(5000));
         assert_eq!(c.boot_grace, Duration::from_secs(600));
         assert_eq!(c.deadline, Duration::from_secs(100));
+        assert_eq!(c.max_concurrent_probes, 200);
         assert_eq!(
             c.compute_endpoint.as_str(),
             "https://compute.googleapis.com/"
@@ -160,6 +171,7 @@ mod tests {
             ("PORT", "70000"),
             ("KEEPALIVE_ATTEMPTS", "0"),
             ("KEEPALIVE_ATTEMPTS", "100000"),
+            ("KEEPALIVE_MAX_CONCURRENT_PROBES", "0"),
             ("KEEPALIVE_DEADLINE_S", "99999999999999"),
             ("KEEPALIVE_ATTEMPTS", "-1"),
             ("KEEPALIVE_DEADLINE_S", "1.5"),

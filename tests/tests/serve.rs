@@ -491,3 +491,34 @@ async fn structured_cloudevent_with_string_data_and_payload_errors_name_the_fiel
     assert_eq!(status, 400);
     assert_eq!(o["field"], "message.data", "{o}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_probe_turn_is_never_a_timeout() {
+    // One client probed at a time, each request slower than a third of the timeout: the
+    // fourth check waits about three checks' time, far beyond the request timeout, and is
+    // still healthy — the wait for a turn does not count against any request.
+    let mut w = World::new().await;
+    w.set_env("KEEPALIVE_MAX_CONCURRENT_PROBES", "1");
+    w.set_env("KEEPALIVE_REQUEST_TIMEOUT_MS", "400");
+    w.set_env("KEEPALIVE_ATTEMPTS", "1");
+    w.wa.set_latency(Duration::from_millis(150));
+    let s = Served::start(&w.env);
+    let url = s.url();
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all((0..4).map(|_| {
+        let url = url.clone();
+        let p = w.payload();
+        async move { post_push(&url, &p).await }
+    }))
+    .await;
+    let wall = started.elapsed();
+    for (status, o) in &answers {
+        assert_eq!(*status, 200, "{o}");
+        assert_eq!(o["verdict"], "healthy", "{o}");
+    }
+    // One at a time: four logins and four probe rounds in a row (2 × 150 ms each).
+    assert!(wall >= Duration::from_millis(4 * 300), "{wall:?}");
+    assert_eq!(w.resets(), 0);
+    let (code, _, _) = s.terminate(Duration::from_secs(15));
+    assert_eq!(code, Some(0));
+}

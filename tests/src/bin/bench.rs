@@ -209,12 +209,14 @@ impl World {
         let mut env: BTreeMap<String, String> = g.env().into_iter().collect();
         env.insert("HOME".into(), g.dir().display().to_string());
         env.insert("KEEPALIVE_LOG_FORMAT".into(), "json".into());
-        // For experiments: the log level, glibc malloc and tokio tunables reach the process.
+        // For experiments: the log level, glibc malloc, tokio and probe-concurrency tunables reach
+        // the process.
         for k in [
             "RUST_LOG",
             "MALLOC_ARENA_MAX",
             "MALLOC_TRIM_THRESHOLD_",
             "TOKIO_WORKER_THREADS",
+            "KEEPALIVE_MAX_CONCURRENT_PROBES",
         ] {
             if let Ok(v) = std::env::var(k) {
                 env.insert(k.into(), v);
