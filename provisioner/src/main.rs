@@ -38,7 +38,7 @@ enum Command {
     Database,
     /// Step 2: static address, firewall rule, the VM that runs the WhatsApp containers.
     Vm,
-    /// What `database` and `vm` would do now.
+    /// What `database`, `vm` and `keepalive` would do now.
     Plan,
     /// What exists for this number and whether the WhatsApp client answers.
     Status,

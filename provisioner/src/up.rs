@@ -14,6 +14,7 @@ pub async fn run(ctx: &mut Ctx, config_dir: &Path) -> Result<(), StepError> {
     vm::run(ctx).await?;
     if ctx.dry_run {
         onboard::whatsapp(ctx, config_dir).await?;
+        keepalive::run(ctx).await?;
         return Ok(());
     }
     // Registered already (a second `up` after `verify`)? Then no new code is requested.
@@ -27,7 +28,9 @@ pub async fn run(ctx: &mut Ctx, config_dir: &Path) -> Result<(), StepError> {
                 println!();
                 println!("up: stopped for the registration code.");
                 println!("  1. `provisioner verify --code <the 6 digits>`");
-                println!("  2. `provisioner up` again: it continues with connect and link");
+                println!(
+                    "  2. `provisioner up` again: it continues with connect, link and keepalive"
+                );
                 return Ok(());
             }
             Registration::Registered | Registration::Planned => {}

@@ -745,7 +745,7 @@ fn example_values() -> BTreeMap<&'static str, String> {
         ("WHATSAPP_USERNAME", "admin"),
         (
             "PASSWORD_SECRET",
-            "projects/acme-prod/secrets/whatsapp-4915112345678-admin/versions/latest",
+            "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest",
         ),
         ("VM", "whatsapp-4915112345678"),
         ("ZONE", "europe-west3-c"),
@@ -940,7 +940,7 @@ fn scheduler_template_is_a_five_minute_job_with_the_password_by_reference() {
 async fn scheduler_payload_is_accepted_by_the_real_binary() {
     let mut w = World::new().await;
     w.set_env("KEEPALIVE_ATTEMPTS", "1");
-    let secret = format!("projects/{FAKE_PROJECT}/secrets/whatsapp-4915112345678-admin");
+    let secret = format!("projects/{FAKE_PROJECT}/secrets/whatsapp-4915112345678-admin-password");
     w.g.secrets.put(&secret, PASSWORD);
     let mut values = example_values();
     for (k, v) in [

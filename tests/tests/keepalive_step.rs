@@ -371,7 +371,13 @@ async fn dry_run_and_missing_prerequisites() {
     assert!(dry.stdout.contains("dry run: nothing was changed"));
     assert!(g.run.services().is_empty() && g.scheduler.jobs().is_empty());
     assert!(g.pubsub.topics().is_empty() && g.pubsub.subscriptions().is_empty());
-    for r in g.run.requests().iter().chain(g.scheduler.requests().iter()) {
+    for r in g
+        .run
+        .requests()
+        .iter()
+        .chain(g.scheduler.requests().iter())
+        .chain(g.pubsub.requests().iter())
+    {
         assert!(
             r.method == "GET" || r.path.ends_with(":getIamPolicy"),
             "{} {}",
@@ -533,4 +539,36 @@ async fn a_subscription_that_drifted_is_brought_back() {
         mask,
         "pushConfig,ackDeadlineSeconds,messageRetentionDuration"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_projects_get_the_grants_are_left_to_a_person_and_the_rest_is_done() {
+    // A Compute Engine endpoint that does not serve projects.get (a minimal fake, say).
+    let w = World::new().await;
+    w.g.compute
+        .fail_always(keepalive_tests::ComputeRoute::GetProject, 404);
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    assert!(w.g.scheduler.job(&job_name(NAME)).is_some());
+    assert!(run.stdout.contains("grant it by hand: gcloud pubsub topics add-iam-policy-binding whatsapp-keepalive-dead-letter"), "{}", run.stdout);
+    assert!(w
+        .g
+        .pubsub
+        .iam_policy(&p("topics/whatsapp-keepalive-dead-letter"))
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_step_6_and_changes_nothing() {
+    let w = World::new().await;
+    let run = w.run(&["plan"]).await;
+    ok(&run);
+    assert!(
+        run.stdout.contains("keepalive: service whatsapp-keepalive"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Cloud Scheduler job"), "{}", run.stdout);
+    assert!(w.g.run.services().is_empty() && w.g.scheduler.jobs().is_empty());
+    assert!(w.g.pubsub.topics().is_empty());
 }

@@ -145,6 +145,8 @@ pub fn service_body(k: &KeepaliveNames) -> Value {
         // Pub/Sub push comes from Google's front end, not from a VPC: ingress stays open and
         // IAM keeps everyone out but the push identity (no allUsers binding, ever).
         "ingress": "INGRESS_TRAFFIC_ALL",
+        // IAM decides who may invoke (true would open the service to anyone).
+        "invokerIamDisabled": false,
         "template": {
             "serviceAccount": k.service_account,
             "timeout": format!("{REQUEST_TIMEOUT_S}s"),
@@ -188,12 +190,31 @@ pub fn service_differences(have: &Value, want: &Value) -> Vec<String> {
         &ht["serviceAccount"],
         &wt["serviceAccount"],
     );
-    cmp("ingress", &have["ingress"], &want["ingress"]);
+    // What the API leaves out when it is the default counts as the default.
+    let or = |v: &Value, default: &str| {
+        if v.is_null() {
+            json!(default)
+        } else {
+            v.clone()
+        }
+    };
     cmp(
-        "execution environment",
-        &ht["executionEnvironment"],
-        &wt["executionEnvironment"],
+        "ingress",
+        &or(&have["ingress"], "INGRESS_TRAFFIC_ALL"),
+        &want["ingress"],
     );
+    cmp(
+        "invokerIamDisabled (true: anyone may call it)",
+        &json!(have["invokerIamDisabled"] == true),
+        &json!(false),
+    );
+    if !ht["executionEnvironment"].is_null() {
+        cmp(
+            "execution environment",
+            &ht["executionEnvironment"],
+            &wt["executionEnvironment"],
+        );
+    }
     let env = |c: &Value| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = c["env"]
             .as_array()
@@ -498,7 +519,8 @@ pub fn job_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)
     let mut d = Vec::new();
     for field in ["schedule", "timeZone", "description", "attemptDeadline"] {
         let (h, w) = (&have[field], &want[field]);
-        if !w.is_null() && h != w {
+        let optional = matches!(field, "description" | "attemptDeadline");
+        if !w.is_null() && h != w && !(optional && h.is_null()) {
             let same_duration = field == "attemptDeadline" && duration_s(h) == duration_s(w);
             if !same_duration {
                 d.push((field, format!("{field} is {}, wanted {}", show(h), show(w))));
@@ -506,22 +528,16 @@ pub fn job_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)
         }
     }
     let (ht, wt) = (&have["pubsubTarget"], &want["pubsubTarget"]);
-    let decoded = |t: &Value| -> Value {
-        t["data"]
-            .as_str()
-            .and_then(|d| STANDARD.decode(d).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null)
-    };
+    let decoded = |t: &Value| decoded_payload(t).unwrap_or(Value::Null);
     let attrs = |t: &Value| t["attributes"].as_object().cloned().unwrap_or_default();
     if ht["topicName"] != wt["topicName"] || decoded(ht) != decoded(wt) || attrs(ht) != attrs(wt) {
         d.push((
             "pubsubTarget",
             format!(
                 "publishes {} to {}, wanted {} to {}",
-                decoded(ht),
+                redacted(&decoded(ht)),
                 show(&ht["topicName"]),
-                decoded(wt),
+                redacted(&decoded(wt)),
                 show(&wt["topicName"])
             ),
         ));
@@ -534,6 +550,51 @@ pub fn job_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)
         ));
     }
     d
+}
+
+/// The JSON payload inside a `pubsubTarget`'s `data`.
+fn decoded_payload(target: &Value) -> Option<Value> {
+    target["data"]
+        .as_str()
+        .and_then(|d| STANDARD.decode(d).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// A payload for printing: every password field's value replaced.
+fn redacted(payload: &Value) -> Value {
+    let mut p = payload.clone();
+    if let Some(map) = p.as_object_mut() {
+        for (k, v) in map.iter_mut() {
+            if k.to_ascii_lowercase().contains("password") && !k.ends_with("Secret") {
+                *v = json!("<redacted>");
+            }
+        }
+    }
+    p
+}
+
+/// `want` with the payload fields an existing job carries that the template does not set
+/// (SMTP settings added by hand, say) kept; a clear `whatsAppPassword` is never kept: the
+/// template's secret reference replaces it.
+pub fn keep_extra_payload_fields(have: &Value, want: &Value) -> Value {
+    let (Some(old), Some(new)) = (
+        decoded_payload(&have["pubsubTarget"]),
+        decoded_payload(&want["pubsubTarget"]),
+    ) else {
+        return want.clone();
+    };
+    let (Some(old), Some(mut new)) = (old.as_object().cloned(), new.as_object().cloned()) else {
+        return want.clone();
+    };
+    for (k, v) in old {
+        if k != "whatsAppPassword" && !new.contains_key(&k) {
+            new.insert(k, v);
+        }
+    }
+    let mut out = want.clone();
+    let data = serde_json::to_vec(&Value::Object(new)).expect("JSON");
+    out["pubsubTarget"]["data"] = Value::String(STANDARD.encode(data));
+    out
 }
 
 fn pubsub_err(ctx: &Ctx, resource: &str) -> impl Fn(google_cloud_pubsub::Error) -> StepError {
@@ -629,8 +690,6 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         ),
     }
 
-    ensure_dead_letter_grants(ctx, &k).await?;
-
     match ip {
         Some(ip) if password_exists => ensure_job(ctx, &k, &ip).await?,
         _ => ctx.report.add(
@@ -640,6 +699,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
             None,
         ),
     }
+    ensure_dead_letter_grants(ctx, &k).await?;
     Ok(())
 }
 
@@ -703,7 +763,7 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
                     .await
                     .map_err(ctx.google(&resource))?;
                 eprintln!("  updating {resource} (operation {})", op.name);
-                run.wait_operation(&op.name, tokio::time::Instant::now() + wait)
+                run.finish(op, tokio::time::Instant::now() + wait)
                     .await
                     .map_err(ctx.google(&resource))?;
                 let have = get_service_or_fail(ctx, k, &resource).await?;
@@ -738,7 +798,7 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
                         "  creating {resource} (operation {}); this takes a minute or two",
                         op.name
                     );
-                    run.wait_operation(&op.name, tokio::time::Instant::now() + wait)
+                    run.finish(op, tokio::time::Instant::now() + wait)
                         .await
                         .map_err(ctx.google(&resource))?;
                     Action::Created
@@ -780,7 +840,12 @@ async fn get_service_or_fail(
         .get_service(&k.project, &k.region, &k.service, Some(ctx.call_deadline()))
         .await
         .map_err(ctx.google(resource))?
-        .ok_or_else(|| StepError::failed(resource, "not found right after it was created"))
+        .ok_or_else(|| {
+            StepError::failed(
+                resource,
+                "not found right after it was created; run `provisioner keepalive` again",
+            )
+        })
 }
 
 async fn ensure_invoker(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepError> {
@@ -801,12 +866,21 @@ async fn ensure_invoker(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepErr
         );
         return Ok(());
     }
-    let policy = ctx
+    let policy = match ctx
         .cloud
         .run
         .get_iam_policy(&k.project, &k.region, &k.service, Some(ctx.call_deadline()))
         .await
-        .map_err(ctx.google(&resource))?;
+    {
+        Ok(p) => p,
+        // An endpoint that serves only setIamPolicy: start from an empty policy (the service
+        // was just read, so a 404 here is about the method, not the service).
+        Err(e) if matches!(e.status(), Some(404 | 405 | 501)) => {
+            tracing::warn!(error = %e, "getIamPolicy not served; setting the invoker binding on an empty policy");
+            json!({})
+        }
+        Err(e) => return Err(ctx.google(&resource)(e)),
+    };
     match invoker_policy(&policy, &member) {
         None => ctx.report.add(
             KIND,
@@ -953,36 +1027,60 @@ async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<
         }
         return Ok(());
     }
-    let number = ctx
-        .cloud
-        .compute
-        .project_number(&k.project, Some(ctx.call_deadline()))
-        .await
-        .map_err(ctx.google(format!("project {}", k.project)))?;
-    let agent = format!("serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
+    // An endpoint without IAM (the Pub/Sub emulator) or without projects.get: the grants
+    // cannot be made here; say so and how to make them by hand, and go on.
+    let unsupported = |e: &shared::google::GoogleError| matches!(e.status(), Some(404 | 405 | 501));
+    let by_hand = |ctx: &mut Ctx, why: String| {
+        for (resource, role) in grants {
+            ctx.report.add(
+                KIND,
+                resource,
+                Action::Blocked(format!(
+                    "{why}; grant it by hand: gcloud pubsub {} add-iam-policy-binding {} --member=serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com --role={role}",
+                    if resource.contains("/topics/") { "topics" } else { "subscriptions" },
+                    resource.rsplit('/').next().unwrap_or(resource),
+                )),
+                None,
+            );
+        }
+    };
     let iam = ctx
         .cloud
         .pubsub
         .iam()
         .await
         .map_err(ctx.google("Pub/Sub client"))?;
+    let mut policies = Vec::new();
     for (resource, role) in grants {
+        match iam.get_iam_policy().set_resource(resource).send().await {
+            Ok(p) => policies.push((resource, role, p)),
+            Err(e) if unsupported(&google_error(&e)) => {
+                by_hand(
+                    ctx,
+                    format!("this Pub/Sub endpoint has no IAM ({})", google_error(&e)),
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(pubsub_err(ctx, &format!("IAM policy of {resource}"))(e)),
+        }
+    }
+    let number = match ctx
+        .cloud
+        .compute
+        .project_number(&k.project, Some(ctx.call_deadline()))
+        .await
+    {
+        Ok(n) => n,
+        Err(e) if unsupported(&e) => {
+            by_hand(ctx, format!("the project number could not be read ({e})"));
+            return Ok(());
+        }
+        Err(e) => return Err(ctx.google(format!("project {}", k.project))(e)),
+    };
+    let agent = format!("serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
+    for (resource, role, policy) in policies {
         let what = format!("IAM policy of {resource}");
         let err = pubsub_err(ctx, &what);
-        let policy = match iam.get_iam_policy().set_resource(resource).send().await {
-            Ok(p) => p,
-            // The Pub/Sub emulator has no IAM.
-            Err(e) if google_error(&e).status() == Some(501) => {
-                ctx.report.add(
-                    KIND,
-                    resource,
-                    Action::Exists,
-                    Some("skipped: this Pub/Sub endpoint has no IAM".into()),
-                );
-                continue;
-            }
-            Err(e) => return Err(err(e)),
-        };
         let have = serde_json::to_value(&policy)
             .map_err(|e| StepError::failed(what.clone(), e.to_string()))?;
         let Some(new) = with_member(&have, role, &agent) else {
@@ -1094,10 +1192,16 @@ async fn ensure_job(ctx: &mut Ctx, k: &KeepaliveNames, ip: &str) -> Result<(), S
                 .get_job(&k.project, &k.region, &k.job, Some(ctx.call_deadline()))
                 .await
                 .map_err(ctx.google(&resource))?
-                .unwrap_or_default(),
+                .ok_or_else(|| {
+                    StepError::failed(
+                        &resource,
+                        "answered ALREADY_EXISTS, then not found; run `provisioner keepalive` again",
+                    )
+                })?,
             Err(e) => return Err(ctx.google(&resource)(e)),
         },
     };
+    let want = keep_extra_payload_fields(&have, &want);
     let diffs = job_differences(&have, &want);
     if diffs.is_empty() {
         ctx.report.add(KIND, &k.job, Action::Exists, detail);
@@ -1193,6 +1297,57 @@ mod tests {
         assert!(render_job(SCHEDULER_TEMPLATE, &v).is_err());
         let e = render_job("name: \"${NOPE}\"\n", &values()).unwrap_err();
         assert!(e.contains("${NOPE}"), "{e}");
+    }
+
+    #[test]
+    fn extra_payload_fields_are_kept_and_passwords_never_printed() {
+        let want = render_job(SCHEDULER_TEMPLATE, &values()).unwrap();
+        let mut payload = decoded_payload(&want["pubsubTarget"]).unwrap();
+        payload["whatsAppPassword"] = json!("clear-text-pw");
+        payload["smtpHost"] = json!("smtp.example.com");
+        payload["smtpPassword"] = json!("smtp-secret-pw");
+        let mut have = want.clone();
+        have["pubsubTarget"]["data"] = json!(STANDARD.encode(payload.to_string()));
+
+        let merged = keep_extra_payload_fields(&have, &want);
+        let p = decoded_payload(&merged["pubsubTarget"]).unwrap();
+        assert_eq!(p["smtpHost"], "smtp.example.com");
+        assert_eq!(p["smtpPassword"], "smtp-secret-pw");
+        assert!(p.get("whatsAppPassword").is_none(), "{p}");
+        assert!(p["whatsAppPasswordSecret"]
+            .as_str()
+            .unwrap()
+            .ends_with("/versions/latest"));
+
+        let d = job_differences(&have, &merged);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            !d[0].1.contains("clear-text-pw") && !d[0].1.contains("smtp-secret-pw"),
+            "{}",
+            d[0].1
+        );
+        assert!(d[0].1.contains("<redacted>"), "{}", d[0].1);
+    }
+
+    #[test]
+    fn fields_the_api_leaves_out_are_not_differences() {
+        let want = service_body(&names());
+        let mut have = want.clone();
+        have.as_object_mut().unwrap().remove("ingress");
+        have.as_object_mut().unwrap().remove("invokerIamDisabled");
+        have["template"]
+            .as_object_mut()
+            .unwrap()
+            .remove("executionEnvironment");
+        assert!(service_differences(&have, &want).is_empty());
+        have["invokerIamDisabled"] = json!(true);
+        assert_eq!(service_differences(&have, &want).len(), 1);
+
+        let job = render_job(SCHEDULER_TEMPLATE, &values()).unwrap();
+        let mut have = job.clone();
+        have.as_object_mut().unwrap().remove("attemptDeadline");
+        have.as_object_mut().unwrap().remove("description");
+        assert!(job_differences(&have, &job).is_empty());
     }
 
     #[test]

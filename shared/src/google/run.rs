@@ -111,6 +111,29 @@ impl CloudRun {
             .await
     }
 
+    /// `op` once done: as it is when the answer already says so, else polled (see
+    /// [`wait_operation`](Self::wait_operation)).
+    pub async fn finish(
+        &self,
+        op: RunOperation,
+        deadline: Instant,
+    ) -> Result<RunOperation, GoogleError> {
+        if !op.done {
+            return self.wait_operation(&op.name, deadline).await;
+        }
+        match &op.error {
+            Some(e) => Err(GoogleError::Operation {
+                api: API,
+                name: op.name.clone(),
+                message: e
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("error code {}", e.code.unwrap_or_default())),
+            }),
+            None => Ok(op),
+        }
+    }
+
     /// Polls `operation` (its full name) until done; an operation that ends in error is
     /// [`GoogleError::Operation`].
     pub async fn wait_operation(

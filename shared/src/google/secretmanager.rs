@@ -104,7 +104,7 @@ impl SecretManager {
     }
 
     /// Whether the version `projects/P/secrets/S/versions/V` exists and is enabled (reads its
-    /// metadata, not its value).
+    /// metadata; where that is not served, its value, which is dropped at once).
     pub async fn version_exists(
         &self,
         version: &str,
@@ -117,7 +117,18 @@ impl SecretManager {
             .await
         {
             Ok(v) => Ok(v["state"].as_str().is_none_or(|s| s == "ENABLED")),
-            Err(e) if e.is_not_found() || e.status() == Some(400) => Ok(false),
+            // Not there, or an endpoint that serves only `:access`: ask that (the value is
+            // dropped at once).
+            Err(e) if e.is_not_found() || matches!(e.status(), Some(400 | 405 | 501)) => {
+                let Ok(parsed) = SecretVersion::parse(version) else {
+                    return Ok(false);
+                };
+                match self.access(&parsed, deadline).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.is_not_found() || e.status() == Some(400) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
