@@ -7,6 +7,9 @@
 //! (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's credentials, or the metadata server).
 
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_auth::credentials::Credentials;
+use google_cloud_gax::client_builder::internal::ClientFactory;
+use google_cloud_gax::client_builder::ClientBuilder;
 use google_cloud_pubsub::client::{Publisher, SchemaService, SubscriptionAdmin, TopicAdmin};
 use std::time::Duration;
 
@@ -59,37 +62,16 @@ impl PubSubTarget {
     }
 
     pub async fn topic_admin(&self) -> Result<TopicAdmin, GoogleError> {
-        install_crypto_provider();
-        let mut b = TopicAdmin::builder();
-        if let Some(url) = &self.emulator {
-            b = b
-                .with_endpoint(url.clone())
-                .with_credentials(Anonymous::new().build());
-        }
-        b.build().await.map_err(builder_error)
+        self.build(TopicAdmin::builder()).await
     }
 
     pub async fn subscription_admin(&self) -> Result<SubscriptionAdmin, GoogleError> {
-        install_crypto_provider();
-        let mut b = SubscriptionAdmin::builder();
-        if let Some(url) = &self.emulator {
-            b = b
-                .with_endpoint(url.clone())
-                .with_credentials(Anonymous::new().build());
-        }
-        b.build().await.map_err(builder_error)
+        self.build(SubscriptionAdmin::builder()).await
     }
 
     /// The client whose IAM methods serve topics and subscriptions too.
     pub async fn iam(&self) -> Result<SchemaService, GoogleError> {
-        install_crypto_provider();
-        let mut b = SchemaService::builder();
-        if let Some(url) = &self.emulator {
-            b = b
-                .with_endpoint(url.clone())
-                .with_credentials(Anonymous::new().build());
-        }
-        b.build().await.map_err(builder_error)
+        self.build(SchemaService::builder()).await
     }
 
     /// A publisher for `topic` (`projects/P/topics/T`) that sends each message at once (no
@@ -112,6 +94,23 @@ impl PubSubTarget {
 /// every other client here. Installing it twice is harmless.
 fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl PubSubTarget {
+    /// Builds an admin client aimed at the emulator, if this is one.
+    async fn build<F, C>(&self, builder: ClientBuilder<F, Credentials>) -> Result<C, GoogleError>
+    where
+        F: ClientFactory<Client = C, Credentials = Credentials>,
+    {
+        install_crypto_provider();
+        let builder = match &self.emulator {
+            Some(url) => builder
+                .with_endpoint(url.clone())
+                .with_credentials(Anonymous::new().build()),
+            None => builder,
+        };
+        builder.build().await.map_err(builder_error)
+    }
 }
 
 fn builder_error(e: google_cloud_gax::client_builder::Error) -> GoogleError {

@@ -22,6 +22,7 @@
 pub mod compute;
 pub mod keepalive;
 pub mod pubsub;
+mod rest;
 pub mod run;
 pub mod scheduler;
 pub mod secretmanager;

@@ -48,6 +48,7 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
+use crate::rest::{camel_case, percent_decode};
 use crate::server::{lock, runtime, RecordedRequest};
 
 /// The gRPC path of `Publish`.
@@ -980,28 +981,12 @@ fn update_mask(req: &Map<String, Value>, query: Option<&str>) -> Result<Vec<Stri
         .iter()
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .map(snake_to_camel)
+        .map(camel_case)
         .collect();
     if paths.is_empty() {
         return Err(invalid("update_mask must be set and not empty"));
     }
     Ok(paths)
-}
-
-fn snake_to_camel(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for c in path.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Field-mask semantics for one dotted path: the value in `new` replaces the one in
@@ -1175,26 +1160,6 @@ fn split_name<'a>(name: &'a str, kind: &str) -> Option<(&'a str, &'a str)> {
     let (project, rest) = rest.split_once('/')?;
     let id = rest.strip_prefix(kind)?.strip_prefix('/')?;
     (!project.is_empty() && !id.is_empty() && !id.contains('/')).then_some((project, id))
-}
-
-/// Percent-decodes a path (`%3A` → `:`); invalid escapes stay as they are.
-fn percent_decode(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -1870,10 +1835,7 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(
-            snake_to_camel("push_config.oidc_token"),
-            "pushConfig.oidcToken"
-        );
+        assert_eq!(camel_case("push_config.oidc_token"), "pushConfig.oidcToken");
         assert_eq!(percent_decode("/v1/a%3Ab%2"), "/v1/a:b%2");
         assert_eq!(grpc_percent_encode("50% done\n"), "50%25 done%0A");
         assert_eq!(parse_duration(&json!("1.5s")), Some(1.5));

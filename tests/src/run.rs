@@ -50,6 +50,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::{
+    rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
     secretmanager::google_error,
     server::{
         bearer_token, json_response, lock, now, query_param, random_string, rfc3339_utc,
@@ -57,6 +58,21 @@ use crate::{
     },
     token::{TokenRegistry, FAKE_CLIENT_EMAIL},
 };
+
+/// Cloud Run's own words for scripted faults (see [`scripted_error`]).
+const RUN_ERRORS: &[(u16, &str, &str)] = &[
+    (
+        403,
+        "PERMISSION_DENIED",
+        "Permission denied on resource project (or it may not exist).",
+    ),
+    (412, "FAILED_PRECONDITION", "Precondition failed."),
+    (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded for quota metric 'Write requests' of service 'run.googleapis.com'.",
+    ),
+];
 
 /// The `@type` of a service in an operation's `metadata` and `response`.
 pub const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
@@ -197,12 +213,6 @@ fn valid_memory(s: &str) -> bool {
     !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) && n.parse::<u64>().is_ok_and(|n| n > 0)
 }
 
-/// An integer written as a JSON number or (proto3 JSON for 64-bit integers) a string.
-fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-}
-
 /// `user:`, `serviceAccount:`, `group:` (an e-mail address), `domain:` (a domain),
 /// `allUsers`, `allAuthenticatedUsers`.
 fn valid_member(m: &str) -> bool {
@@ -231,77 +241,6 @@ fn valid_role(r: &str) -> bool {
         ["roles", x] => !x.is_empty(),
         ["projects" | "organizations", o, "roles", x] => !o.is_empty() && !x.is_empty(),
         _ => false,
-    }
-}
-
-/// Percent-decodes a path segment (`svc%3AsetIamPolicy` -> `svc:setIamPolicy`).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `a_b` -> `aB` (field masks may be written in either case).
-fn camel_case(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for c in path.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Sets (or, with `None`, removes) the field at a dotted path, creating objects on the way.
-fn set_path(target: &mut Map<String, Value>, path: &[&str], value: Option<Value>) {
-    match path {
-        [] => {}
-        [last] => {
-            match value {
-                Some(v) => target.insert((*last).to_owned(), v),
-                None => target.remove(*last),
-            };
-        }
-        [first, rest @ ..] => {
-            let entry = target
-                .entry((*first).to_owned())
-                .or_insert_with(|| json!({}));
-            if !entry.is_object() {
-                *entry = json!({});
-            }
-            if let Some(obj) = entry.as_object_mut() {
-                set_path(obj, rest, value);
-            }
-        }
-    }
-}
-
-fn get_path<'a>(source: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let v = source.get(*first)?;
-    if rest.is_empty() {
-        Some(v)
-    } else {
-        get_path(v.as_object()?, rest)
     }
 }
 
@@ -819,39 +758,6 @@ fn not_found(name: &str) -> Response {
     )
 }
 
-fn scripted_error(code: u16) -> Response {
-    let (status, message) = match code {
-        400 => ("INVALID_ARGUMENT", "Invalid argument."),
-        401 => (
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials.",
-        ),
-        403 => (
-            "PERMISSION_DENIED",
-            "Permission denied on resource project (or it may not exist).",
-        ),
-        404 => ("NOT_FOUND", "Not found."),
-        409 => ("ALREADY_EXISTS", "Already exists."),
-        412 => ("FAILED_PRECONDITION", "Precondition failed."),
-        429 => (
-            "RESOURCE_EXHAUSTED",
-            "Quota exceeded for quota metric 'Write requests' of service 'run.googleapis.com'.",
-        ),
-        500 => ("INTERNAL", "Internal error encountered."),
-        503 => ("UNAVAILABLE", "The service is currently unavailable."),
-        504 => ("DEADLINE_EXCEEDED", "Deadline exceeded."),
-        _ => ("UNKNOWN", "Scripted error."),
-    };
-    google_error(code, status, message)
-}
-
-fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Some(m),
-        _ => None,
-    }
-}
-
 fn bad_json() -> Response {
     google_error(
         400,
@@ -1006,7 +912,7 @@ async fn handle(
     }
     let mut st = lock(&ctx.state);
     if let Some(code) = st.fail_next.pop_front().or(st.fail_always) {
-        return scripted_error(code);
+        return scripted_error(code, RUN_ERRORS);
     }
     let path = uri.path().trim_matches('/');
     let decoded: Vec<String> = path.split('/').map(percent_decode).collect();

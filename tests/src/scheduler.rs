@@ -40,6 +40,7 @@ use serde_json::{json, Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::{
+    rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
     secretmanager::google_error,
     server::{
         bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer,
@@ -47,6 +48,22 @@ use crate::{
     },
     token::TokenRegistry,
 };
+
+/// Cloud Scheduler's own words for scripted faults (see [`scripted_error`]).
+const SCHEDULER_ERRORS: &[(u16, &str, &str)] = &[
+    (
+        403,
+        "PERMISSION_DENIED",
+        "The principal (user or service account) lacks IAM permission \"cloudscheduler.jobs.create\" for the resource (or the resource may not exist).",
+    ),
+    (404, "NOT_FOUND", "Job not found."),
+    (409, "ALREADY_EXISTS", "Job already exists."),
+    (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded for quota metric 'Requests' of service 'cloudscheduler.googleapis.com'.",
+    ),
+];
 
 /// Fields of a job that only the server sets (ignored in request bodies; `name` is checked).
 const OUTPUT_ONLY: &[&str] = &[
@@ -255,12 +272,6 @@ fn decode_bytes(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// An integer written as a JSON number or a numeric string.
-fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-}
-
 /// `projects/P/locations/L/jobs/J` -> `(P, L, J)`.
 fn split_job_name(name: &str) -> Option<(&str, &str, &str)> {
     match *name.split('/').collect::<Vec<_>>() {
@@ -441,77 +452,6 @@ fn fill_defaults(spec: &mut Map<String, Value>) {
     }
 }
 
-/// `a_b` -> `aB` (field masks may be written in either case).
-fn camel_case(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for c in path.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Sets (or, with `None`, removes) the field at a dotted path, creating objects on the way.
-fn set_path(target: &mut Map<String, Value>, path: &[&str], value: Option<Value>) {
-    match path {
-        [] => {}
-        [last] => {
-            match value {
-                Some(v) => target.insert((*last).to_owned(), v),
-                None => target.remove(*last),
-            };
-        }
-        [first, rest @ ..] => {
-            let entry = target
-                .entry((*first).to_owned())
-                .or_insert_with(|| json!({}));
-            if !entry.is_object() {
-                *entry = json!({});
-            }
-            if let Some(obj) = entry.as_object_mut() {
-                set_path(obj, rest, value);
-            }
-        }
-    }
-}
-
-fn get_path<'a>(source: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let v = source.get(*first)?;
-    if rest.is_empty() {
-        Some(v)
-    } else {
-        get_path(v.as_object()?, rest)
-    }
-}
-
-/// Percent-decodes a path segment (`job%3Arun` -> `job:run`).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn job_json(name: &str, job: &Job) -> Value {
     let mut v = Value::Object(job.spec.clone());
     v["name"] = json!(name);
@@ -549,38 +489,6 @@ fn not_found() -> Response {
 
 fn invalid(message: &str) -> Response {
     google_error(400, "INVALID_ARGUMENT", message)
-}
-
-fn scripted_error(code: u16) -> Response {
-    let (status, message) = match code {
-        400 => ("INVALID_ARGUMENT", "Invalid argument."),
-        401 => (
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials.",
-        ),
-        403 => (
-            "PERMISSION_DENIED",
-            "The principal (user or service account) lacks IAM permission \"cloudscheduler.jobs.create\" for the resource (or the resource may not exist).",
-        ),
-        404 => ("NOT_FOUND", "Job not found."),
-        409 => ("ALREADY_EXISTS", "Job already exists."),
-        429 => (
-            "RESOURCE_EXHAUSTED",
-            "Quota exceeded for quota metric 'Requests' of service 'cloudscheduler.googleapis.com'.",
-        ),
-        500 => ("INTERNAL", "Internal error encountered."),
-        503 => ("UNAVAILABLE", "The service is currently unavailable."),
-        504 => ("DEADLINE_EXCEEDED", "Deadline exceeded."),
-        _ => ("UNKNOWN", "Scripted error."),
-    };
-    google_error(code, status, message)
-}
-
-fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Some(m),
-        _ => None,
-    }
 }
 
 impl FakeScheduler {
@@ -763,7 +671,7 @@ async fn handle(
     let mut guard = lock(&ctx.state);
     let st = &mut *guard;
     if let Some(code) = st.fail_next.pop_front().or(st.fail_always) {
-        return scripted_error(code);
+        return scripted_error(code, SCHEDULER_ERRORS);
     }
     let path = uri.path().trim_matches('/');
     let decoded: Vec<String> = path.split('/').map(percent_decode).collect();

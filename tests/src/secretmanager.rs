@@ -20,12 +20,23 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::{
+    rest::scripted_error,
     server::{
         bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer,
         RecordedRequest,
     },
     token::TokenRegistry,
 };
+
+/// Secret Manager's own words for scripted faults (see [`scripted_error`]).
+const SECRET_MANAGER_ERRORS: &[(u16, &str, &str)] = &[
+    (
+        403,
+        "PERMISSION_DENIED",
+        "Permission 'secretmanager.versions.access' denied for resource (or it may not exist).",
+    ),
+    (429, "RESOURCE_EXHAUSTED", "Quota exceeded."),
+];
 
 struct Version {
     data: Vec<u8>,
@@ -229,28 +240,6 @@ pub fn google_error(code: u16, status: &str, message: &str) -> Response {
     )
 }
 
-fn scripted_error(code: u16) -> Response {
-    let (status, message) = match code {
-        400 => ("INVALID_ARGUMENT", "Invalid argument."),
-        401 => (
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials.",
-        ),
-        403 => (
-            "PERMISSION_DENIED",
-            "Permission 'secretmanager.versions.access' denied for resource (or it may not exist).",
-        ),
-        404 => ("NOT_FOUND", "Not found."),
-        409 => ("ALREADY_EXISTS", "Already exists."),
-        429 => ("RESOURCE_EXHAUSTED", "Quota exceeded."),
-        500 => ("INTERNAL", "Internal error encountered."),
-        503 => ("UNAVAILABLE", "The service is currently unavailable."),
-        504 => ("DEADLINE_EXCEEDED", "Deadline exceeded."),
-        _ => ("UNKNOWN", "Scripted error."),
-    };
-    google_error(code, status, message)
-}
-
 fn secret_json(p: &str, s: &str, secret: &Secret) -> Value {
     json!({
         "name": format!("projects/{p}/secrets/{s}"),
@@ -290,7 +279,7 @@ async fn handle(
     }
     let mut st = lock(&ctx.state);
     if let Some(code) = st.fail_next.pop_front().or(st.fail_always) {
-        return scripted_error(code);
+        return scripted_error(code, SECRET_MANAGER_ERRORS);
     }
     let path = uri.path().trim_matches('/');
     let segs: Vec<&str> = path.split('/').collect();

@@ -1,0 +1,114 @@
+//! What the fakes of Google's newer REST APIs (Secret Manager, Cloud Run, Cloud Scheduler,
+//! Pub/Sub) share: their error answers for scripted faults, and the JSON and path helpers
+//! their update masks and resource names need.
+
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use crate::secretmanager::google_error;
+
+/// The answer to a scripted fault `code`, in the newer APIs' error shape. `messages` gives an
+/// API's own `(code, status, message)` where it differs from the common one.
+pub(crate) fn scripted_error(code: u16, messages: &[(u16, &str, &str)]) -> Response {
+    if let Some((_, status, message)) = messages.iter().find(|(c, _, _)| *c == code) {
+        return google_error(code, status, message);
+    }
+    let (status, message) = match code {
+        400 => ("INVALID_ARGUMENT", "Invalid argument."),
+        401 => (
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        ),
+        404 => ("NOT_FOUND", "Not found."),
+        409 => ("ALREADY_EXISTS", "Already exists."),
+        500 => ("INTERNAL", "Internal error encountered."),
+        503 => ("UNAVAILABLE", "The service is currently unavailable."),
+        504 => ("DEADLINE_EXCEEDED", "Deadline exceeded."),
+        _ => ("UNKNOWN", "Scripted error."),
+    };
+    google_error(code, status, message)
+}
+
+/// `a_b` -> `aB` (field masks may be written in either case).
+pub(crate) fn camel_case(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Sets (or, with `None`, removes) the field at a dotted path, creating objects on the way.
+pub(crate) fn set_path(target: &mut Map<String, Value>, path: &[&str], value: Option<Value>) {
+    match path {
+        [] => {}
+        [last] => {
+            match value {
+                Some(v) => target.insert((*last).to_owned(), v),
+                None => target.remove(*last),
+            };
+        }
+        [first, rest @ ..] => {
+            let entry = target
+                .entry((*first).to_owned())
+                .or_insert_with(|| json!({}));
+            if !entry.is_object() {
+                *entry = json!({});
+            }
+            if let Some(obj) = entry.as_object_mut() {
+                set_path(obj, rest, value);
+            }
+        }
+    }
+}
+
+pub(crate) fn get_path<'a>(source: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let v = source.get(*first)?;
+    if rest.is_empty() {
+        Some(v)
+    } else {
+        get_path(v.as_object()?, rest)
+    }
+}
+
+/// Percent-decodes a path segment (`svc%3AsetIamPolicy` -> `svc:setIamPolicy`).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) fn parse_object(body: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// An integer written as a JSON number or (proto3 JSON for 64-bit integers) a string.
+pub(crate) fn as_int(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
