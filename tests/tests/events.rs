@@ -110,22 +110,23 @@ async fn a_hanging_pubsub_costs_at_most_the_deadline() {
     w.set_env("KEEPALIVE_DEADLINE_S", "3");
     w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
     ps.hang_publish(true);
-    let started = std::time::Instant::now();
     let run = w.check(&w.payload(), &[]).await;
-    let took = started.elapsed();
     ps.hang_publish(false);
-    // The publish is bounded by what is left of the 3 s deadline (at least 1 s): the process
-    // is done well before the deadline plus that second, not after the crate's 10 minutes.
-    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
     let o = run.outcome();
     // The reset happened and is reported; the event is reported as not published.
     assert_eq!(o["verdict"], "reset", "{}\n{}", run.stdout, run.stderr);
     assert_eq!(w.resets(), 1);
-    assert!(
-        o["event"].as_str().unwrap().starts_with("failed: "),
-        "{}",
-        o["event"]
-    );
+    // The publish gave up after what was left of the 3 s deadline (at least 1 s, at most
+    // 3 s), not after the crate's own 10 minutes of retries. (Read from the outcome, not a
+    // stopwatch: the first test of a run also builds the binary.)
+    let event = o["event"].as_str().unwrap();
+    let ms: u64 = event
+        .strip_prefix("failed: not published within ")
+        .and_then(|r| r.strip_suffix(" ms"))
+        .unwrap_or_else(|| panic!("{event}"))
+        .parse()
+        .unwrap();
+    assert!((1000..=3000).contains(&ms), "{event}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
