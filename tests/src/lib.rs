@@ -21,6 +21,7 @@
 
 pub mod compute;
 pub mod keepalive;
+pub mod measure;
 pub mod pubsub;
 mod rest;
 pub mod run;

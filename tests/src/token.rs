@@ -26,6 +26,13 @@ pub const FAKE_PROJECT: &str = "fake-project";
 pub const FAKE_CLIENT_EMAIL: &str = "keepalive@fake-project.iam.gserviceaccount.com";
 /// The scope every token request must ask for.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Compute Engine's own scope, which `@google-cloud/compute` 1.x asks for.
+const COMPUTE_SCOPE: &str = "https://www.googleapis.com/auth/compute";
+/// The token URLs Google's endpoint answers at (and accepts as a JWT's `aud`).
+const GOOGLE_TOKEN_URLS: [&str; 2] = [
+    "https://oauth2.googleapis.com/token",
+    "https://www.googleapis.com/oauth2/v4/token",
+];
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// Access tokens that the fake Google APIs accept. Shared (`Arc`) between the token server
@@ -72,6 +79,9 @@ impl TokenRegistry {
 #[derive(Default)]
 struct TokenState {
     token_uri: String,
+    /// Also Google's own token URLs as the JWT `aud`, and a Compute Engine scope
+    /// ([`FakeTokenServer::accept_google_clients`]).
+    google_clients: bool,
     issued: usize,
     fail_next: VecDeque<u16>,
     fail_always: Option<u16>,
@@ -148,6 +158,16 @@ impl FakeTokenServer {
             .extend(std::iter::repeat_n(status, n));
     }
 
+    /// From now on also accepts what Google's endpoint accepts from older client libraries: a
+    /// JWT whose `aud` is `https://oauth2.googleapis.com/token` or
+    /// `https://www.googleapis.com/oauth2/v4/token` rather than the key's `token_uri`, asking
+    /// for a Compute Engine scope rather than `cloud-platform`. For the Node.js baseline of
+    /// `compare` (`@google-cloud/compute` 1.x, whose token URL is fixed); the tests of our own
+    /// clients keep the strict default.
+    pub fn accept_google_clients(&self) {
+        lock(&self.state).google_clients = true;
+    }
+
     /// Removes scripted failures.
     pub fn clear_failures(&self) {
         let mut st = lock(&self.state);
@@ -216,7 +236,13 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     )
 }
 
-async fn handle(State(ctx): State<Ctx>, method: Method, uri: http::Uri, body: Bytes) -> Response {
+async fn handle(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
     if uri.path() != "/token" {
         return oauth_error(404, "not_found", "Unknown path");
     }
@@ -234,11 +260,28 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: http::Uri, body: By
             };
             return oauth_error(status, error, "Scripted failure of the fake token endpoint");
         }
-        st.token_uri.clone()
+        (st.token_uri.clone(), st.google_clients)
     };
-    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let (token_uri, google_clients) = token_uri;
+    // A form, as the OAuth spec says; Google also takes the same fields as a JSON object, which
+    // older Node.js client libraries send.
+    let json_body = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let form: Vec<(String, String)> = if json_body {
+        match serde_json::from_slice::<serde_json::Map<String, Value>>(&body) {
+            Ok(obj) => obj
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+                .collect(),
+            Err(_) => return oauth_error(400, "invalid_request", "Invalid JSON payload received."),
+        }
+    } else {
+        form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    };
     let field = |name: &str| {
         form.iter()
             .find(|(k, _)| k == name)
@@ -250,7 +293,7 @@ async fn handle(State(ctx): State<Ctx>, method: Method, uri: http::Uri, body: By
     let Some(assertion) = field("assertion") else {
         return oauth_error(400, "invalid_grant", "Missing assertion");
     };
-    let claims = match check_jwt(assertion, &token_uri) {
+    let claims = match check_jwt(assertion, &token_uri, google_clients) {
         Ok(claims) => claims,
         Err((claims, why)) => {
             if let Some(claims) = claims {
@@ -280,7 +323,7 @@ fn b64url(part: &str) -> Option<Vec<u8>> {
 type JwtError = (Option<Value>, String);
 
 /// Checks the shape, header, claims and RS256 signature (against the test key) of a JWT.
-fn check_jwt(jwt: &str, token_uri: &str) -> Result<Value, JwtError> {
+fn check_jwt(jwt: &str, token_uri: &str, google_clients: bool) -> Result<Value, JwtError> {
     let parts: Vec<&str> = jwt.split('.').collect();
     let [header_b64, claims_b64, sig_b64] = parts[..] else {
         return Err((None, "Invalid JWT: expected three parts".into()));
@@ -303,10 +346,12 @@ fn check_jwt(jwt: &str, token_uri: &str) -> Result<Value, JwtError> {
         return fail("Invalid JWT: missing iss");
     }
     let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-    if !scope.split(' ').any(|s| s == CLOUD_PLATFORM_SCOPE) {
+    let scope_ok = |s: &str| s == CLOUD_PLATFORM_SCOPE || (google_clients && s == COMPUTE_SCOPE);
+    if !scope.split(' ').any(scope_ok) {
         return fail("Invalid JWT: scope must include cloud-platform");
     }
-    if claims.get("aud").and_then(Value::as_str) != Some(token_uri) {
+    let aud = claims.get("aud").and_then(Value::as_str).unwrap_or("");
+    if aud != token_uri && !(google_clients && GOOGLE_TOKEN_URLS.contains(&aud)) {
         return fail("Invalid JWT Signature: aud is not the token URI");
     }
     let (Some(iat), Some(exp)) = (
@@ -524,5 +569,43 @@ pub(crate) mod tests {
                 .unwrap()
                 .starts_with("-----BEGIN PRIVATE KEY-----"));
         });
+    }
+
+    #[tokio::test]
+    async fn takes_json_bodies_and_google_audiences_only_when_asked() {
+        let server = FakeTokenServer::start(TokenRegistry::new()).await;
+        let uri = server.token_uri();
+        let post_json = |claims: Value| {
+            let uri = uri.clone();
+            async move {
+                reqwest::Client::new()
+                    .post(&uri)
+                    .json(&json!({"grant_type": JWT_BEARER_GRANT, "assertion": sign_jwt(&claims)}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        // A JSON body with the key's own token URI: always.
+        assert_eq!(post_json(claims_for(&uri)).await.status(), 200);
+        // Google's token URL as audience, the compute scope: only after accept_google_clients.
+        let mut legacy = claims_for("https://www.googleapis.com/oauth2/v4/token");
+        legacy["scope"] = json!(COMPUTE_SCOPE);
+        let refused = post_json(legacy.clone()).await;
+        assert_eq!(refused.status(), 400);
+        assert!(refused.text().await.unwrap().contains("scope"));
+        server.accept_google_clients();
+        assert_eq!(post_json(legacy).await.status(), 200);
+        // Still no arbitrary audience, nor a scope that Compute does not take.
+        assert_eq!(
+            post_json(claims_for("https://example.com/token"))
+                .await
+                .status(),
+            400
+        );
+        let mut wrong_scope = claims_for("https://oauth2.googleapis.com/token");
+        wrong_scope["scope"] = json!("https://www.googleapis.com/auth/userinfo.email");
+        assert_eq!(post_json(wrong_scope).await.status(), 400);
+        assert_eq!(server.token_count(), 2);
     }
 }

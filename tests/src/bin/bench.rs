@@ -30,6 +30,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::future::join_all;
 use keepalive_tests::keepalive::{free_port, keepalive_bin, Served};
+use keepalive_tests::measure::{
+    cpu_model, cpu_time, listen_drops, loadavg, median, ms, nofile_limit, percentile, range,
+    status_kb,
+};
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -61,131 +65,6 @@ struct Opts {
     starts: usize,
     latency: Duration,
     phases: String,
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc readings.
-
-/// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .strip_prefix(':')?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-/// `utime + stime` of a process (all its threads).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces): state is
-    // field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
-}
-
-/// TcpExt ListenDrops (which counts ListenOverflows too): connections the kernel dropped because a listener's
-/// queue was full (each costs the client a SYN retransmit, 1 s).
-fn listen_drops() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let mut lines = text.lines();
-    while let (Some(head), Some(vals)) = (lines.next(), lines.next()) {
-        if !head.starts_with("TcpExt:") {
-            continue;
-        }
-        return head
-            .split_whitespace()
-            .zip(vals.split_whitespace())
-            .filter(|(k, _)| *k == "ListenDrops")
-            .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
-            .sum();
-    }
-    0
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|x| x.1))
-        .unwrap_or("?")
-        .trim()
-        .to_string();
-    let n = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{model}, {n} cores")
-}
-
-fn nofile_limit() -> String {
-    std::fs::read_to_string("/proc/self/limits")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
-        .unwrap_or_else(|| "?".into())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics.
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((v.len() - 1) as f64 * p).round() as usize;
-    v[i]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn range(v: &[f64]) -> String {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.2}–{max:.2}")
 }
 
 // ---------------------------------------------------------------------------------------------
