@@ -27,7 +27,10 @@
 //! ```
 //!
 //! `COMPARE_PHASES` (`performance,behaviour`) and `COMPARE_RUNS` (3; performance figures are
-//! the medians of the runs) select and repeat. Prints Markdown tables.
+//! the medians of the runs) select and repeat; `COMPARE_SCENARIOS` (all: `healthy`,
+//! `blip-503`, `blip-closed`, `blip-bad-json`, `database-hangs`, `down-then-booting`,
+//! `malformed`) picks behaviour scenarios. Each process's output goes to `COMPARE_LOGS`
+//! (`target/compare-logs/`). Prints Markdown tables.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -186,8 +189,14 @@ impl World {
         let mut env: BTreeMap<String, String> = g.env().into_iter().collect();
         env.insert("HOME".into(), g.dir().display().to_string());
         // Kept after the run, for reading what each side said.
-        let logs = workspace_root().join("target/compare-logs");
-        let _ = std::fs::remove_dir_all(&logs);
+        let logs = match std::env::var_os("COMPARE_LOGS") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let dir = workspace_root().join("target/compare-logs");
+                let _ = std::fs::remove_dir_all(&dir);
+                dir
+            }
+        };
         std::fs::create_dir_all(&logs).expect("log directory");
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -608,6 +617,18 @@ impl Scenario {
         Scenario::Malformed,
     ];
 
+    fn id(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "healthy",
+            Scenario::Blip503 => "blip-503",
+            Scenario::BlipClosed => "blip-closed",
+            Scenario::BlipBadJson => "blip-bad-json",
+            Scenario::DatabaseHangs => "database-hangs",
+            Scenario::DownThenBooting => "down-then-booting",
+            Scenario::Malformed => "malformed",
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Scenario::Healthy => "healthy client",
@@ -744,6 +765,30 @@ async fn main() {
         phases: std::env::var("COMPARE_PHASES").unwrap_or_else(|_| "performance,behaviour".into()),
     };
     let phase = |p: &str| o.phases.split(',').any(|x| x.trim() == p);
+    let scenarios: Vec<String> = std::env::var("COMPARE_SCENARIOS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    for x in &scenarios {
+        if !Scenario::ALL.iter().any(|s| s.id() == x) {
+            let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.id()).collect();
+            eprintln!(
+                "compare: COMPARE_SCENARIOS: unknown scenario {x:?}; known: {}",
+                known.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+    for x in o.phases.split(',').map(str::trim) {
+        if !["performance", "behaviour"].contains(&x) {
+            eprintln!(
+                "compare: COMPARE_PHASES: unknown phase {x:?}; known: performance, behaviour"
+            );
+            std::process::exit(2);
+        }
+    }
     let baseline = match Baseline::find() {
         Ok(b) => b,
         Err(e) => {
@@ -784,7 +829,12 @@ async fn main() {
         println!();
         println!("| scenario | wanted | keepalive | original |");
         println!("|---|---|---|---|");
-        for (i, s) in Scenario::ALL.into_iter().enumerate() {
+        let chosen = |s: Scenario| scenarios.is_empty() || scenarios.iter().any(|x| x == s.id());
+        for (i, s) in Scenario::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| chosen(*s))
+        {
             let mut cells = Vec::new();
             for side in Side::BOTH {
                 let out =
