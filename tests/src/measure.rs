@@ -129,3 +129,37 @@ pub fn range(v: &[f64]) -> String {
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{min:.2}–{max:.2}")
 }
+
+/// A number from the environment, `default` when unset; panics naming the variable when it
+/// is set to something else.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
+/// One blocking HTTP/1.1 POST on `stream`, a connection to 127.0.0.1:`port`
+/// (`connection: close`, `TCP_NODELAY`): the whole answer as text, read until the server
+/// closes (at most 30 s).
+pub fn post_once(mut stream: std::net::TcpStream, port: u16, path: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    stream.write_all(&req).expect("send the request");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}

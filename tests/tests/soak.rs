@@ -31,6 +31,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keepalive_tests::keepalive::Served;
+use keepalive_tests::measure::status_kb;
 use keepalive_tests::whatsapp::{HEALTH_PATH, LOGIN_PATH, PROBES};
 use keepalive_tests::{Behaviour, ComputeRoute, FakeWhatsApp, GoogleFakes, Health, FAKE_PROJECT};
 use rand::rngs::StdRng;
@@ -286,33 +287,11 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn vm_rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
+    status_kb(pid, "VmRSS")
 }
 
 fn vm_hwm(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmHWM:")?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
+    status_kb(pid, "VmHWM")
 }
 
 fn mb(b: u64) -> f64 {

@@ -31,13 +31,12 @@ use base64::Engine;
 use futures::future::join_all;
 use keepalive_tests::keepalive::{free_port, keepalive_bin, Served};
 use keepalive_tests::measure::{
-    cpu_model, cpu_time, listen_drops, loadavg, median, ms, nofile_limit, percentile, range,
-    status_kb,
+    cpu_model, cpu_time, env_or, listen_drops, loadavg, median, ms, nofile_limit, percentile,
+    post_once, range, status_kb,
 };
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,16 +44,6 @@ use std::time::{Duration, Instant};
 const USER: &str = "admin";
 const PASSWORD: &str = "Bench-Passw0rd!";
 const ZONE: &str = "europe-west3-c";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
-        Err(_) => default,
-    }
-}
 
 struct Opts {
     runs: usize,
@@ -268,7 +257,7 @@ fn start_once(env: &BTreeMap<String, String>, message: &[u8]) -> (Duration, Dura
         .spawn()
         .expect("spawn keepalive");
     let until = started + Duration::from_secs(10);
-    let mut stream = loop {
+    let stream = loop {
         if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
             break s;
         }
@@ -279,22 +268,9 @@ fn start_once(env: &BTreeMap<String, String>, message: &[u8]) -> (Duration, Dura
         std::thread::sleep(Duration::from_micros(100));
     };
     let ready = started.elapsed();
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut req = format!(
-        "POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        message.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(message);
-    stream.write_all(&req).unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
+    // The check is posted on that first connection.
+    let text = post_once(stream, port, "/", message);
     let first = started.elapsed();
-    let text = String::from_utf8_lossy(&answer);
     assert!(
         text.starts_with("HTTP/1.1 200") && text.contains("\"healthy\""),
         "first check: {text}"

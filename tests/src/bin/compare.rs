@@ -36,12 +36,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::future::join_all;
 use keepalive_tests::keepalive::{free_port, keepalive_bin, workspace_root};
-use keepalive_tests::measure::{cpu_model, cpu_time, loadavg, median, ms, range, status_kb};
+use keepalive_tests::measure::{
+    cpu_model, cpu_time, env_or, loadavg, median, ms, post_once, range, status_kb,
+};
 use keepalive_tests::whatsapp::Behaviour;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,16 +53,6 @@ const USER: &str = "admin";
 /// 64 characters, as the runbook sets; searched for in both sides' logs.
 const PASSWORD: &str = "Cmp-4f9a2c7e1b8d3f6a0c5e9b2d7f1a4c8e3b6d0f5a9c2e7b1d4f8a3c6e0b5";
 const ZONE: &str = "europe-west3-c";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
-        Err(_) => default,
-    }
-}
 
 struct Opts {
     runs: usize,
@@ -424,27 +415,12 @@ fn start_and_first(w: &mut World, side: Side) -> (Duration, Duration) {
     let body = w.message(0);
     let started = Instant::now();
     let (r, ready) = w.start(side);
-    let mut stream = TcpStream::connect(("127.0.0.1", r.port)).expect("connect");
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     let path = r
         .url()
         .split_off(format!("http://127.0.0.1:{}", r.port).len());
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        r.port,
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(&body);
-    stream.write_all(&req).unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
+    let stream = TcpStream::connect(("127.0.0.1", r.port)).expect("connect");
+    let text = post_once(stream, r.port, &path, &body);
     let first = started.elapsed();
-    let text = String::from_utf8_lossy(&answer);
     assert!(
         text.starts_with("HTTP/1.1 2"),
         "{}: first check answered {text}",
