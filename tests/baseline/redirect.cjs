@@ -12,12 +12,38 @@
 //   or https://oauth2.googleapis.com/token) goes to the `token_uri` of the service-account key
 //   in GOOGLE_APPLICATION_CREDENTIALS.
 //
-// Any other HTTPS destination is refused, so nothing can leave the machine.
+// Below all of that, every TCP connection (`net.Socket#connect`: http, https, tls, SMTP)
+// to anything but the loopback addresses is refused, so nothing leaves the machine.
 'use strict';
 
 const fs = require('fs');
 const http = require('http');
 const https = require('https');
+const net = require('net');
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+const socketConnect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function connect(...args) {
+  // (options[, listener]) | (port[, host][, listener]) | (path[, listener]); a normalized
+  // [options, listener] array from net.createConnection.
+  let first = args[0];
+  if (Array.isArray(first)) first = first[0];
+  let host;
+  let ipc = false;
+  if (first && typeof first === 'object') {
+    ipc = typeof first.path === 'string';
+    host = first.host || 'localhost';
+  } else if (typeof first === 'string' && !/^\d+$/.test(first)) {
+    ipc = true;
+  } else {
+    host = typeof args[1] === 'string' ? args[1] : 'localhost';
+  }
+  if (!ipc && !LOOPBACK.has(host)) {
+    process.nextTick(() => this.destroy(new Error(`redirect.cjs: refused a connection to ${host}`)));
+    return this;
+  }
+  return socketConnect.apply(this, args);
+};
 
 function fail(message) {
   process.stderr.write(`redirect.cjs: ${message}\n`);
@@ -93,11 +119,8 @@ https.request = function request(...args) {
   if (COMPUTE_HOSTS.has(host)) {
     return http.request(toFake(opts, computeEndpoint, path), callback);
   }
-  // Refuse anything else: the harness never lets the function reach the internet.
-  const refused = httpsRequest.call(https, { hostname: '127.0.0.1', port: 9, path: '/' });
-  process.nextTick(() => refused.destroy(new Error(`redirect.cjs: refused https://${host}${path}`)));
-  if (callback) refused.once('response', callback);
-  return refused;
+  // Anything else goes its way, and the connection guard above refuses it.
+  return httpsRequest.apply(https, args);
 };
 https.get = function get(...args) {
   const req = https.request(...args);
@@ -115,4 +138,10 @@ http.request = function request(...args) {
     }
   }
   return httpRequest.apply(http, args);
+};
+// http.get calls Node's internal request, not the property patched above.
+http.get = function get(...args) {
+  const req = http.request(...args);
+  req.end();
+  return req;
 };

@@ -125,9 +125,14 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 pub fn range(v: &[f64]) -> String {
+    range_digits(v, 2)
+}
+
+/// `min–max` with `digits` decimals.
+pub fn range_digits(v: &[f64], digits: usize) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.2}–{max:.2}")
+    format!("{min:.digits$}–{max:.digits$}")
 }
 
 /// A number from the environment, `default` when unset; panics naming the variable when it

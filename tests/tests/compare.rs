@@ -71,7 +71,7 @@ fn side_by_side_with_a_stand_in_function() {
         ("COMPARE_RUNS", "1"),
         ("COMPARE_SAMPLES", "3"),
         ("COMPARE_TENANTS", "20"),
-        ("COMPARE_CPU_CHECKS", "20"),
+        ("COMPARE_CPU_CHECKS", "200"),
         ("COMPARE_STARTS", "1"),
         ("COMPARE_LATENCY_MS", "20"),
         ("COMPARE_SCENARIOS", "healthy,blip-503,malformed"),

@@ -37,7 +37,8 @@ use base64::Engine;
 use futures::future::join_all;
 use keepalive_tests::keepalive::{free_port, keepalive_bin, workspace_root};
 use keepalive_tests::measure::{
-    cpu_model, cpu_time, env_or, loadavg, median, ms, post_once, range, status_kb,
+    cpu_model, cpu_time, env_or, listen_drops, loadavg, median, ms, nofile_limit, post_once,
+    range_digits, status_kb,
 };
 use keepalive_tests::whatsapp::Behaviour;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
@@ -83,25 +84,30 @@ impl Side {
 
 /// Where the original function and its runtime are; checked before anything starts.
 struct Baseline {
+    /// What `BASELINE_FUNCTION` names.
+    source: PathBuf,
+    /// A copy of it inside `tests/baseline/`, so that its `require`s resolve to the pinned
+    /// packages there (next to its own checkout, Node would find that checkout's
+    /// `node_modules` first). Removed on drop.
     function: PathBuf,
     framework: PathBuf,
     redirect: PathBuf,
-    node_modules: PathBuf,
+    /// `node v20…, functions-framework 5.0.5, @google-cloud/compute 1.2.0`
+    versions: String,
 }
 
 impl Baseline {
     fn find() -> Result<Baseline, String> {
         let dir = workspace_root().join("tests/baseline");
-        let function = std::env::var_os("BASELINE_FUNCTION")
+        let source = std::env::var_os("BASELINE_FUNCTION")
             .map(PathBuf::from)
             .ok_or_else(|| {
                 "BASELINE_FUNCTION is not set: point it at the original function's file \
                  (keepalive/keepalive-gcp-function.js of the runbook's repository)"
                     .to_string()
             })?;
-        let function = function
-            .canonicalize()
-            .map_err(|e| format!("BASELINE_FUNCTION={}: {e}", function.display()))?;
+        let text = std::fs::read(&source)
+            .map_err(|e| format!("BASELINE_FUNCTION={}: {e}", source.display()))?;
         let node_modules = dir.join("node_modules");
         let framework = node_modules.join("@google-cloud/functions-framework/build/src/main.js");
         if !framework.is_file() {
@@ -110,21 +116,42 @@ impl Baseline {
                 framework.display()
             ));
         }
-        let version = Command::new("node")
+        let node = Command::new("node")
             .arg("--version")
             .output()
             .map_err(|e| format!("node is not on PATH: {e}"))?;
-        eprintln!(
-            "compare: original {} under node {}",
-            function.display(),
-            String::from_utf8_lossy(&version.stdout).trim()
+        let package_version = |name: &str| -> String {
+            std::fs::read(node_modules.join(name).join("package.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["version"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "?".into())
+        };
+        let versions = format!(
+            "node {}, functions-framework {}, @google-cloud/compute {}",
+            String::from_utf8_lossy(&node.stdout).trim(),
+            package_version("@google-cloud/functions-framework"),
+            package_version("@google-cloud/compute"),
         );
+        let run_dir = dir.join(format!(".function-{}", std::process::id()));
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let function = run_dir.join("index.js");
+        std::fs::write(&function, text).map_err(|e| format!("{}: {e}", function.display()))?;
         Ok(Baseline {
+            source,
             function,
             framework,
             redirect: dir.join("redirect.cjs"),
-            node_modules,
+            versions,
         })
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        if let Some(dir) = self.function.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -181,7 +208,21 @@ impl World {
         env.insert("HOME".into(), g.dir().display().to_string());
         // Kept after the run, for reading what each side said.
         let logs = match std::env::var_os("COMPARE_LOGS") {
-            Some(dir) => PathBuf::from(dir),
+            Some(dir) => {
+                // Only this run's logs count: earlier ones of the same names go.
+                let dir = PathBuf::from(dir);
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if Side::BOTH
+                        .iter()
+                        .any(|s| name.starts_with(&format!("{}-", s.name())))
+                        && name.ends_with(".log")
+                    {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+                dir
+            }
             None => {
                 let dir = workspace_root().join("target/compare-logs");
                 let _ = std::fs::remove_dir_all(&dir);
@@ -229,7 +270,6 @@ impl World {
                     .arg("--signature-type=event")
                     .arg("--source")
                     .arg(&self.baseline.function)
-                    .env("NODE_PATH", &self.baseline.node_modules)
                     .env("GOOGLE_CLOUD_PROJECT", FAKE_PROJECT)
                     .env("NODE_ENV", "production");
             }
@@ -395,6 +435,7 @@ struct Perf {
     burst_wall: Vec<f64>,
     burst_hwm: Vec<f64>,
     burst_cpu: Vec<f64>,
+    burst_drops: Vec<f64>,
     cpu_per_check: Vec<f64>,
     idle_rss: Vec<f64>,
 }
@@ -467,8 +508,10 @@ async fn perf_run(w: &mut World, side: Side, o: &Opts, p: &mut Perf) {
     w.healthy(&r, w.message(0)).await;
     let bodies: Vec<Vec<u8>> = (0..o.tenants).map(|i| w.message(i)).collect();
     let cpu0 = cpu_time(r.pid());
+    let drops0 = listen_drops();
     let started = Instant::now();
     join_all(bodies.into_iter().map(|b| w.healthy(&r, b))).await;
+    p.burst_drops.push((listen_drops() - drops0) as f64);
     p.burst_wall.push(ms(started.elapsed()));
     p.burst_cpu.push(ms(cpu_time(r.pid()).saturating_sub(cpu0)));
     p.burst_hwm.push(status_kb(r.pid(), "VmHWM") as f64 / 1e6);
@@ -495,12 +538,16 @@ fn perf_table(o: &Opts, k: &Perf, n: &Perf) {
     println!("|---|---|---|---|");
     let row = |name: String, a: &[f64], b: &[f64], unit: &str, digits: usize| {
         println!(
-            "| {name} | {:.digits$} {unit} [{}] | {:.digits$} {unit} [{}] | ×{:.1} |",
+            "| {name} | {:.digits$} {unit} [{}] | {:.digits$} {unit} [{}] | {} |",
             median(a),
-            range(a),
+            range_digits(a, digits),
             median(b),
-            range(b),
-            median(b) / median(a)
+            range_digits(b, digits),
+            if median(a) > 0.0 {
+                format!("×{:.1}", median(b) / median(a))
+            } else {
+                "—".into()
+            }
         );
     };
     row(
@@ -550,6 +597,16 @@ fn perf_table(o: &Opts, k: &Perf, n: &Perf) {
         &k.burst_cpu,
         &n.burst_cpu,
         "ms",
+        0,
+    );
+    row(
+        format!(
+            "{} tenants at once: connections the listener dropped (each costs 1 s)",
+            o.tenants
+        ),
+        &k.burst_drops,
+        &n.burst_drops,
+        "",
         0,
     );
     row(
@@ -630,7 +687,7 @@ impl Scenario {
             | Scenario::BlipBadJson => "0 resets",
             Scenario::DatabaseHangs => "1 reset",
             Scenario::DownThenBooting => "1 reset over both ticks",
-            Scenario::Malformed => "0 resets; 4xx (Pub/Sub must not redeliver)",
+            Scenario::Malformed => "0 resets; an answer that names the problem",
         }
     }
 }
@@ -688,7 +745,9 @@ async fn behave(w: &mut World, side: Side, s: Scenario, i: usize) -> Outcome {
     Outcome { resets, answers }
 }
 
-fn summarize(side: Side, a: &Answer) -> String {
+/// Status, what the answer says (the fake's ephemeral `host:port` as `HOST`), and how long it
+/// took.
+fn summarize(side: Side, a: &Answer, host: &str) -> String {
     let what = match side {
         Side::Keepalive => {
             let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
@@ -699,8 +758,9 @@ fn summarize(side: Side, a: &Answer) -> String {
                 .unwrap_or_default()
         }
         Side::Original => {
-            let mut b: String = a.body.chars().take(60).collect();
-            if a.body.chars().count() > 60 {
+            let body = a.body.replace(host, "HOST");
+            let mut b: String = body.chars().take(60).collect();
+            if body.chars().count() > 60 {
                 b.push('…');
             }
             if b.is_empty() {
@@ -713,8 +773,10 @@ fn summarize(side: Side, a: &Answer) -> String {
     format!("{} {what} in {:.1} s", a.status, a.took.as_secs_f64())
 }
 
-/// Occurrences of the password in a side's logs.
+/// Occurrences of the password in a side's logs: as it is, and inside the Basic credentials
+/// of the login (base64 of `user:password`).
 fn password_in_logs(dir: &Path, side: Side) -> (usize, usize) {
+    let basic = STANDARD.encode(format!("{USER}:{PASSWORD}"));
     let mut files = 0;
     let mut hits = 0;
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -724,7 +786,7 @@ fn password_in_logs(dir: &Path, side: Side) -> (usize, usize) {
         }
         files += 1;
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        hits += text.matches(PASSWORD).count();
+        hits += text.matches(PASSWORD).count() + text.matches(basic.as_str()).count();
     }
     (files, hits)
 }
@@ -765,6 +827,18 @@ async fn main() {
             std::process::exit(2);
         }
     }
+    // The burst holds a client socket and about eight server sockets at the fake per tenant,
+    // all in this process.
+    let need = o.tenants * 10 + 256;
+    if phase("performance") && nofile_limit().parse::<usize>().is_ok_and(|n| n < need) {
+        eprintln!(
+            "compare: {} tenants need about {need} open files; the limit is {}: raise it \
+             (`ulimit -n {need}`) or lower COMPARE_TENANTS",
+            o.tenants,
+            nofile_limit()
+        );
+        std::process::exit(2);
+    }
     let baseline = match Baseline::find() {
         Ok(b) => b,
         Err(e) => {
@@ -776,10 +850,12 @@ async fn main() {
     let mut w = World::new(baseline).await;
 
     println!(
-        "keepalive ({}) and the original function ({}) on {}; load average before {load}.",
+        "keepalive ({}) and the original function ({}; {}) on {}; open files limit {}; load average before {load}.",
         keepalive_bin().display(),
-        w.baseline.function.display(),
-        cpu_model()
+        w.baseline.source.display(),
+        w.baseline.versions,
+        cpu_model(),
+        nofile_limit()
     );
     println!();
 
@@ -787,8 +863,14 @@ async fn main() {
         let (mut k, mut n) = (Perf::default(), Perf::default());
         for run in 1..=o.runs {
             eprintln!("run {run} of {}", o.runs);
-            perf_run(&mut w, Side::Keepalive, &o, &mut k).await;
-            perf_run(&mut w, Side::Original, &o, &mut n).await;
+            // Alternate which side goes first, so neither always meets a cooler machine.
+            if run % 2 == 1 {
+                perf_run(&mut w, Side::Keepalive, &o, &mut k).await;
+                perf_run(&mut w, Side::Original, &o, &mut n).await;
+            } else {
+                perf_run(&mut w, Side::Original, &o, &mut n).await;
+                perf_run(&mut w, Side::Keepalive, &o, &mut k).await;
+            }
         }
         println!(
             "Performance ({} run(s), medians, range in brackets; load average after {}):",
@@ -815,7 +897,11 @@ async fn main() {
             for side in Side::BOTH {
                 let out =
                     behave(&mut w, side, s, i * 2 + usize::from(side == Side::Original)).await;
-                let answers: Vec<String> = out.answers.iter().map(|a| summarize(side, a)).collect();
+                let answers: Vec<String> = out
+                    .answers
+                    .iter()
+                    .map(|a| summarize(side, a, &w.wa.host_port()))
+                    .collect();
                 eprintln!(
                     "{}: {}: {} reset(s); {}",
                     side.name(),
