@@ -1026,6 +1026,7 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rest::send;
 
     const PARENT: &str = "projects/p/locations/europe-west1";
     const NAME: &str = "projects/p/locations/europe-west1/services/keepalive";
@@ -1061,22 +1062,6 @@ mod tests {
             "labels": {"app": "keepalive"},
             "description": "WhatsApp keepalive"
         })
-    }
-
-    async fn send(
-        client: &reqwest::Client,
-        method: reqwest::Method,
-        url: String,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = client.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap())
     }
 
     async fn create(

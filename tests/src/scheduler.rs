@@ -742,6 +742,7 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rest::send;
 
     const PARENT: &str = "projects/p/locations/europe-west1";
     const NAME: &str = "projects/p/locations/europe-west1/jobs/keepalive-tick";
@@ -773,22 +774,6 @@ mod tests {
             "retryConfig": {"retryCount": 1, "maxDoublings": 2},
             "attemptDeadline": "60s"
         })
-    }
-
-    async fn send(
-        client: &reqwest::Client,
-        method: reqwest::Method,
-        url: String,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = client.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap())
     }
 
     async fn create(
