@@ -5,6 +5,7 @@ use serde_json::Value;
 use shared::google::compute::Scope;
 use std::time::Duration;
 
+use crate::steps::keepalive::{failed_deployment, KeepaliveNames};
 use crate::steps::{address, vm, Ctx};
 use crate::StepError;
 
@@ -178,5 +179,68 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
             line("WhatsApp client", url.as_str(), &state);
         }
     }
+    keepalive(ctx).await
+}
+
+/// Step 6: is this number's keepalive running?
+async fn keepalive(ctx: &mut Ctx) -> Result<(), StepError> {
+    let k = KeepaliveNames::of(ctx);
+    let deadline = Some(ctx.call_deadline());
+    let service = ctx
+        .cloud
+        .run
+        .get_service(&k.project, &k.region, &k.service, deadline)
+        .await
+        .map_err(ctx.google(format!("Cloud Run service {}", k.service)))?;
+    let state = match &service {
+        None => "missing (provisioner keepalive)".to_string(),
+        Some(s) if s["reconciling"] == true => "deploying".to_string(),
+        Some(s) => match failed_deployment(s) {
+            Some(why) => format!(
+                "latest revision FAILED: {why}{}",
+                if s["uri"].is_string() {
+                    " (an older revision still serves)"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("ready at {}", s["uri"].as_str().unwrap_or("?")),
+        },
+    };
+    line("keepalive service", &k.service, &state);
+
+    let job = ctx
+        .cloud
+        .scheduler
+        .get_job(&k.project, &k.region, &k.job, deadline)
+        .await
+        .map_err(ctx.google(format!("Cloud Scheduler job {}", k.job)))?;
+    let state = match &job {
+        None => "missing (provisioner keepalive)".to_string(),
+        Some(j) => {
+            let mut words = format!(
+                "{} {}",
+                j["state"].as_str().unwrap_or("?"),
+                j["schedule"].as_str().unwrap_or("?")
+            );
+            match j["lastAttemptTime"].as_str() {
+                None => words.push_str(", not run yet"),
+                Some(t) => {
+                    // `status` is the last attempt's google.rpc.Status: empty when it
+                    // succeeded.
+                    let failed = j["status"]["code"].as_i64().filter(|c| *c != 0);
+                    match failed {
+                        None => words.push_str(&format!(", last run {t} ok")),
+                        Some(code) => words.push_str(&format!(
+                            ", last run {t} FAILED (code {code}: {})",
+                            j["status"]["message"].as_str().unwrap_or("no message")
+                        )),
+                    }
+                }
+            }
+            words
+        }
+    };
+    line("keepalive job", &k.job, &state);
     Ok(())
 }

@@ -21,6 +21,11 @@
 //! stays, in state `CONDITION_FAILED` with the message: a failed create leaves a service that
 //! was never ready (no `uri`); a failed patch keeps the new spec and generation but the old
 //! `latestReadyRevision` and `uri`, as the real API does when a new revision fails.
+//! As in Knative, only a change of `template` makes a new revision (named `template.revision`
+//! when the request names one: it must start with the service's name and a hyphen, and a
+//! name already used for another template is `409 ALREADY_EXISTS`); a patch that leaves the
+//! template as it is makes none, and its operation ends as the latest revision did (a failed
+//! one fails again).
 //!
 //! Like the real API, answers carry defaults the request left out: `ingress`
 //! (`INGRESS_TRAFFIC_ALL`), `launchStage` (`GA`), `traffic` (100% to the latest revision),
@@ -127,6 +132,8 @@ struct Service {
     ready_once: bool,
     /// Terminal condition when not reconciling: state, message, last transition.
     condition: (&'static str, Option<String>, OffsetDateTime),
+    /// Every revision made so far (short names) with the template it was made from.
+    revisions: BTreeMap<String, Value>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -426,6 +433,49 @@ fn new_policy_etag() -> String {
     base64::engine::general_purpose::STANDARD.encode(&id.as_bytes()[..8])
 }
 
+/// The revision a template makes: the name it asks for (`template.revision`), else a
+/// generated one.
+fn revision_for(service: &str, spec: &Map<String, Value>, generation: u64) -> String {
+    match spec
+        .get("template")
+        .and_then(|t| t.get("revision"))
+        .and_then(Value::as_str)
+    {
+        Some(r) => format!("{service}/revisions/{r}"),
+        None => revision_name(service, generation),
+    }
+}
+
+/// The last segment of a revision's full name.
+fn short(revision: &str) -> String {
+    revision.rsplit('/').next().unwrap_or(revision).to_string()
+}
+
+/// A revision name the template asks for must start with the service's name and a hyphen,
+/// and be a valid name of at most 63 characters.
+fn validate_revision(service: &str, spec: &Map<String, Value>) -> Result<(), String> {
+    let Some(r) = spec.get("template").and_then(|t| t.get("revision")) else {
+        return Ok(());
+    };
+    let id = service.rsplit('/').next().unwrap_or(service);
+    let ok = r.as_str().is_some_and(|r| {
+        r.len() <= 63
+            && r.strip_prefix(id)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|rest| !rest.is_empty())
+            && !r.ends_with('-')
+            && r.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        invalid(format!(
+            "service.template.revision: Invalid value {r}: must start with '{id}-' and use lowercase letters, digits and hyphens, at most 63 characters."
+        ))
+    }
+}
+
 fn revision_name(service: &str, generation: u64) -> String {
     let id = service.rsplit('/').next().unwrap_or(service);
     format!(
@@ -441,6 +491,8 @@ pub fn service_uri(service_id: &str) -> String {
 
 fn new_service(name: &str, spec: Map<String, Value>) -> Service {
     let t = now();
+    let latest_created = revision_for(name, &spec, 1);
+    let revisions = BTreeMap::from([(short(&latest_created), spec["template"].clone())]);
     Service {
         spec,
         uid: uuid::Uuid::new_v4().to_string(),
@@ -449,10 +501,11 @@ fn new_service(name: &str, spec: Map<String, Value>) -> Service {
         created: t,
         updated: t,
         etag: new_etag(),
-        latest_created: revision_name(name, 1),
+        latest_created,
         latest_ready: None,
         ready_once: false,
         condition: ("CONDITION_RECONCILING", None, t),
+        revisions,
     }
 }
 
@@ -526,11 +579,19 @@ impl RunState {
         v
     }
 
-    fn new_operation(&mut self, service: &str, kind: OpKind) -> usize {
+    /// A new operation on `service`; `still_failing` is the failure it ends with unless a
+    /// scripted one comes first (a patch that makes no new revision leaves a failed latest
+    /// revision failed).
+    fn new_operation(
+        &mut self,
+        service: &str,
+        kind: OpKind,
+        still_failing: Option<String>,
+    ) -> usize {
         let error = if kind == OpKind::Delete {
             None
         } else {
-            self.fail_operation_next.pop_front()
+            self.fail_operation_next.pop_front().or(still_failing)
         };
         let (p, l, _) = split_service_name(service).unwrap_or(("-", "-", "-"));
         let response = if kind == OpKind::Delete {
@@ -599,7 +660,8 @@ impl RunState {
     /// Validates a service body, stores the service and answers its create operation.
     fn create(&mut self, name: &str, body: &Map<String, Value>) -> Response {
         let mut spec = user_fields(body);
-        if let Err(message) = validate_service(&spec) {
+        if let Err(message) = validate_service(&spec).and_then(|()| validate_revision(name, &spec))
+        {
             return google_error(400, "INVALID_ARGUMENT", &message);
         }
         if self.services.contains_key(name) {
@@ -613,7 +675,7 @@ impl RunState {
         fill_defaults(&mut spec);
         self.services
             .insert(name.to_owned(), new_service(name, spec));
-        let idx = self.new_operation(name, OpKind::Create);
+        let idx = self.new_operation(name, OpKind::Create, None);
         json_response(200, &self.op_json(&self.operations[idx]))
     }
 
@@ -652,18 +714,43 @@ impl RunState {
                 spec
             }
         };
-        if let Err(message) = validate_service(&spec) {
+        if let Err(message) = validate_service(&spec).and_then(|()| validate_revision(name, &spec))
+        {
             return google_error(400, "INVALID_ARGUMENT", &message);
         }
         fill_defaults(&mut spec);
+        // As in Knative: a new revision only when the template changes. A patch that leaves
+        // it as it is makes none, so a failed latest revision stays failed.
+        let template = spec.get("template").cloned().unwrap_or(Value::Null);
+        let new_revision = svc.spec.get("template") != Some(&template);
+        let asked = revision_for(name, &spec, svc.generation + 1);
+        if new_revision && svc.revisions.contains_key(&short(&asked)) {
+            return google_error(
+                409,
+                "ALREADY_EXISTS",
+                &format!(
+                    "Revision named '{}' with different configuration already exists.",
+                    short(&asked)
+                ),
+            );
+        }
+        let still_failing = match svc.condition {
+            ("CONDITION_FAILED", ref message, _) if !new_revision => message.clone(),
+            _ => None,
+        };
         if let Some(svc) = self.services.get_mut(name) {
+            if svc.spec != spec {
+                svc.generation += 1;
+            }
             svc.spec = spec;
-            svc.generation += 1;
             svc.updated = now();
             svc.etag = new_etag();
-            svc.latest_created = revision_name(name, svc.generation);
+            if new_revision {
+                svc.latest_created = asked;
+                svc.revisions.insert(short(&svc.latest_created), template);
+            }
         }
-        let idx = self.new_operation(name, OpKind::Update);
+        let idx = self.new_operation(name, OpKind::Update, still_failing);
         json_response(200, &self.op_json(&self.operations[idx]))
     }
 
@@ -978,7 +1065,7 @@ async fn handle(
                     if !st.services.contains_key(&name) {
                         return not_found(&name);
                     }
-                    let idx = st.new_operation(&name, OpKind::Delete);
+                    let idx = st.new_operation(&name, OpKind::Delete, None);
                     st.services.remove(&name);
                     st.policies.remove(&name);
                     json_response(200, &st.op_json(&st.operations[idx]))
@@ -1542,6 +1629,89 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_revision_only_when_the_template_changes() {
+        let (run, token, client) = fixture().await;
+        run.set_operation_polls(0);
+        run.fail_operation_next("Revision 'keepalive-00001-abc' is not ready: image not found");
+        let (_, op) = create(&run, &token, &client, service_body()).await;
+        assert_eq!(op["error"]["code"], 3);
+        let first = run.service(NAME).unwrap()["latestCreatedRevision"].clone();
+        let patch = |body: Value| {
+            let (client, token, url) = (client.clone(), token.clone(), run.url());
+            async move {
+                send(
+                    &client,
+                    reqwest::Method::PATCH,
+                    format!("{url}/v2/{NAME}"),
+                    &token,
+                    Some(body),
+                )
+                .await
+            }
+        };
+
+        // The same template again: no new revision, and the failed one stays failed.
+        let (status, op) = patch(service_body()).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            op["error"]["message"],
+            "Revision 'keepalive-00001-abc' is not ready: image not found"
+        );
+        let svc = run.service(NAME).unwrap();
+        assert_eq!(svc["latestCreatedRevision"], first);
+        assert_eq!(svc["generation"], "1");
+        assert_eq!(svc["terminalCondition"]["state"], "CONDITION_FAILED");
+
+        // A revision name of its own makes a new revision of the same spec, which succeeds.
+        let mut named = service_body();
+        named["template"]["revision"] = json!("keepalive-r1");
+        let (status, op) = patch(named.clone()).await;
+        assert_eq!(status, 200);
+        assert!(op.get("error").is_none(), "{op}");
+        let svc = run.service(NAME).unwrap();
+        assert_eq!(
+            svc["latestCreatedRevision"],
+            format!("{NAME}/revisions/keepalive-r1")
+        );
+        assert_eq!(svc["latestReadyRevision"], svc["latestCreatedRevision"]);
+        assert_eq!(svc["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
+        assert_eq!(svc["generation"], "2");
+        assert!(svc.get("uri").is_some());
+
+        // Sent again (a retried PATCH): nothing new, nothing failed.
+        let (status, op) = patch(named.clone()).await;
+        assert_eq!(status, 200);
+        assert!(op.get("error").is_none(), "{op}");
+        assert_eq!(run.service(NAME).unwrap()["generation"], "2");
+
+        // The same name for another template is refused; a name not of this service too.
+        let mut reused = named.clone();
+        reused["template"]["containers"][0]["image"] =
+            json!("europe-docker.pkg.dev/p/r/keepalive:2");
+        reused["template"]["timeout"] = json!("60s");
+        let mut other = service_body();
+        other["template"]["revision"] = json!("keepalive-r2");
+        patch(other).await;
+        let (status, err) = patch(reused).await;
+        assert_eq!(status, 409, "{err}");
+        assert_eq!(err["error"]["status"], "ALREADY_EXISTS");
+        for bad in ["other-r1", "keepalive-", "keepalive-R1", "keepalive"] {
+            let mut b = service_body();
+            b["template"]["revision"] = json!(bad);
+            let (status, err) = patch(b).await;
+            assert_eq!(status, 400, "{bad}: {err}");
+            assert!(err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("template.revision"));
+        }
+        assert_eq!(
+            run.service(NAME).unwrap()["latestCreatedRevision"],
+            format!("{NAME}/revisions/keepalive-r2")
+        );
+    }
+
+    #[tokio::test]
     async fn operation_polls_and_failures_are_scripted() {
         let (run, token, client) = fixture().await;
         run.set_operation_polls(0);
@@ -1556,12 +1726,15 @@ mod tests {
         run.fail_operation_next(
             "Revision 'keepalive-00002-abc' is not ready and cannot serve traffic.",
         );
+        let mut new_image = service_body();
+        new_image["template"]["containers"][0]["image"] =
+            json!("europe-docker.pkg.dev/p/r/keepalive:2");
         let (status, op) = send(
             &client,
             reqwest::Method::PATCH,
             format!("{}/v2/{NAME}", run.url()),
             &token,
-            Some(service_body()),
+            Some(new_image),
         )
         .await;
         assert_eq!(status, 200);

@@ -4,7 +4,9 @@
 //! the newer Google APIs' error shape `{"error": {"code", "message", "status"}}`.
 //!
 //! A job is stored as sent (output-only fields ignored) plus what the real API adds:
-//! `state` (`ENABLED`, or `PAUSED` after `:pause`), `userUpdateTime`, `scheduleTime` (the
+//! `state` (`ENABLED`, or `PAUSED` after `:pause`; only an enabled job can be paused and only
+//! a paused one resumed, else `400 FAILED_PRECONDITION`; a successful patch ends
+//! `UPDATE_FAILED`, which only [`FakeScheduler::set_state`] sets), `userUpdateTime`, `scheduleTime` (the
 //! next minute the cron expression matches, computed in UTC whatever `timeZone` says),
 //! `timeZone` (`Etc/UTC` when absent) and, for each missing key of `retryConfig`, the real
 //! defaults (`maxRetryDuration: "0s"`, `minBackoffDuration: "5s"`, `maxBackoffDuration:
@@ -535,6 +537,15 @@ impl FakeScheduler {
     }
 
     /// Full names of the jobs, sorted.
+    /// Puts a job in `state`: `PAUSED` as `:pause` does (someone stopped the keepalive of a
+    /// number), or one only Cloud Scheduler sets (`UPDATE_FAILED`, `DISABLED`).
+    pub fn set_state(&self, name: &str, state: &'static str) {
+        if let Some(job) = lock(&self.state).jobs.get_mut(name) {
+            job.state = state;
+            job.user_updated = now();
+        }
+    }
+
     pub fn jobs(&self) -> Vec<String> {
         lock(&self.state).jobs.keys().cloned().collect()
     }
@@ -651,6 +662,10 @@ fn update(st: &mut SchedState, name: &str, query: Option<&str>, body: &[u8]) -> 
     };
     job.spec = spec;
     job.user_updated = now();
+    // A successful update ends the state a failed one left.
+    if job.state == "UPDATE_FAILED" {
+        job.state = "ENABLED";
+    }
     json_response(200, &job_json(name, job))
 }
 
@@ -722,13 +737,32 @@ async fn handle(
                     let Some(job) = st.jobs.get_mut(&name) else {
                         return not_found();
                     };
-                    match verb {
-                        "run" => {
+                    // As the real API: only an enabled job can be paused, only a paused
+                    // one resumed.
+                    let wanted = match verb {
+                        "pause" => Some(("ENABLED", "PAUSED")),
+                        "resume" => Some(("PAUSED", "ENABLED")),
+                        _ => None,
+                    };
+                    match wanted {
+                        None => {
                             job.runs += 1;
                             job.last_attempt = Some(now());
                         }
-                        "pause" => job.state = "PAUSED",
-                        _ => job.state = "ENABLED",
+                        Some((from, _)) if job.state != from => {
+                            return google_error(
+                                400,
+                                "FAILED_PRECONDITION",
+                                &format!(
+                                    "Job must be in state {from} to {verb} it; it is {}.",
+                                    job.state
+                                ),
+                            );
+                        }
+                        Some((_, to)) => {
+                            job.state = to;
+                            job.user_updated = now();
+                        }
                     }
                     json_response(200, &job_json(&name, job))
                 }
@@ -1102,8 +1136,16 @@ mod tests {
         assert_eq!(s.runs(NAME), 2);
         let (_, job) = verb("pause").await;
         assert_eq!(job["state"], "PAUSED");
+        let (status, err) = verb("pause").await;
+        assert_eq!(status, 400, "only an enabled job can be paused");
+        assert_eq!(err["error"]["status"], "FAILED_PRECONDITION");
         let (_, job) = verb("resume").await;
         assert_eq!(job["state"], "ENABLED");
+        let (status, err) = verb("resume").await;
+        assert_eq!(status, 400, "only a paused job can be resumed");
+        assert_eq!(err["error"]["status"], "FAILED_PRECONDITION");
+        s.set_state(NAME, "PAUSED");
+        assert_eq!(s.job(NAME).unwrap()["state"], "PAUSED");
         let (status, _) = send(
             &client,
             reqwest::Method::POST,

@@ -461,6 +461,184 @@ async fn a_failed_deployment_names_the_service_and_how_to_resume() {
     );
     // No job publishes to a service that is not there.
     assert!(w.g.scheduler.jobs().is_empty());
+    let failed = w.g.run.service(&service_name()).unwrap();
+    assert_eq!(failed["terminalCondition"]["state"], "CONDITION_FAILED");
+    let status = w.run(&["status"]).await;
+    ok(&status);
+    assert!(
+        status.stdout.contains("latest revision FAILED: Revision 'whatsapp-keepalive-00001' is not ready: image not found"),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("keepalive job"), "{}", status.stdout);
+
+    // The image is pushed now. The spec is as wanted, so only a named revision deploys it
+    // again (the same template makes none); --dry-run says so and changes nothing.
+    w.clear_requests();
+    let plan = w.run(&["--dry-run", "keepalive"]).await;
+    assert!(
+        plan.stdout.contains("its latest revision failed (Revision 'whatsapp-keepalive-00001' is not ready: image not found): would deploy again"),
+        "{}",
+        plan.output()
+    );
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    assert!(run.stdout.contains("deployed again"), "{}", run.stdout);
+    let svc = w.g.run.service(&service_name()).unwrap();
+    assert_eq!(svc["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
+    let revision = svc["latestReadyRevision"].as_str().unwrap();
+    assert!(
+        revision.starts_with(&format!(
+            "{}/revisions/whatsapp-keepalive-r",
+            service_name()
+        )),
+        "{revision}"
+    );
+    assert_ne!(
+        svc["latestCreatedRevision"],
+        failed["latestCreatedRevision"]
+    );
+    assert_eq!(w.g.scheduler.jobs().len(), 1);
+    // And a third run finds it as wanted.
+    w.clear_requests();
+    ok(&w.run(&["keepalive"]).await);
+    assert!(
+        !w.mutations().iter().any(|m| m.starts_with("run ")),
+        "{:?}",
+        w.mutations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_job_is_resumed_and_a_failed_update_written_again() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    let job = job_name(NAME);
+    let status = w.run(&["status"]).await;
+    ok(&status);
+    assert!(
+        status.stdout.contains("ready at https://"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("ENABLED */5 * * * *, not run yet"),
+        "{}",
+        status.stdout
+    );
+    w.g.scheduler.set_state(&job, "PAUSED");
+    let status = w.run(&["status"]).await;
+    assert!(
+        status.stdout.contains("PAUSED */5 * * * *"),
+        "{}",
+        status.stdout
+    );
+
+    w.clear_requests();
+    let plan = w.run(&["--dry-run", "keepalive"]).await;
+    ok(&plan);
+    assert!(plan.stdout.contains("paused since "), "{}", plan.stdout);
+    assert!(plan.stdout.contains("would resume"), "{}", plan.stdout);
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+    assert_eq!(w.g.scheduler.job(&job).unwrap()["state"], "PAUSED");
+
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    assert!(run.stdout.contains(": resumed"), "{}", run.stdout);
+    assert_eq!(w.g.scheduler.job(&job).unwrap()["state"], "ENABLED");
+    assert_eq!(
+        w.mutations()
+            .iter()
+            .filter(|m| m.starts_with("scheduler "))
+            .collect::<Vec<_>>(),
+        [&format!("scheduler POST /v1/{job}:resume")],
+        "only the resume: the job was as wanted"
+    );
+    w.clear_requests();
+    ok(&w.run(&["keepalive"]).await);
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+
+    // UPDATE_FAILED lasts until an update succeeds: every field is written again.
+    w.g.scheduler.set_state(&job, "UPDATE_FAILED");
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    assert!(
+        run.stdout.contains("written again after a failed update"),
+        "{}",
+        run.stdout
+    );
+    let patch =
+        w.g.scheduler
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "PATCH")
+            .expect("a PATCH");
+    assert!(
+        patch.query.as_deref().unwrap_or("").contains(
+            "updateMask=schedule%2CtimeZone%2Cdescription%2CattemptDeadline%2CpubsubTarget%2CretryConfig"
+        ),
+        "{:?}",
+        patch.query
+    );
+    assert_eq!(w.g.scheduler.job(&job).unwrap()["state"], "ENABLED");
+
+    // DISABLED is Cloud Scheduler's own verdict: say so and how to recover; change nothing.
+    w.g.scheduler.set_state(&job, "DISABLED");
+    w.clear_requests();
+    let run = w.run(&["keepalive"]).await;
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert!(run.stderr.contains("state DISABLED"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("provisioner keepalive"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !w.mutations().iter().any(|m| m.starts_with("scheduler ")),
+        "{:?}",
+        w.mutations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_topic_is_created_and_the_service_may_publish_to_it() {
+    let w = World::new().await;
+    let config = w.g.dir().join("events.toml");
+    std::fs::write(
+        &config,
+        config_text("15112345678", "events_topic = \"whatsapp-events\"\n"),
+    )
+    .unwrap();
+    ok(&w.run_with(config.clone(), &["keepalive"]).await);
+    let events = p("topics/whatsapp-events");
+    assert!(w.g.pubsub.topic(&events).is_some(), "events topic created");
+    let svc = w.g.run.service(&service_name()).unwrap();
+    assert!(
+        svc["template"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "KEEPALIVE_EVENTS_TOPIC", "value": events})),
+        "{svc}"
+    );
+    // Without this grant every event the service publishes would be refused (403).
+    let runtime =
+        format!("serviceAccount:whatsapp-keepalive@{FAKE_PROJECT}.iam.gserviceaccount.com");
+    let policy =
+        w.g.pubsub
+            .iam_policy(&events)
+            .expect("policy on the events topic");
+    assert!(
+        policy["bindings"].as_array().unwrap().iter().any(|b| {
+            b["role"] == "roles/pubsub.publisher"
+                && b["members"].as_array().unwrap().contains(&json!(runtime))
+        }),
+        "{policy}"
+    );
+    // Once granted, a second run changes nothing.
+    w.clear_requests();
+    ok(&w.run_with(config, &["keepalive"]).await);
+    assert!(w.mutations().is_empty(), "{:?}", w.mutations());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

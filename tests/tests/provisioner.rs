@@ -189,6 +189,14 @@ async fn fresh_project_database_then_vm() {
     let run = p.run(&["status"]).await;
     ok(&run);
     assert!(run.stdout.contains("RUNNABLE"), "{}", run.stdout);
+    // Step 6 has not run: said so, with the command that does it.
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("keepalive job") && l.contains("missing (provisioner keepalive)")),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout.contains("answers its login endpoint"),
         "{}",

@@ -515,9 +515,20 @@ pub fn render_job(template: &str, v: &JobValues) -> Result<Value, String> {
 
 /// The fields of a rendered job that an existing job does not match (top-level names, as
 /// the update mask wants them).
+/// The job's fields this step owns (update-mask names).
+pub const JOB_FIELDS: [&str; 6] = [
+    "schedule",
+    "timeZone",
+    "description",
+    "attemptDeadline",
+    "pubsubTarget",
+    "retryConfig",
+];
+
 pub fn job_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)> {
     let mut d = Vec::new();
-    for field in ["schedule", "timeZone", "description", "attemptDeadline"] {
+    for field in &JOB_FIELDS[..4] {
+        let field = *field;
         let (h, w) = (&have[field], &want[field]);
         let optional = matches!(field, "description" | "attemptDeadline");
         if !w.is_null() && h != w && !(optional && h.is_null()) {
@@ -699,7 +710,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
             None,
         ),
     }
-    ensure_dead_letter_grants(ctx, &k).await?;
+    ensure_grants(ctx, &k).await?;
     Ok(())
 }
 
@@ -746,11 +757,28 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
     let wait = ctx.cloud.timeout(Duration::from_secs(600));
     let (service, action) = match existing {
         Some(have) => {
-            let diffs = service_differences(&have, &want);
+            let mut diffs = service_differences(&have, &want);
+            // A latest revision that failed (an image pushed only after the deployment,
+            // say) is deployed again. An unchanged template makes no new revision, so the
+            // new one is named.
+            let mut want = want;
+            if let Some(why) = failed_deployment(&have) {
+                diffs.push(format!(
+                    "its latest revision failed ({why}): deployed again"
+                ));
+                want["template"]["revision"] = json!(fresh_revision_name(&k.service));
+            }
             if diffs.is_empty() {
                 (have, Action::Exists)
             } else if ctx.dry_run {
-                (have, Action::WouldUpdate(diffs.join("; ")))
+                (
+                    have,
+                    Action::WouldUpdate(
+                        diffs
+                            .join("; ")
+                            .replace("deployed again", "would deploy again"),
+                    ),
+                )
             } else {
                 let op = run
                     .update_service(
@@ -828,6 +856,36 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
         ));
     }
     Ok(url)
+}
+
+/// Why the service's latest revision failed, when it did and nothing is deploying now.
+pub fn failed_deployment(service: &Value) -> Option<String> {
+    let c = &service["terminalCondition"];
+    (c["state"] == "CONDITION_FAILED" && service["reconciling"] != true).then(|| {
+        c["message"]
+            .as_str()
+            .filter(|m| !m.is_empty())
+            .unwrap_or("no reason given")
+            .to_string()
+    })
+}
+
+/// A revision name no earlier deployment used: the service's name, `-r` and the time in
+/// milliseconds, base 36 (at most 63 characters: service names have at most 49).
+pub fn fresh_revision_name(service: &str) -> String {
+    let mut ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(ms % 36) as usize]);
+        ms /= 36;
+        if ms == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!("{service}-r{}", String::from_utf8_lossy(&digits))
 }
 
 async fn get_service_or_fail(
@@ -1002,27 +1060,65 @@ async fn ensure_subscription(
     Ok(())
 }
 
-/// Dead-lettering works only when Pub/Sub's own service agent may publish to the dead-letter
-/// topic and acknowledge on the subscription it takes messages from.
-async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepError> {
-    const KIND: &str = "dead-letter grant";
-    let grants = [
-        (k.dead_letter_topic.as_str(), "roles/pubsub.publisher"),
-        (k.subscription.as_str(), "roles/pubsub.subscriber"),
+/// One topic- or subscription-level grant this step makes.
+struct Grant<'a> {
+    kind: &'static str,
+    resource: &'a str,
+    role: &'static str,
+    /// `None`: Pub/Sub's service agent of the project (its e-mail needs the project number).
+    member: Option<String>,
+    /// Who it is, in words.
+    who: &'static str,
+}
+
+/// The grants the step's resources need to work:
+/// - dead-lettering: Pub/Sub's own service agent publishes to the dead-letter topic and
+///   acknowledges on the subscription it takes messages from;
+/// - events: the service's account publishes to the events topic (when it is in this
+///   project; a topic elsewhere is its owner's to grant).
+async fn ensure_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepError> {
+    let mut grants = vec![
+        Grant {
+            kind: "dead-letter grant",
+            resource: &k.dead_letter_topic,
+            role: "roles/pubsub.publisher",
+            member: None,
+            who: "the Pub/Sub service agent",
+        },
+        Grant {
+            kind: "dead-letter grant",
+            resource: &k.subscription,
+            role: "roles/pubsub.subscriber",
+            member: None,
+            who: "the Pub/Sub service agent",
+        },
     ];
+    if let Some(events) = k
+        .events_topic
+        .as_deref()
+        .filter(|t| t.starts_with(&format!("projects/{}/", k.project)))
+    {
+        grants.push(Grant {
+            kind: "events grant",
+            resource: events,
+            role: "roles/pubsub.publisher",
+            member: Some(format!("serviceAccount:{}", k.service_account)),
+            who: "the service's account",
+        });
+    }
     let planned = |name: &str| {
         ctx.report
             .lines
             .iter()
             .any(|l| l.name == name && l.action == Action::WouldCreate)
     };
-    if grants.iter().any(|(r, _)| planned(r)) {
-        for (resource, role) in grants {
+    if grants.iter().any(|g| planned(g.resource)) {
+        for g in &grants {
             ctx.report.add(
-                KIND,
-                resource,
+                g.kind,
+                g.resource,
                 Action::WouldCreate,
-                Some(format!("{role} for the Pub/Sub service agent")),
+                Some(format!("{} for {}", g.role, g.who)),
             );
         }
         return Ok(());
@@ -1030,15 +1126,19 @@ async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<
     // An endpoint without IAM (the Pub/Sub emulator) or without projects.get: the grants
     // cannot be made here; say so and how to make them by hand, and go on.
     let unsupported = |e: &shared::google::GoogleError| matches!(e.status(), Some(404 | 405 | 501));
-    let by_hand = |ctx: &mut Ctx, why: String| {
-        for (resource, role) in grants {
+    let by_hand = |ctx: &mut Ctx, why: String, grants: &[Grant]| {
+        for g in grants {
+            let member = g.member.clone().unwrap_or_else(|| {
+                "serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com".into()
+            });
             ctx.report.add(
-                KIND,
-                resource,
+                g.kind,
+                g.resource,
                 Action::Blocked(format!(
-                    "{why}; grant it by hand: gcloud pubsub {} add-iam-policy-binding {} --member=serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com --role={role}",
-                    if resource.contains("/topics/") { "topics" } else { "subscriptions" },
-                    resource.rsplit('/').next().unwrap_or(resource),
+                    "{why}; grant it by hand: gcloud pubsub {} add-iam-policy-binding {} --member={member} --role={}",
+                    if g.resource.contains("/topics/") { "topics" } else { "subscriptions" },
+                    g.resource.rsplit('/').next().unwrap_or(g.resource),
+                    g.role,
                 )),
                 None,
             );
@@ -1051,17 +1151,18 @@ async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<
         .await
         .map_err(ctx.google("Pub/Sub client"))?;
     let mut policies = Vec::new();
-    for (resource, role) in grants {
-        match iam.get_iam_policy().set_resource(resource).send().await {
-            Ok(p) => policies.push((resource, role, p)),
+    for g in &grants {
+        match iam.get_iam_policy().set_resource(g.resource).send().await {
+            Ok(p) => policies.push(p),
             Err(e) if unsupported(&google_error(&e)) => {
                 by_hand(
                     ctx,
                     format!("this Pub/Sub endpoint has no IAM ({})", google_error(&e)),
+                    &grants,
                 );
                 return Ok(());
             }
-            Err(e) => return Err(pubsub_err(ctx, &format!("IAM policy of {resource}"))(e)),
+            Err(e) => return Err(pubsub_err(ctx, &format!("IAM policy of {}", g.resource))(e)),
         }
     }
     let number = match ctx
@@ -1072,31 +1173,36 @@ async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<
     {
         Ok(n) => n,
         Err(e) if unsupported(&e) => {
-            by_hand(ctx, format!("the project number could not be read ({e})"));
+            by_hand(
+                ctx,
+                format!("the project number could not be read ({e})"),
+                &grants,
+            );
             return Ok(());
         }
         Err(e) => return Err(ctx.google(format!("project {}", k.project))(e)),
     };
     let agent = format!("serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
-    for (resource, role, policy) in policies {
-        let what = format!("IAM policy of {resource}");
+    for (g, policy) in grants.iter().zip(policies) {
+        let member = g.member.clone().unwrap_or_else(|| agent.clone());
+        let what = format!("IAM policy of {}", g.resource);
         let err = pubsub_err(ctx, &what);
         let have = serde_json::to_value(&policy)
             .map_err(|e| StepError::failed(what.clone(), e.to_string()))?;
-        let Some(new) = with_member(&have, role, &agent) else {
+        let Some(new) = with_member(&have, g.role, &member) else {
             ctx.report.add(
-                KIND,
-                resource,
+                g.kind,
+                g.resource,
                 Action::Exists,
-                Some(format!("{role} for {agent}")),
+                Some(format!("{} for {member}", g.role)),
             );
             continue;
         };
         if ctx.dry_run {
             ctx.report.add(
-                KIND,
-                resource,
-                Action::WouldUpdate(format!("{role} for {agent}")),
+                g.kind,
+                g.resource,
+                Action::WouldUpdate(format!("{} for {member}", g.role)),
                 None,
             );
             continue;
@@ -1104,15 +1210,15 @@ async fn ensure_dead_letter_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<
         let new: google_cloud_iam_v1::model::Policy = serde_json::from_value(new)
             .map_err(|e| StepError::failed(what.clone(), format!("policy: {e}")))?;
         iam.set_iam_policy()
-            .set_resource(resource)
+            .set_resource(g.resource)
             .set_policy(new)
             .send()
             .await
             .map_err(&err)?;
         ctx.report.add(
-            KIND,
-            resource,
-            Action::Updated(format!("{role} granted to {agent}")),
+            g.kind,
+            g.resource,
+            Action::Updated(format!("{} granted to {member}", g.role)),
             None,
         );
     }
@@ -1202,34 +1308,81 @@ async fn ensure_job(ctx: &mut Ctx, k: &KeepaliveNames, ip: &str) -> Result<(), S
         },
     };
     let want = keep_extra_payload_fields(&have, &want);
-    let diffs = job_differences(&have, &want);
-    if diffs.is_empty() {
+    let mut diffs = job_differences(&have, &want);
+    let state = have["state"].as_str().unwrap_or("ENABLED");
+    if state == "DISABLED" {
+        return Err(StepError::failed(
+            &resource,
+            "Cloud Scheduler disabled the job after errors (state DISABLED): look at its last attempt in the console, delete it (gcloud scheduler jobs delete) and run `provisioner keepalive` again to create it anew",
+        ));
+    }
+    // A failed update leaves the job in UPDATE_FAILED until an update succeeds: write every
+    // field this step owns again.
+    if state == "UPDATE_FAILED" && diffs.is_empty() {
+        diffs = JOB_FIELDS
+            .iter()
+            .map(|f| (*f, format!("{f} written again after a failed update")))
+            .collect();
+    }
+    // A paused job is a keepalive that does not run: this step is asked to make it run.
+    let paused = (state == "PAUSED").then(|| {
+        format!(
+            "paused since {}: resumed",
+            have["userUpdateTime"].as_str().unwrap_or("an unknown time")
+        )
+    });
+    if diffs.is_empty() && paused.is_none() {
         ctx.report.add(KIND, &k.job, Action::Exists, detail);
         return Ok(());
     }
     let words = diffs
         .iter()
         .map(|(_, w)| w.clone())
+        .chain(paused.clone())
         .collect::<Vec<_>>()
         .join("; ");
     if ctx.dry_run {
-        ctx.report
-            .add(KIND, &k.job, Action::WouldUpdate(words), None);
+        ctx.report.add(
+            KIND,
+            &k.job,
+            Action::WouldUpdate(words.replace(": resumed", ": would resume")),
+            None,
+        );
         return Ok(());
     }
-    let mask = diffs.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(",");
-    ctx.cloud
-        .scheduler
-        .patch_job(
-            &k.project,
-            &k.region,
-            &k.job,
-            &want,
-            &mask,
-            Some(ctx.call_deadline()),
-        )
-        .await
-        .map_err(ctx.google(&resource))?;
+    if !diffs.is_empty() {
+        let mask = diffs.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(",");
+        ctx.cloud
+            .scheduler
+            .patch_job(
+                &k.project,
+                &k.region,
+                &k.job,
+                &want,
+                &mask,
+                Some(ctx.call_deadline()),
+            )
+            .await
+            .map_err(ctx.google(&resource))?;
+    }
+    if paused.is_some() {
+        let sched = &ctx.cloud.scheduler;
+        let deadline = Some(ctx.call_deadline());
+        if let Err(e) = sched
+            .resume_job(&k.project, &k.region, &k.job, deadline)
+            .await
+        {
+            // Refused because it is no longer paused (a retried resume whose first attempt
+            // went through, or someone else): fine when it is enabled now.
+            let now = sched
+                .get_job(&k.project, &k.region, &k.job, deadline)
+                .await
+                .map_err(ctx.google(&resource))?;
+            if now.as_ref().map(|j| &j["state"]) != Some(&json!("ENABLED")) {
+                return Err(ctx.google(&resource)(e));
+            }
+        }
+    }
     ctx.report.add(KIND, &k.job, Action::Updated(words), detail);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Cloud Scheduler v1: jobs (get, create, patch).
+//! Cloud Scheduler v1: jobs (get, create, patch, resume).
 
 use reqwest::Method;
 use serde_json::Value;
@@ -84,6 +84,30 @@ impl Scheduler {
         url.query_pairs_mut().append_pair("updateMask", update_mask);
         self.client
             .call(API, Method::PATCH, &url, Some(body), deadline)
+            .await
+    }
+
+    /// Resumes a paused job (the API refuses a job that is not `PAUSED` with
+    /// `FAILED_PRECONDITION`: a retry after a lost answer meets that; read the job to tell).
+    pub async fn resume_job(
+        &self,
+        project: &str,
+        location: &str,
+        job: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Value, GoogleError> {
+        let url = url_with_segments(
+            &self.jobs(project, location),
+            [format!("{job}:resume").as_str()],
+        );
+        self.client
+            .call(
+                API,
+                Method::POST,
+                &url,
+                Some(&serde_json::json!({})),
+                deadline,
+            )
             .await
     }
 }
