@@ -10,7 +10,8 @@
 //! next minute the cron expression matches, computed in UTC whatever `timeZone` says),
 //! `timeZone` (`Etc/UTC` when absent) and, for each missing key of `retryConfig`, the real
 //! defaults (`maxRetryDuration: "0s"`, `minBackoffDuration: "5s"`, `maxBackoffDuration:
-//! "3600s"`, `maxDoublings: 5`). After a `:run`, `lastAttemptTime` and `status: {}`.
+//! "3600s"`, `maxDoublings: 5`). After a `:run`, `lastAttemptTime` and `status: {}`
+//! (a failed attempt's `{code, message}` through [`FakeScheduler::fail_attempt`]).
 //!
 //! Checks (400 `INVALID_ARGUMENT` otherwise): `name` is
 //! `projects/{p}/locations/{l}/jobs/{id}` under the URL's parent (`id`: letters, digits,
@@ -97,6 +98,8 @@ struct Job {
     state: &'static str,
     user_updated: OffsetDateTime,
     last_attempt: Option<OffsetDateTime>,
+    /// The last attempt's `google.rpc.Status` (`{}`: it succeeded).
+    last_status: Value,
     runs: usize,
 }
 
@@ -470,7 +473,7 @@ fn job_json(name: &str, job: &Job) -> Value {
     }
     if let Some(t) = job.last_attempt {
         v["lastAttemptTime"] = json!(rfc3339_utc(t));
-        v["status"] = json!({});
+        v["status"] = job.last_status.clone();
     }
     v
 }
@@ -481,6 +484,7 @@ fn new_job(spec: Map<String, Value>) -> Job {
         state: "ENABLED",
         user_updated: now(),
         last_attempt: None,
+        last_status: json!({}),
         runs: 0,
     }
 }
@@ -543,6 +547,16 @@ impl FakeScheduler {
         if let Some(job) = lock(&self.state).jobs.get_mut(name) {
             job.state = state;
             job.user_updated = now();
+        }
+    }
+
+    /// Records an attempt that failed with `google.rpc.Status` `{code, message}` (what the
+    /// job shows after, e.g., a publish to a deleted topic: code 5).
+    pub fn fail_attempt(&self, name: &str, code: i32, message: &str) {
+        if let Some(job) = lock(&self.state).jobs.get_mut(name) {
+            job.runs += 1;
+            job.last_attempt = Some(now());
+            job.last_status = json!({"code": code, "message": message});
         }
     }
 
@@ -748,6 +762,7 @@ async fn handle(
                         None => {
                             job.runs += 1;
                             job.last_attempt = Some(now());
+                            job.last_status = json!({});
                         }
                         Some((from, _)) if job.state != from => {
                             return google_error(

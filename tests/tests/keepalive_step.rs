@@ -527,10 +527,16 @@ async fn a_paused_job_is_resumed_and_a_failed_update_written_again() {
         "{}",
         status.stdout
     );
+    w.g.scheduler.fail_attempt(&job, 5, "Topic not found");
     w.g.scheduler.set_state(&job, "PAUSED");
     let status = w.run(&["status"]).await;
     assert!(
         status.stdout.contains("PAUSED */5 * * * *"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("FAILED (code 5: Topic not found)"),
         "{}",
         status.stdout
     );
