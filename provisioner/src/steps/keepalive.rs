@@ -1538,6 +1538,39 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_revision_is_told_apart_and_a_fresh_name_is_valid() {
+        let failed = json!({"terminalCondition": {"state": "CONDITION_FAILED", "message": "image not found"}});
+        assert_eq!(
+            failed_deployment(&failed).as_deref(),
+            Some("image not found")
+        );
+        let mut deploying = failed.clone();
+        deploying["reconciling"] = json!(true);
+        assert_eq!(failed_deployment(&deploying), None);
+        for state in ["CONDITION_SUCCEEDED", "CONDITION_RECONCILING"] {
+            assert_eq!(
+                failed_deployment(&json!({"terminalCondition": {"state": state}})),
+                None
+            );
+        }
+        assert_eq!(
+            failed_deployment(&json!({"terminalCondition": {"state": "CONDITION_FAILED"}}))
+                .as_deref(),
+            Some("no reason given")
+        );
+        // The longest service name Cloud Run takes (49) still makes a valid revision name.
+        let service = "a".repeat(49);
+        let name = fresh_revision_name(&service);
+        assert!(name.starts_with(&format!("{service}-r")), "{name}");
+        assert!(name.len() <= 63, "{name}");
+        assert!(name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_ne!(fresh_revision_name(&service), name);
+    }
+
+    #[test]
     fn the_service_spec_is_small_private_and_outlasts_a_check() {
         let s = service_body(&names());
         let c = &s["template"]["containers"][0];
