@@ -20,6 +20,8 @@ pub enum Action {
     WouldUpdate(String),
     /// Cannot be planned yet: needs an earlier step.
     Blocked(String),
+    /// Not this command's to do (no permission or API for it here): what to run by hand.
+    ByHand(String),
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,7 @@ impl fmt::Display for Line {
             Action::WouldCreate => "would be created".to_string(),
             Action::WouldUpdate(what) => format!("would be updated: {what}"),
             Action::Blocked(why) => format!("cannot be planned yet: {why}"),
+            Action::ByHand(what) => format!("left to you: {what}"),
         };
         write!(f, "  {:<22} {:<40} {what}", self.kind, self.name)?;
         if let Some(d) = &self.detail {

@@ -182,7 +182,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
     keepalive(ctx).await
 }
 
-/// Step 6: is this number's keepalive running?
+/// Step 6: is this number's keepalive running? A read that fails (the API not enabled yet,
+/// no permission) is shown, not fatal: the rest of the status stands.
 async fn keepalive(ctx: &mut Ctx) -> Result<(), StepError> {
     let k = KeepaliveNames::of(ctx);
     let deadline = Some(ctx.call_deadline());
@@ -190,57 +191,118 @@ async fn keepalive(ctx: &mut Ctx) -> Result<(), StepError> {
         .cloud
         .run
         .get_service(&k.project, &k.region, &k.service, deadline)
-        .await
-        .map_err(ctx.google(format!("Cloud Run service {}", k.service)))?;
-    let state = match &service {
-        None => "missing (provisioner keepalive)".to_string(),
-        Some(s) if s["reconciling"] == true => "deploying".to_string(),
-        Some(s) => match failed_deployment(s) {
-            Some(why) => format!(
-                "latest revision FAILED: {why}{}",
-                if s["uri"].is_string() {
-                    " (an older revision still serves)"
-                } else {
-                    ""
-                }
-            ),
-            None => format!("ready at {}", s["uri"].as_str().unwrap_or("?")),
-        },
+        .await;
+    let state = match service {
+        Ok(s) => service_state(s.as_ref()),
+        Err(e) => format!("unknown: {e}"),
     };
     line("keepalive service", &k.service, &state);
-
     let job = ctx
         .cloud
         .scheduler
         .get_job(&k.project, &k.region, &k.job, deadline)
-        .await
-        .map_err(ctx.google(format!("Cloud Scheduler job {}", k.job)))?;
-    let state = match &job {
-        None => "missing (provisioner keepalive)".to_string(),
-        Some(j) => {
-            let mut words = format!(
-                "{} {}",
-                j["state"].as_str().unwrap_or("?"),
-                j["schedule"].as_str().unwrap_or("?")
-            );
-            match j["lastAttemptTime"].as_str() {
-                None => words.push_str(", not run yet"),
-                Some(t) => {
-                    // `status` is the last attempt's google.rpc.Status: empty when it
-                    // succeeded.
-                    let failed = j["status"]["code"].as_i64().filter(|c| *c != 0);
-                    match failed {
-                        None => words.push_str(&format!(", last run {t} ok")),
-                        Some(code) => words.push_str(&format!(
-                            ", last run {t} FAILED (code {code}: {})",
-                            j["status"]["message"].as_str().unwrap_or("no message")
-                        )),
-                    }
-                }
-            }
-            words
-        }
+        .await;
+    let state = match job {
+        Ok(j) => job_state(j.as_ref()),
+        Err(e) => format!("unknown: {e}"),
     };
     line("keepalive job", &k.job, &state);
     Ok(())
+}
+
+/// A Cloud Run service (v2) in words.
+pub fn service_state(service: Option<&Value>) -> String {
+    let Some(s) = service else {
+        return "missing (provisioner keepalive)".into();
+    };
+    if s["reconciling"] == true {
+        return "deploying".into();
+    }
+    if let Some(why) = failed_deployment(s) {
+        let older = if s["latestReadyRevision"].is_string() {
+            " (an older revision still serves)"
+        } else {
+            " (never ready)"
+        };
+        return format!("latest revision FAILED: {why}{older}");
+    }
+    match (s["terminalCondition"]["state"].as_str(), s["uri"].as_str()) {
+        (Some("CONDITION_SUCCEEDED"), Some(uri)) => format!("ready at {uri}"),
+        (state, _) => format!("not ready ({})", state.unwrap_or("no condition yet")),
+    }
+}
+
+/// A Cloud Scheduler job (v1) in words: state, schedule, and how its last run went
+/// (`status` is that attempt's google.rpc.Status: empty when it succeeded).
+pub fn job_state(job: Option<&Value>) -> String {
+    let Some(j) = job else {
+        return "missing (provisioner keepalive)".into();
+    };
+    let mut words = format!(
+        "{} {}",
+        j["state"].as_str().unwrap_or("?"),
+        j["schedule"].as_str().unwrap_or("?")
+    );
+    match j["lastAttemptTime"].as_str() {
+        None => words.push_str(", not run yet"),
+        Some(t) => match j["status"]["code"].as_i64().filter(|c| *c != 0) {
+            None => words.push_str(&format!(", last run {t} ok")),
+            Some(code) => words.push_str(&format!(
+                ", last run {t} FAILED (code {code}: {})",
+                j["status"]["message"].as_str().unwrap_or("no message")
+            )),
+        },
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_service_in_words() {
+        assert_eq!(service_state(None), "missing (provisioner keepalive)");
+        let ready = json!({"terminalCondition": {"state": "CONDITION_SUCCEEDED"}, "uri": "https://k.run.app", "latestReadyRevision": "r1"});
+        assert_eq!(service_state(Some(&ready)), "ready at https://k.run.app");
+        let mut deploying = ready.clone();
+        deploying["reconciling"] = json!(true);
+        deploying["terminalCondition"]["state"] = json!("CONDITION_FAILED");
+        assert_eq!(service_state(Some(&deploying)), "deploying");
+        let mut older = ready.clone();
+        older["terminalCondition"] =
+            json!({"state": "CONDITION_FAILED", "message": "image not found"});
+        assert_eq!(
+            service_state(Some(&older)),
+            "latest revision FAILED: image not found (an older revision still serves)"
+        );
+        let never = json!({"terminalCondition": {"state": "CONDITION_FAILED", "message": "boom"}});
+        assert_eq!(
+            service_state(Some(&never)),
+            "latest revision FAILED: boom (never ready)"
+        );
+        assert_eq!(
+            service_state(Some(&json!({}))),
+            "not ready (no condition yet)"
+        );
+    }
+
+    #[test]
+    fn a_job_in_words() {
+        assert_eq!(job_state(None), "missing (provisioner keepalive)");
+        let mut j = json!({"state": "ENABLED", "schedule": "*/5 * * * *"});
+        assert_eq!(job_state(Some(&j)), "ENABLED */5 * * * *, not run yet");
+        j["lastAttemptTime"] = json!("2026-11-25T01:00:00Z");
+        j["status"] = json!({});
+        assert_eq!(
+            job_state(Some(&j)),
+            "ENABLED */5 * * * *, last run 2026-11-25T01:00:00Z ok"
+        );
+        j["status"] = json!({"code": 5, "message": "Topic not found"});
+        assert_eq!(
+            job_state(Some(&j)),
+            "ENABLED */5 * * * *, last run 2026-11-25T01:00:00Z FAILED (code 5: Topic not found)"
+        );
+    }
 }

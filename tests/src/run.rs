@@ -724,7 +724,12 @@ impl RunState {
         let template = spec.get("template").cloned().unwrap_or(Value::Null);
         let new_revision = svc.spec.get("template") != Some(&template);
         let asked = revision_for(name, &spec, svc.generation + 1);
-        if new_revision && svc.revisions.contains_key(&short(&asked)) {
+        if new_revision
+            && svc
+                .revisions
+                .get(&short(&asked))
+                .is_some_and(|made| *made != template)
+        {
             return google_error(
                 409,
                 "ALREADY_EXISTS",

@@ -544,7 +544,7 @@ async fn a_paused_job_is_resumed_and_a_failed_update_written_again() {
     w.clear_requests();
     let plan = w.run(&["--dry-run", "keepalive"]).await;
     ok(&plan);
-    assert!(plan.stdout.contains("paused since "), "{}", plan.stdout);
+    assert!(plan.stdout.contains("paused (last changed "), "{}", plan.stdout);
     assert!(plan.stdout.contains("would resume"), "{}", plan.stdout);
     assert!(w.mutations().is_empty(), "{:?}", w.mutations());
     assert_eq!(w.g.scheduler.job(&job).unwrap()["state"], "PAUSED");
@@ -589,9 +589,45 @@ async fn a_paused_job_is_resumed_and_a_failed_update_written_again() {
     );
     assert_eq!(w.g.scheduler.job(&job).unwrap()["state"], "ENABLED");
 
+    // Paused and drifted: the schedule is put back, then the job resumed.
+    let mut drifted = w.g.scheduler.job(&job).unwrap();
+    drifted["schedule"] = json!("0 * * * *");
+    w.g.scheduler.add_job(drifted);
+    w.g.scheduler.set_state(&job, "PAUSED");
+    w.clear_requests();
+    let run = w.run(&["keepalive"]).await;
+    ok(&run);
+    let sched: Vec<String> = w
+        .mutations()
+        .into_iter()
+        .filter(|m| m.starts_with("scheduler "))
+        .collect();
+    assert_eq!(
+        sched,
+        [
+            format!("scheduler PATCH /v1/{job}"),
+            format!("scheduler POST /v1/{job}:resume")
+        ],
+        "{}",
+        run.stdout
+    );
+    let now = w.g.scheduler.job(&job).unwrap();
+    assert_eq!(
+        (now["state"].as_str(), now["schedule"].as_str()),
+        (Some("ENABLED"), Some("*/5 * * * *"))
+    );
+
     // DISABLED is Cloud Scheduler's own verdict: say so and how to recover; change nothing.
     w.g.scheduler.set_state(&job, "DISABLED");
     w.clear_requests();
+    let plan = w.run(&["--dry-run", "keepalive"]).await;
+    ok(&plan);
+    assert!(
+        plan.stdout
+            .contains("left to you: Cloud Scheduler disabled the job"),
+        "{}",
+        plan.stdout
+    );
     let run = w.run(&["keepalive"]).await;
     assert_eq!(run.code, Some(1), "{}", run.output());
     assert!(run.stderr.contains("state DISABLED"), "{}", run.stderr);
@@ -645,6 +681,33 @@ async fn the_events_topic_is_created_and_the_service_may_publish_to_it() {
     w.clear_requests();
     ok(&w.run_with(config, &["keepalive"]).await);
     assert!(w.mutations().is_empty(), "{:?}", w.mutations());
+
+    // A topic in another project is neither created nor granted here: the run says what to
+    // run there.
+    let elsewhere = w.g.dir().join("elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        config_text(
+            "15112345678",
+            "events_topic = \"projects/ops-hub/topics/alerts\"\n",
+        ),
+    )
+    .unwrap();
+    let run = w.run_with(elsewhere, &["keepalive"]).await;
+    ok(&run);
+    assert!(w.g.pubsub.topic("projects/ops-hub/topics/alerts").is_none());
+    assert!(w
+        .g
+        .pubsub
+        .iam_policy("projects/ops-hub/topics/alerts")
+        .is_none());
+    assert!(
+        run.stdout.contains(&format!(
+            "left to you: the topic is in project ops-hub: gcloud pubsub topics add-iam-policy-binding alerts --project=ops-hub --member={runtime} --role=roles/pubsub.publisher"
+        )),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

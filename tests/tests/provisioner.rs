@@ -197,6 +197,19 @@ async fn fresh_project_database_then_vm() {
         "{}",
         run.stdout
     );
+    // Cloud Run not enabled in the project yet (403): shown, and the status still stands.
+    p.g.run.fail_always(403);
+    let run = p.run(&["status"]).await;
+    ok(&run);
+    assert!(
+        run.stdout.lines().any(|l| l.contains("keepalive service")
+            && l.contains("unknown: ")
+            && l.contains("403")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("keepalive job"), "{}", run.stdout);
+    p.g.run.clear_failures();
     assert!(
         run.stdout.contains("answers its login endpoint"),
         "{}",

@@ -513,22 +513,24 @@ pub fn render_job(template: &str, v: &JobValues) -> Result<Value, String> {
     Ok(job)
 }
 
-/// The fields of a rendered job that an existing job does not match (top-level names, as
-/// the update mask wants them).
-/// The job's fields this step owns (update-mask names).
+/// The job's fields compared as they are (update-mask names).
+const PLAIN_JOB_FIELDS: [&str; 4] = ["schedule", "timeZone", "description", "attemptDeadline"];
+
+/// Every field of the job this step owns (update-mask names).
 pub const JOB_FIELDS: [&str; 6] = [
-    "schedule",
-    "timeZone",
-    "description",
-    "attemptDeadline",
+    PLAIN_JOB_FIELDS[0],
+    PLAIN_JOB_FIELDS[1],
+    PLAIN_JOB_FIELDS[2],
+    PLAIN_JOB_FIELDS[3],
     "pubsubTarget",
     "retryConfig",
 ];
 
+/// How an existing job differs from the rendered one: (update-mask field, in words) per
+/// difference; empty when as wanted.
 pub fn job_differences(have: &Value, want: &Value) -> Vec<(&'static str, String)> {
     let mut d = Vec::new();
-    for field in &JOB_FIELDS[..4] {
-        let field = *field;
+    for field in PLAIN_JOB_FIELDS {
         let (h, w) = (&have[field], &want[field]);
         let optional = matches!(field, "description" | "attemptDeadline");
         if !w.is_null() && h != w && !(optional && h.is_null()) {
@@ -701,6 +703,9 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         ),
     }
 
+    // The grants first: a job this step cannot fix (DISABLED) stops it, and what dead
+    // letters and events need should be in place all the same.
+    ensure_grants(ctx, &k).await?;
     match ip {
         Some(ip) if password_exists => ensure_job(ctx, &k, &ip).await?,
         _ => ctx.report.add(
@@ -710,7 +715,6 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
             None,
         ),
     }
-    ensure_grants(ctx, &k).await?;
     Ok(())
 }
 
@@ -763,22 +767,18 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
             // new one is named.
             let mut want = want;
             if let Some(why) = failed_deployment(&have) {
-                diffs.push(format!(
-                    "its latest revision failed ({why}): deployed again"
-                ));
+                let again = if ctx.dry_run {
+                    "would deploy again"
+                } else {
+                    "deployed again"
+                };
+                diffs.push(format!("its latest revision failed ({why}): {again}"));
                 want["template"]["revision"] = json!(fresh_revision_name(&k.service));
             }
             if diffs.is_empty() {
                 (have, Action::Exists)
             } else if ctx.dry_run {
-                (
-                    have,
-                    Action::WouldUpdate(
-                        diffs
-                            .join("; ")
-                            .replace("deployed again", "would deploy again"),
-                    ),
-                )
+                (have, Action::WouldUpdate(diffs.join("; ")))
             } else {
                 let op = run
                     .update_service(
@@ -835,7 +835,13 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
                 Err(e) => return Err(ctx.google(&resource)(e)),
             };
             let have = get_service_or_fail(ctx, k, &resource).await?;
-            let diffs = service_differences(&have, &want);
+            let mut diffs = service_differences(&have, &want);
+            // Someone else's create that failed: the next run deploys it again.
+            if let Some(why) = failed_deployment(&have).filter(|_| action == Action::Adopted) {
+                diffs.push(format!(
+                    "its latest revision failed ({why}): run `provisioner keepalive` again to deploy it again"
+                ));
+            }
             let action = if diffs.is_empty() || action == Action::Created {
                 action
             } else {
@@ -852,7 +858,10 @@ async fn ensure_service(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<Option<Stri
     if url.is_none() && !ctx.dry_run {
         return Err(StepError::failed(
             resource,
-            "the service has no URL yet (still deploying?); run `provisioner keepalive` again in a minute",
+            match failed_deployment(&service) {
+                Some(why) => format!("it has never been ready: its latest revision failed ({why}); run `provisioner keepalive` again to deploy it again"),
+                None => "the service has no URL yet (still deploying?); run `provisioner keepalive` again in a minute".into(),
+            },
         ));
     }
     Ok(url)
@@ -1093,18 +1102,34 @@ async fn ensure_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepErro
             who: "the Pub/Sub service agent",
         },
     ];
-    if let Some(events) = k
-        .events_topic
-        .as_deref()
-        .filter(|t| t.starts_with(&format!("projects/{}/", k.project)))
-    {
-        grants.push(Grant {
-            kind: "events grant",
-            resource: events,
-            role: "roles/pubsub.publisher",
-            member: Some(format!("serviceAccount:{}", k.service_account)),
-            who: "the service's account",
-        });
+    match k.events_topic.as_deref() {
+        Some(events) if events.starts_with(&format!("projects/{}/", k.project)) => {
+            grants.push(Grant {
+                kind: "events grant",
+                resource: events,
+                role: "roles/pubsub.publisher",
+                member: Some(format!("serviceAccount:{}", k.service_account)),
+                who: "the service's account",
+            });
+        }
+        // Another project's topic is its owner's to grant; without the grant every event
+        // is refused (403), so say what to run there.
+        Some(events) => {
+            let (project, topic) = match events.split('/').collect::<Vec<_>>()[..] {
+                ["projects", p, "topics", t] => (p, t),
+                _ => ("PROJECT", events),
+            };
+            ctx.report.add(
+                "events grant",
+                events,
+                Action::ByHand(format!(
+                    "the topic is in project {project}: gcloud pubsub topics add-iam-policy-binding {topic} --project={project} --member=serviceAccount:{} --role=roles/pubsub.publisher",
+                    k.service_account
+                )),
+                None,
+            );
+        }
+        None => {}
     }
     let planned = |name: &str| {
         ctx.report
@@ -1134,7 +1159,7 @@ async fn ensure_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepErro
             ctx.report.add(
                 g.kind,
                 g.resource,
-                Action::Blocked(format!(
+                Action::ByHand(format!(
                     "{why}; grant it by hand: gcloud pubsub {} add-iam-policy-binding {} --member={member} --role={}",
                     if g.resource.contains("/topics/") { "topics" } else { "subscriptions" },
                     g.resource.rsplit('/').next().unwrap_or(g.resource),
@@ -1311,24 +1336,34 @@ async fn ensure_job(ctx: &mut Ctx, k: &KeepaliveNames, ip: &str) -> Result<(), S
     let mut diffs = job_differences(&have, &want);
     let state = have["state"].as_str().unwrap_or("ENABLED");
     if state == "DISABLED" {
-        return Err(StepError::failed(
-            &resource,
-            "Cloud Scheduler disabled the job after errors (state DISABLED): look at its last attempt in the console, delete it (gcloud scheduler jobs delete) and run `provisioner keepalive` again to create it anew",
-        ));
+        let how = "Cloud Scheduler disabled the job after errors (state DISABLED): look at its last attempt in the console, delete it (gcloud scheduler jobs delete) and run `provisioner keepalive` again to create it anew";
+        if ctx.dry_run {
+            ctx.report
+                .add(KIND, &k.job, Action::ByHand(how.into()), None);
+            return Ok(());
+        }
+        return Err(StepError::failed(&resource, how));
     }
+    let (written, resumed) = if ctx.dry_run {
+        ("would be written again", "would resume")
+    } else {
+        ("written again", "resumed")
+    };
     // A failed update leaves the job in UPDATE_FAILED until an update succeeds: write every
     // field this step owns again.
     if state == "UPDATE_FAILED" && diffs.is_empty() {
         diffs = JOB_FIELDS
             .iter()
-            .map(|f| (*f, format!("{f} written again after a failed update")))
+            .map(|f| (*f, format!("{f} {written} after a failed update")))
             .collect();
     }
     // A paused job is a keepalive that does not run: this step is asked to make it run.
     let paused = (state == "PAUSED").then(|| {
         format!(
-            "paused since {}: resumed",
-            have["userUpdateTime"].as_str().unwrap_or("an unknown time")
+            "paused (last changed {}): {resumed}",
+            have["userUpdateTime"]
+                .as_str()
+                .unwrap_or("at an unknown time")
         )
     });
     if diffs.is_empty() && paused.is_none() {
@@ -1342,12 +1377,8 @@ async fn ensure_job(ctx: &mut Ctx, k: &KeepaliveNames, ip: &str) -> Result<(), S
         .collect::<Vec<_>>()
         .join("; ");
     if ctx.dry_run {
-        ctx.report.add(
-            KIND,
-            &k.job,
-            Action::WouldUpdate(words.replace(": resumed", ": would resume")),
-            None,
-        );
+        ctx.report
+            .add(KIND, &k.job, Action::WouldUpdate(words), None);
         return Ok(());
     }
     if !diffs.is_empty() {
