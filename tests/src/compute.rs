@@ -26,8 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::{
-    collections::{HashMap, VecDeque},
-    io,
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -43,10 +42,11 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use crate::server::{Fault, Faults};
 use crate::{
     server::{
         bearer_token, compute_timestamp, hang, json_response, lock, now, parse_rfc3339,
-        query_pairs, HttpServer, RecordedRequest,
+        query_pairs, HttpServer,
     },
     token::{TokenRegistry, FAKE_CLIENT_EMAIL},
 };
@@ -125,19 +125,6 @@ impl ComputeRoute {
             ComputeRoute::GetProject => "compute.projects.get",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    Status(u16),
-    Hang,
-    Delay(Duration),
-}
-
-#[derive(Default)]
-struct Faults {
-    next: VecDeque<Fault>,
-    always: Option<Fault>,
 }
 
 type Key = (String, String, String);
@@ -268,7 +255,7 @@ struct ComputeState {
     boot_polls: u32,
     wait_completes: bool,
     new_op_error: Option<(String, String)>,
-    faults: HashMap<ComputeRoute, Faults>,
+    faults: HashMap<ComputeRoute, Faults<Fault>>,
     counts: HashMap<ComputeRoute, usize>,
     /// Successful creations by kind ("instance", "address", "firewall").
     created: HashMap<&'static str, usize>,
@@ -1138,6 +1125,8 @@ pub struct FakeCompute {
 }
 
 impl FakeCompute {
+    crate::server::server_controls!();
+
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(ComputeState {
@@ -1167,12 +1156,6 @@ impl FakeCompute {
             .await
             .expect("bind fake Compute Engine server");
         FakeCompute { state, server }
-    }
-
-    /// `http://127.0.0.1:PORT` (what `KEEPALIVE_COMPUTE_ENDPOINT` and
-    /// `PROVISIONER_COMPUTE_ENDPOINT` should be).
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// Adds an instance (natIP `203.0.113.7`, no metadata) and returns its id.
@@ -1549,13 +1532,16 @@ impl FakeCompute {
             .faults
             .entry(route)
             .or_default()
-            .next
-            .extend(std::iter::repeat_n(Fault::Status(status), n));
+            .next(n, Fault::Status(status));
     }
 
     /// Every request to `route` answers `status` until [`clear_faults`](Self::clear_faults).
     pub fn fail_always(&self, route: ComputeRoute, status: u16) {
-        lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Status(status));
+        lock(&self.state)
+            .faults
+            .entry(route)
+            .or_default()
+            .always(Fault::Status(status));
     }
 
     /// The next `n` requests to `route` never get an answer.
@@ -1564,19 +1550,26 @@ impl FakeCompute {
             .faults
             .entry(route)
             .or_default()
-            .next
-            .extend(std::iter::repeat_n(Fault::Hang, n));
+            .next(n, Fault::Hang);
     }
 
     /// Requests to `route` are answered normally, but only after `delay` (until cleared): a
     /// slow API, and a way to make two clients' reads overlap.
     pub fn delay_always(&self, route: ComputeRoute, delay: Duration) {
-        lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Delay(delay));
+        lock(&self.state)
+            .faults
+            .entry(route)
+            .or_default()
+            .always(Fault::Delay(delay));
     }
 
     /// Requests to `route` never get an answer until cleared.
     pub fn hang_always(&self, route: ComputeRoute) {
-        lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Hang);
+        lock(&self.state)
+            .faults
+            .entry(route)
+            .or_default()
+            .always(Fault::Hang);
     }
 
     /// Removes every scripted fault.
@@ -1587,26 +1580,6 @@ impl FakeCompute {
     /// Requests to `route` so far (whatever the answer, authenticated or not).
     pub fn route_count(&self, route: ComputeRoute) -> usize {
         lock(&self.state).counts.get(&route).copied().unwrap_or(0)
-    }
-
-    /// Every request received.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
     }
 }
 
@@ -1897,9 +1870,7 @@ async fn handle(
     }
     let fault = {
         let mut st = lock(&ctx.state);
-        st.faults
-            .get_mut(&which)
-            .and_then(|f| f.next.pop_front().or(f.always))
+        st.faults.get_mut(&which).and_then(Faults::take)
     };
     match fault {
         Some(Fault::Hang) => match hang().await {},

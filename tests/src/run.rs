@@ -37,9 +37,9 @@
 //! Deleting a service removes it (and its IAM policy) at once; its operation then runs its
 //! polls like the others and answers the deleted service as `response`.
 
+use crate::server::Faults;
 use std::{
     collections::{BTreeMap, VecDeque},
-    io,
     sync::{Arc, Mutex},
 };
 
@@ -58,8 +58,7 @@ use crate::{
     rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
     secretmanager::google_error,
     server::{
-        bearer_token, json_response, lock, now, query_param, random_string, rfc3339_utc,
-        HttpServer, RecordedRequest,
+        bearer_token, json_response, lock, now, query_param, random_string, rfc3339_utc, HttpServer,
     },
     token::{TokenRegistry, FAKE_CLIENT_EMAIL},
 };
@@ -163,8 +162,7 @@ struct RunState {
     operations: Vec<Operation>,
     operation_polls: u32,
     fail_operation_next: VecDeque<String>,
-    fail_next: VecDeque<u16>,
-    fail_always: Option<u16>,
+    faults: Faults,
 }
 
 #[derive(Clone)]
@@ -859,6 +857,8 @@ fn bad_json() -> Response {
 }
 
 impl FakeCloudRun {
+    crate::server::server_controls!();
+
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(RunState {
@@ -867,8 +867,7 @@ impl FakeCloudRun {
             operations: Vec::new(),
             operation_polls: 1,
             fail_operation_next: VecDeque::new(),
-            fail_next: VecDeque::new(),
-            fail_always: None,
+            faults: Faults::default(),
         }));
         let ctx = Ctx {
             state: state.clone(),
@@ -879,11 +878,6 @@ impl FakeCloudRun {
             .await
             .expect("bind fake Cloud Run server");
         FakeCloudRun { state, server }
-    }
-
-    /// `http://127.0.0.1:PORT` (the API root: paths start with `/v2/`).
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// Operations created from now on answer `done: false` to their first `n` GETs and
@@ -913,19 +907,17 @@ impl FakeCloudRun {
     /// `RESOURCE_EXHAUSTED`, 500 `INTERNAL`, 503 `UNAVAILABLE`, 403 `PERMISSION_DENIED`,
     /// ...). Calls queue: two calls fail the next two requests.
     pub fn fail_next(&self, status: u16) {
-        lock(&self.state).fail_next.push_back(status);
+        lock(&self.state).faults.next(1, status);
     }
 
     /// Every request (after authentication) answers `status` until cleared.
     pub fn fail_always(&self, status: u16) {
-        lock(&self.state).fail_always = Some(status);
+        lock(&self.state).faults.always(status);
     }
 
     /// Removes scripted request failures (not [`fail_operation_next`](Self::fail_operation_next)).
     pub fn clear_failures(&self) {
-        let mut st = lock(&self.state);
-        st.fail_next.clear();
-        st.fail_always = None;
+        lock(&self.state).faults.clear();
     }
 
     /// Stores a ready service (generation 1, `CONDITION_SUCCEEDED`, with a `uri`), no
@@ -966,26 +958,6 @@ impl FakeCloudRun {
         let st = lock(&self.state);
         st.operations.iter().map(|o| st.op_json(o)).collect()
     }
-
-    /// Every request received.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
-    }
 }
 
 async fn handle(
@@ -1003,7 +975,7 @@ async fn handle(
         );
     }
     let mut st = lock(&ctx.state);
-    if let Some(code) = st.fail_next.pop_front().or(st.fail_always) {
+    if let Some(code) = st.faults.take() {
         return scripted_error(code, RUN_ERRORS);
     }
     let path = uri.path().trim_matches('/');

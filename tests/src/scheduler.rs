@@ -25,9 +25,9 @@
 //!
 //! A list with no jobs answers `{}` (no `jobs` key), as the real API does.
 
+use crate::server::Faults;
 use std::{
-    collections::{BTreeMap, VecDeque},
-    io,
+    collections::BTreeMap,
     sync::{Arc, Mutex},
 };
 
@@ -45,10 +45,7 @@ use time::{Duration, OffsetDateTime};
 use crate::{
     rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
     secretmanager::google_error,
-    server::{
-        bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer,
-        RecordedRequest,
-    },
+    server::{bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer},
     token::TokenRegistry,
 };
 
@@ -106,8 +103,7 @@ struct Job {
 struct SchedState {
     /// Full name -> job.
     jobs: BTreeMap<String, Job>,
-    fail_next: VecDeque<u16>,
-    fail_always: Option<u16>,
+    faults: Faults,
 }
 
 #[derive(Clone)]
@@ -498,12 +494,13 @@ fn invalid(message: &str) -> Response {
 }
 
 impl FakeScheduler {
+    crate::server::server_controls!();
+
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(SchedState {
             jobs: BTreeMap::new(),
-            fail_next: VecDeque::new(),
-            fail_always: None,
+            faults: Faults::default(),
         }));
         let ctx = Ctx {
             state: state.clone(),
@@ -514,11 +511,6 @@ impl FakeScheduler {
             .await
             .expect("bind fake Cloud Scheduler server");
         FakeScheduler { state, server }
-    }
-
-    /// `http://127.0.0.1:PORT` (the API root: paths start with `/v1/`).
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// Stores a job (`ENABLED`, defaults filled in), no checks. `job["name"]` must be
@@ -573,39 +565,17 @@ impl FakeScheduler {
     /// `RESOURCE_EXHAUSTED`, 500 `INTERNAL`, 503 `UNAVAILABLE`, 403 `PERMISSION_DENIED`,
     /// ...). Calls queue: two calls fail the next two requests.
     pub fn fail_next(&self, status: u16) {
-        lock(&self.state).fail_next.push_back(status);
+        lock(&self.state).faults.next(1, status);
     }
 
     /// Every request (after authentication) answers `status` until cleared.
     pub fn fail_always(&self, status: u16) {
-        lock(&self.state).fail_always = Some(status);
+        lock(&self.state).faults.always(status);
     }
 
     /// Removes scripted failures.
     pub fn clear_failures(&self) {
-        let mut st = lock(&self.state);
-        st.fail_next.clear();
-        st.fail_always = None;
-    }
-
-    /// Every request received.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
+        lock(&self.state).faults.clear();
     }
 }
 
@@ -699,7 +669,7 @@ async fn handle(
     }
     let mut guard = lock(&ctx.state);
     let st = &mut *guard;
-    if let Some(code) = st.fail_next.pop_front().or(st.fail_always) {
+    if let Some(code) = st.faults.take() {
         return scripted_error(code, SCHEDULER_ERRORS);
     }
     let path = uri.path().trim_matches('/');

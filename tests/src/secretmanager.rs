@@ -2,9 +2,9 @@
 //! access versions), with bearer tokens checked against a [`TokenRegistry`] and the newer
 //! Google APIs' error shape.
 
+use crate::server::Faults;
 use std::{
-    collections::{BTreeMap, VecDeque},
-    io,
+    collections::BTreeMap,
     sync::{Arc, Mutex},
 };
 
@@ -21,10 +21,7 @@ use time::OffsetDateTime;
 
 use crate::{
     rest::scripted_error,
-    server::{
-        bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer,
-        RecordedRequest,
-    },
+    server::{bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer},
     token::TokenRegistry,
 };
 
@@ -54,8 +51,7 @@ struct Secret {
 struct SmState {
     /// (project, secret) -> secret
     secrets: BTreeMap<(String, String), Secret>,
-    fail_next: VecDeque<u16>,
-    fail_always: Option<u16>,
+    faults: Faults,
     accesses: usize,
 }
 
@@ -102,6 +98,8 @@ fn split_secret_name(name: &str) -> Option<(String, String)> {
 }
 
 impl FakeSecretManager {
+    crate::server::server_controls!();
+
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(SmState::default()));
@@ -114,11 +112,6 @@ impl FakeSecretManager {
             .await
             .expect("bind fake Secret Manager server");
         FakeSecretManager { state, server }
-    }
-
-    /// `http://127.0.0.1:PORT` (what `KEEPALIVE_SECRETMANAGER_ENDPOINT` should be).
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// Stores `value` as a new version of the secret `name` (`projects/P/secrets/S`; a
@@ -194,41 +187,17 @@ impl FakeSecretManager {
 
     /// The next `n` requests (after authentication) answer `status` in the error shape.
     pub fn fail_next(&self, n: usize, status: u16) {
-        lock(&self.state)
-            .fail_next
-            .extend(std::iter::repeat_n(status, n));
+        lock(&self.state).faults.next(n, status);
     }
 
     /// Every request answers `status` until cleared.
     pub fn fail_always(&self, status: u16) {
-        lock(&self.state).fail_always = Some(status);
+        lock(&self.state).faults.always(status);
     }
 
     /// Removes scripted failures.
     pub fn clear_failures(&self) {
-        let mut st = lock(&self.state);
-        st.fail_next.clear();
-        st.fail_always = None;
-    }
-
-    /// Every request received.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
+        lock(&self.state).faults.clear();
     }
 }
 
@@ -278,7 +247,7 @@ async fn handle(
         );
     }
     let mut st = lock(&ctx.state);
-    if let Some(code) = st.fail_next.pop_front().or(st.fail_always) {
+    if let Some(code) = st.faults.take() {
         return scripted_error(code, SECRET_MANAGER_ERRORS);
     }
     let path = uri.path().trim_matches('/');

@@ -750,3 +750,82 @@ mod tests {
         assert_eq!(basic_auth(&h), Some(("user".into(), "pa:ss".into())));
     }
 }
+
+/// A scripted fault of a fake that can do more than fail: hang, or answer late.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    Status(u16),
+    Hang,
+    Delay(std::time::Duration),
+}
+
+/// Scripted faults (a status, or a [`Fault`]; one set per fake, or one per route): the next
+/// ones queued, then one for every request until cleared.
+#[derive(Debug)]
+pub struct Faults<F = u16> {
+    next: std::collections::VecDeque<F>,
+    always: Option<F>,
+}
+
+impl<F> Default for Faults<F> {
+    fn default() -> Self {
+        Faults {
+            next: Default::default(),
+            always: None,
+        }
+    }
+}
+
+impl<F: Clone> Faults<F> {
+    /// The next `n` requests get `fault`.
+    pub fn next(&mut self, n: usize, fault: F) {
+        self.next.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Every request gets `fault` until cleared.
+    pub fn always(&mut self, fault: F) {
+        self.always = Some(fault);
+    }
+
+    pub fn clear(&mut self) {
+        self.next.clear();
+        self.always = None;
+    }
+
+    /// The fault this request gets, if one is scripted.
+    pub fn take(&mut self) -> Option<F> {
+        self.next.pop_front().or_else(|| self.always.clone())
+    }
+}
+
+/// `url`, `requests`, `clear_requests`, `stop` and `restart` of a fake that serves through a
+/// field `server: HttpServer` (invoked inside its `impl`).
+macro_rules! server_controls {
+    () => {
+        /// Base URL, e.g. `http://127.0.0.1:PORT`.
+        pub fn url(&self) -> String {
+            self.server.url()
+        }
+
+        /// Every request received, oldest first.
+        pub fn requests(&self) -> Vec<$crate::server::RecordedRequest> {
+            self.server.requests()
+        }
+
+        /// Forgets the recorded requests (the fake's state is kept).
+        pub fn clear_requests(&self) {
+            self.server.clear_requests();
+        }
+
+        /// Closes the listener (connections are refused) and drops connections in progress.
+        pub async fn stop(&self) {
+            self.server.stop().await;
+        }
+
+        /// Listens again on the same port.
+        pub async fn restart(&self) -> ::std::io::Result<()> {
+            self.server.restart().await
+        }
+    };
+}
+pub(crate) use server_controls;

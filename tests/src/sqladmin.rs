@@ -34,8 +34,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    io,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -50,10 +49,11 @@ use axum::{
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::server::{Fault, Faults};
 use crate::{
     server::{
         bearer_token, hang, json_response, lock, now, query_param, random_string, rfc3339_utc,
-        HttpServer, RecordedRequest, SelfSignedCert,
+        HttpServer, SelfSignedCert,
     },
     token::{TokenRegistry, FAKE_CLIENT_EMAIL},
 };
@@ -88,19 +88,6 @@ pub enum SqlRoute {
     UpdateUser,
     /// `GET /v1/projects/{p}/instances/{i}/databases`
     ListDatabases,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    Status(u16),
-    Hang,
-    Delay(Duration),
-}
-
-#[derive(Default)]
-struct Faults {
-    next: VecDeque<Fault>,
-    always: Option<Fault>,
 }
 
 struct Instance {
@@ -139,7 +126,7 @@ struct SqlState {
     new_op_error: Option<(String, String)>,
     existing_user_insert_succeeds: bool,
     auto_databases: Option<(usize, Vec<String>)>,
-    faults: HashMap<SqlRoute, Faults>,
+    faults: HashMap<SqlRoute, Faults<Fault>>,
     counts: HashMap<SqlRoute, usize>,
     created: usize,
     next_ip: u32,
@@ -724,6 +711,8 @@ impl SqlState {
 }
 
 impl FakeSqlAdmin {
+    crate::server::server_controls!();
+
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(SqlState {
@@ -748,11 +737,6 @@ impl FakeSqlAdmin {
             .await
             .expect("bind fake Cloud SQL Admin server");
         FakeSqlAdmin { state, server }
-    }
-
-    /// `http://127.0.0.1:PORT` (what `PROVISIONER_SQLADMIN_ENDPOINT` should be).
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// A `CREATE` operation needs this many polls (GETs of it, or of its instance) to be
@@ -918,13 +902,16 @@ impl FakeSqlAdmin {
             .faults
             .entry(route)
             .or_default()
-            .next
-            .extend(std::iter::repeat_n(Fault::Status(status), n));
+            .next(n, Fault::Status(status));
     }
 
     /// Every request to `route` answers `status` until [`clear_faults`](Self::clear_faults).
     pub fn fail_always(&self, route: SqlRoute, status: u16) {
-        lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Status(status));
+        lock(&self.state)
+            .faults
+            .entry(route)
+            .or_default()
+            .always(Fault::Status(status));
     }
 
     /// The next `n` requests to `route` never get an answer.
@@ -933,13 +920,16 @@ impl FakeSqlAdmin {
             .faults
             .entry(route)
             .or_default()
-            .next
-            .extend(std::iter::repeat_n(Fault::Hang, n));
+            .next(n, Fault::Hang);
     }
 
     /// Requests to `route` are answered after `delay` (until cleared).
     pub fn delay_always(&self, route: SqlRoute, delay: Duration) {
-        lock(&self.state).faults.entry(route).or_default().always = Some(Fault::Delay(delay));
+        lock(&self.state)
+            .faults
+            .entry(route)
+            .or_default()
+            .always(Fault::Delay(delay));
     }
 
     /// Removes every scripted fault.
@@ -950,26 +940,6 @@ impl FakeSqlAdmin {
     /// Requests to `route` so far (whatever the answer, authenticated or not).
     pub fn route_count(&self, route: SqlRoute) -> usize {
         lock(&self.state).counts.get(&route).copied().unwrap_or(0)
-    }
-
-    /// Every request received.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
     }
 }
 
@@ -1111,9 +1081,7 @@ async fn handle(
     }
     let fault = {
         let mut st = lock(&ctx.state);
-        st.faults
-            .get_mut(&which)
-            .and_then(|f| f.next.pop_front().or(f.always))
+        st.faults.get_mut(&which).and_then(Faults::take)
     };
     match fault {
         Some(Fault::Hang) => match hang().await {},

@@ -2,8 +2,9 @@
 //! points at, and the [`TokenRegistry`] of access tokens it issued, which the other Google
 //! fakes consult to accept or refuse `Authorization: Bearer` headers.
 
+use crate::server::Faults;
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::HashSet,
     io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -13,7 +14,7 @@ use axum::{body::Bytes, extract::State, http::Method, response::Response, Router
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::server::{json_response, lock, random_string, HttpServer, RecordedRequest};
+use crate::server::{json_response, lock, random_string, HttpServer};
 
 /// The throwaway test-only RSA key (PKCS#8 PEM) of the fake service account.
 pub const TEST_PRIVATE_KEY_PEM: &str = include_str!("../fixtures/test-service-account-key.pem");
@@ -83,8 +84,7 @@ struct TokenState {
     /// ([`FakeTokenServer::accept_google_clients`]).
     google_clients: bool,
     issued: usize,
-    fail_next: VecDeque<u16>,
-    fail_always: Option<u16>,
+    faults: Faults,
     claims: Vec<Value>,
 }
 
@@ -102,6 +102,8 @@ pub struct FakeTokenServer {
 }
 
 impl FakeTokenServer {
+    crate::server::server_controls!();
+
     /// Starts the endpoint; tokens it grants are registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(TokenState::default()));
@@ -119,11 +121,6 @@ impl FakeTokenServer {
             tokens,
             server,
         }
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// `http://127.0.0.1:PORT/token`, the `token_uri` (and the JWT `aud`).
@@ -148,14 +145,12 @@ impl FakeTokenServer {
 
     /// Answers every request with `status` (and an OAuth error body) until cleared.
     pub fn fail_always(&self, status: u16) {
-        lock(&self.state).fail_always = Some(status);
+        lock(&self.state).faults.always(status);
     }
 
     /// Answers the next `n` requests with `status`.
     pub fn fail_next(&self, n: usize, status: u16) {
-        lock(&self.state)
-            .fail_next
-            .extend(std::iter::repeat_n(status, n));
+        lock(&self.state).faults.next(n, status);
     }
 
     /// From now on also accepts what Google's endpoint accepts from older client libraries: a
@@ -170,9 +165,7 @@ impl FakeTokenServer {
 
     /// Removes scripted failures.
     pub fn clear_failures(&self) {
-        let mut st = lock(&self.state);
-        st.fail_always = None;
-        st.fail_next.clear();
+        lock(&self.state).faults.clear();
     }
 
     /// The service-account key JSON pointing at this server.
@@ -207,26 +200,6 @@ impl FakeTokenServer {
         std::fs::write(&path, text)?;
         Ok(path)
     }
-
-    /// Every request received.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests.
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
-    }
 }
 
 fn oauth_error(status: u16, error: &str, description: &str) -> Response {
@@ -251,7 +224,7 @@ async fn handle(
     }
     let token_uri = {
         let mut st = lock(&ctx.state);
-        if let Some(status) = st.fail_next.pop_front().or(st.fail_always) {
+        if let Some(status) = st.faults.take() {
             drop(st);
             let error = if status >= 500 {
                 "internal_failure"

@@ -64,7 +64,6 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    io,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -82,7 +81,7 @@ use time::{macros::format_description, OffsetDateTime};
 
 use crate::server::{
     basic_auth, bearer_token, close_connection, hang, json_response, lock, random_string,
-    raw_response, HttpServer, RecordedRequest, SelfSignedCert,
+    raw_response, HttpServer, SelfSignedCert,
 };
 
 /// The version the fake reports in `meta.version`.
@@ -268,6 +267,8 @@ fn normalize(path: &str) -> String {
 }
 
 impl FakeWhatsApp {
+    crate::server::server_controls!();
+
     /// Starts the fake (plain HTTP) with one API user (the admin if named `admin`, with no
     /// password change pending); the number is registered, health `connected`.
     pub async fn start(username: &str, password: &str) -> Self {
@@ -350,11 +351,6 @@ impl FakeWhatsApp {
     /// Whether the fake serves HTTPS.
     pub fn is_tls(&self) -> bool {
         self.server.is_tls()
-    }
-
-    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when serving TLS.
-    pub fn url(&self) -> String {
-        self.server.url()
     }
 
     /// `127.0.0.1:PORT`, the bare `whatsAppHostname` form.
@@ -536,26 +532,6 @@ impl FakeWhatsApp {
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_owned)
-    }
-
-    /// Every request received, oldest first.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.server.requests()
-    }
-
-    /// Forgets the recorded requests (counters are kept).
-    pub fn clear_requests(&self) {
-        self.server.clear_requests();
-    }
-
-    /// Closes the listener (connections are refused) and drops connections in progress.
-    pub async fn stop(&self) {
-        self.server.stop().await;
-    }
-
-    /// Listens again on the same port.
-    pub async fn restart(&self) -> io::Result<()> {
-        self.server.restart().await
     }
 }
 

@@ -544,7 +544,11 @@ async fn a_paused_job_is_resumed_and_a_failed_update_written_again() {
     w.clear_requests();
     let plan = w.run(&["--dry-run", "keepalive"]).await;
     ok(&plan);
-    assert!(plan.stdout.contains("paused (last changed "), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("paused (last changed "),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("would resume"), "{}", plan.stdout);
     assert!(w.mutations().is_empty(), "{:?}", w.mutations());
     assert_eq!(w.g.scheduler.job(&job).unwrap()["state"], "PAUSED");
