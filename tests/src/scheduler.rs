@@ -104,6 +104,8 @@ struct SchedState {
     /// Full name -> job.
     jobs: BTreeMap<String, Job>,
     faults: Faults,
+    /// Changes carried out but answered with this status instead (see `lose_answers`).
+    lost_answers: Faults,
 }
 
 #[derive(Clone)]
@@ -501,6 +503,7 @@ impl FakeScheduler {
         let state = Arc::new(Mutex::new(SchedState {
             jobs: BTreeMap::new(),
             faults: Faults::default(),
+            lost_answers: Faults::default(),
         }));
         let ctx = Ctx {
             state: state.clone(),
@@ -533,6 +536,13 @@ impl FakeScheduler {
     }
 
     /// Full names of the jobs, sorted.
+    /// The next `n` successful changes (create, patch, delete, `:run`, `:pause`, `:resume`)
+    /// are carried out but answered `status`, as when the answer is lost on the way back: the
+    /// client's retry then meets the change already made.
+    pub fn lose_answers(&self, n: usize, status: u16) {
+        lock(&self.state).lost_answers.next(n, status);
+    }
+
     /// Puts a job in `state`: `PAUSED` as `:pause` does (someone stopped the keepalive of a
     /// number), or one only Cloud Scheduler sets (`UPDATE_FAILED`, `DISABLED`).
     pub fn set_state(&self, name: &str, state: &'static str) {
@@ -682,7 +692,7 @@ async fn handle(
             &format!("The requested URL /{path} was not found on this server."),
         )
     };
-    match segs[..] {
+    let answer = match segs[..] {
         ["v1", "projects", p, "locations", l, "jobs"] if method == Method::POST => {
             create(st, p, l, &body)
         }
@@ -707,7 +717,7 @@ async fn handle(
                 None => (last, None),
             };
             let name = format!("projects/{p}/locations/{l}/jobs/{j}");
-            match (verb, method) {
+            match (verb, method.clone()) {
                 (None, Method::GET) => match st.jobs.get(&name) {
                     Some(job) => json_response(200, &job_json(&name, job)),
                     None => not_found(),
@@ -755,7 +765,14 @@ async fn handle(
             }
         }
         _ => unknown(),
+    };
+    // A change made whose answer is lost on the way: the client sees an error and retries.
+    if method != Method::GET && answer.status().is_success() {
+        if let Some(code) = st.lost_answers.take() {
+            return scripted_error(code, SCHEDULER_ERRORS);
+        }
     }
+    answer
 }
 
 #[cfg(test)]
