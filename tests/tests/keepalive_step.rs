@@ -472,6 +472,25 @@ async fn a_failed_deployment_names_the_service_and_how_to_resume() {
     );
     assert!(status.stdout.contains("keepalive job"), "{}", status.stdout);
 
+    // Met as someone else's create (a 404 read, then ALREADY_EXISTS): adopted, and its
+    // failed revision named, not taken for a deployment still under way.
+    w.g.run.fail_next(404);
+    w.g.run.fail_next(409);
+    let adopted = w.run(&["keepalive"]).await;
+    assert_eq!(adopted.code, Some(1), "{}", adopted.output());
+    assert!(
+        adopted
+            .output()
+            .contains("it has never been ready: its latest revision failed (Revision 'whatsapp-keepalive-00001' is not ready: image not found)"),
+        "{}",
+        adopted.output()
+    );
+    assert!(
+        !adopted.output().contains("still deploying"),
+        "{}",
+        adopted.output()
+    );
+
     // The image is pushed now. The spec is as wanted, so only a named revision deploys it
     // again (the same template makes none); --dry-run says so and changes nothing.
     w.clear_requests();
