@@ -5,7 +5,9 @@
 //! 3. a CloudEvent in structured mode (`application/cloudevents+json`, the envelope as `data`).
 //!
 //! CloudEvents go through `cloudevents-sdk`. Every error names what is wrong, so that a
-//! message that can never be valid is answered 400 and not redelivered.
+//! message that can never be valid is answered 400 with the reason (Pub/Sub push still
+//! redelivers it, and the subscription's dead-letter policy parks it after 5 attempts, where
+//! a person reads why).
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;

@@ -25,6 +25,8 @@ struct Sandbox {
     keepalive: Served,
     shown_logs: usize,
     payload: Value,
+    /// What did not go as the step says it goes (the sandbox then exits 1).
+    surprises: Vec<String>,
 }
 
 #[tokio::main]
@@ -97,6 +99,7 @@ async fn main() {
         keepalive,
         shown_logs: 0,
         payload,
+        surprises: Vec::new(),
     };
 
     s.step(
@@ -104,7 +107,7 @@ async fn main() {
         "Cloud Scheduler fires; Pub/Sub pushes the message. The client is healthy.",
     )
     .await;
-    s.deliver(1).await;
+    s.deliver(1, "healthy").await;
 
     s.step(
         2,
@@ -112,7 +115,7 @@ async fn main() {
     )
     .await;
     s.wa.fail_next("/v1/users/login", 1, Behaviour::Close);
-    s.deliver(1).await;
+    s.deliver(1, "healthy").await;
 
     s.step(
         3,
@@ -120,24 +123,29 @@ async fn main() {
     )
     .await;
     s.wa.set_behaviour("/v1/stats/db", Behaviour::Hang);
-    s.deliver(1).await;
+    s.deliver(1, "reset").await;
 
     s.step(
         4,
         "Moments later the containers are still booting, and Pub/Sub delivers the message twice at once.",
     )
     .await;
-    s.deliver(2).await;
+    s.deliver(2, "grace").await;
 
     s.step(
         5,
-        "A malformed message (no `vm`): answered 400, never redelivered, never a reset.",
+        "A malformed message (no `vm`): answered 400 naming the field, never a reset (Pub/Sub dead-letters it after 5 attempts).",
     )
     .await;
     let mut bad = s.payload.clone();
     bad.as_object_mut().unwrap().remove("vm");
     let (status, answer) = post(&s.keepalive.url(), &bad).await;
     println!("   -> {status} {answer}");
+    if status != 400 || answer["field"] != "vm" {
+        s.surprises.push(format!(
+            "step 5 answered {status} {answer}, not 400 naming `vm`"
+        ));
+    }
     s.show_logs();
 
     s.wa.clear_behaviours();
@@ -145,8 +153,17 @@ async fn main() {
         "\n== Done. Compute Engine carried out {} reset(s) of {VM} (the guard absorbed the rest).",
         s.g.compute.resets(VM)
     );
+    let resets = s.g.compute.resets(VM);
+    if resets != 1 {
+        s.surprises
+            .push(format!("{resets} resets carried out, not 1"));
+    }
     println!("   Stopping keepalive with SIGTERM (Cloud Run's way) ...");
-    let Sandbox { keepalive, .. } = s;
+    let Sandbox {
+        keepalive,
+        mut surprises,
+        ..
+    } = s;
     let (code, took, logs) = keepalive.terminate(Duration::from_secs(15));
     for line in logs.lines().skip_while(|l| !l.contains("draining")) {
         println!("   keepalive | {line}");
@@ -156,6 +173,17 @@ async fn main() {
         code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
         took.as_millis()
     );
+    if code != Some(0) {
+        surprises.push(format!("keepalive exited {code:?} after SIGTERM, not 0"));
+    }
+    if !surprises.is_empty() {
+        println!("\n== NOT as described:");
+        for s in &surprises {
+            println!("   {s}");
+        }
+        std::process::exit(1);
+    }
+    println!("\n== Every step went as described.");
 }
 
 impl Sandbox {
@@ -163,8 +191,9 @@ impl Sandbox {
         println!("\n== Step {n}: {text}");
     }
 
-    /// Delivers the payload `copies` times at once and prints each answer.
-    async fn deliver(&mut self, copies: usize) {
+    /// Delivers the payload `copies` times at once and prints each answer; each should be
+    /// 200 with verdict `expected`.
+    async fn deliver(&mut self, copies: usize, expected: &str) {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..copies {
@@ -174,6 +203,12 @@ impl Sandbox {
         }
         for t in tasks {
             let (status, o) = t.await.expect("delivery task");
+            if status != 200 || o["verdict"] != expected {
+                self.surprises.push(format!(
+                    "answered {status} verdict {}, not 200 {expected}",
+                    o["verdict"]
+                ));
+            }
             println!(
                 "   -> {status} verdict={} attempts={} ({} ms)",
                 o["verdict"].as_str().unwrap_or("?"),
