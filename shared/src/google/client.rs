@@ -67,6 +67,20 @@ impl GoogleClient {
             .await
     }
 
+    /// GETs a resource (retried like [`call`](Self::call)); `None` when the API answers 404.
+    pub async fn get_if_exists<T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        url: &Url,
+        deadline: Option<Instant>,
+    ) -> Result<Option<T>, GoogleError> {
+        match self.call(api, Method::GET, url, None, deadline).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One attempt, no retry.
     pub async fn call_once<T: DeserializeOwned>(
         &self,

@@ -302,15 +302,7 @@ impl Compute {
         deadline: Option<Instant>,
     ) -> Result<Option<serde_json::Value>, GoogleError> {
         let url = self.scoped_url(project, scope, &[collection, name]);
-        match self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await
-        {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.client.get_if_exists(API, &url, deadline).await
     }
 
     /// POST a new resource into `collection` with a `requestId`, so a retried insert cannot

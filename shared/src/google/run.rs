@@ -68,15 +68,7 @@ impl CloudRun {
         deadline: Option<Instant>,
     ) -> Result<Option<Value>, GoogleError> {
         let url = self.service(project, region, service);
-        match self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await
-        {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.client.get_if_exists(API, &url, deadline).await
     }
 
     /// Starts creating the service (one attempt: a retried create would answer

@@ -43,15 +43,7 @@ impl Scheduler {
         deadline: Option<Instant>,
     ) -> Result<Option<Value>, GoogleError> {
         let url = url_with_segments(&self.jobs(project, location), [job]);
-        match self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await
-        {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.client.get_if_exists(API, &url, deadline).await
     }
 
     /// Creates the job (`body.name` names it). One attempt: a retry would meet the first

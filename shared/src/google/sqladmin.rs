@@ -73,15 +73,7 @@ impl SqlAdmin {
         deadline: Option<Instant>,
     ) -> Result<Option<Value>, GoogleError> {
         let url = self.url(project, &["instances", name]);
-        match self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await
-        {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.client.get_if_exists(API, &url, deadline).await
     }
 
     pub async fn insert_instance(
