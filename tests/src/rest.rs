@@ -2,10 +2,23 @@
 //! Pub/Sub) share: their error answers for scripted faults, and the JSON and path helpers
 //! their update masks and resource names need.
 
-use axum::response::Response;
+use axum::{http::HeaderMap, response::Response};
 use serde_json::{json, Map, Value};
 
-use crate::secretmanager::google_error;
+use crate::{secretmanager::google_error, server::bearer_token, token::TokenRegistry};
+
+/// The 401 the newer APIs answer a request whose bearer token `tokens` never issued (or that
+/// has none); `None` when it may go on.
+pub(crate) fn unauthenticated(headers: &HeaderMap, tokens: &TokenRegistry) -> Option<Response> {
+    if bearer_token(headers).is_some_and(|t| tokens.is_valid(t)) {
+        return None;
+    }
+    Some(google_error(
+        401,
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    ))
+}
 
 /// The answer to a scripted fault `code`, in the newer APIs' error shape. `messages` gives an
 /// API's own `(code, status, message)` where it differs from the common one.

@@ -57,9 +57,7 @@ use time::OffsetDateTime;
 use crate::{
     rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
     secretmanager::google_error,
-    server::{
-        bearer_token, json_response, lock, now, query_param, random_string, rfc3339_utc, HttpServer,
-    },
+    server::{json_response, lock, now, query_param, random_string, rfc3339_utc, HttpServer},
     token::{TokenRegistry, FAKE_CLIENT_EMAIL},
 };
 
@@ -967,12 +965,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !bearer_token(&headers).is_some_and(|t| ctx.tokens.is_valid(t)) {
-        return google_error(
-            401,
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-        );
+    if let Some(refused) = crate::rest::unauthenticated(&headers, &ctx.tokens) {
+        return refused;
     }
     let mut st = lock(&ctx.state);
     if let Some(code) = st.faults.take() {

@@ -45,7 +45,7 @@ use time::{Duration, OffsetDateTime};
 use crate::{
     rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
     secretmanager::google_error,
-    server::{bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer},
+    server::{json_response, lock, now, query_param, rfc3339_utc, HttpServer},
     token::TokenRegistry,
 };
 
@@ -670,12 +670,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !bearer_token(&headers).is_some_and(|t| ctx.tokens.is_valid(t)) {
-        return google_error(
-            401,
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-        );
+    if let Some(refused) = crate::rest::unauthenticated(&headers, &ctx.tokens) {
+        return refused;
     }
     let mut guard = lock(&ctx.state);
     let st = &mut *guard;

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::{
     rest::scripted_error,
-    server::{bearer_token, json_response, lock, now, query_param, rfc3339_utc, HttpServer},
+    server::{json_response, lock, now, query_param, rfc3339_utc, HttpServer},
     token::TokenRegistry,
 };
 
@@ -239,12 +239,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !bearer_token(&headers).is_some_and(|t| ctx.tokens.is_valid(t)) {
-        return google_error(
-            401,
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-        );
+    if let Some(refused) = crate::rest::unauthenticated(&headers, &ctx.tokens) {
+        return refused;
     }
     let mut st = lock(&ctx.state);
     if let Some(code) = st.faults.take() {
