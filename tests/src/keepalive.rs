@@ -253,15 +253,17 @@ pub fn run_check(env: &BTreeMap<String, String>, payload: &[u8], extra: &[&str])
     }
 }
 
-/// What a `provisioner` run left behind.
+/// What a child process (a `provisioner` run, the sandbox) left behind.
 #[derive(Debug)]
-pub struct ProvisionerRun {
+pub struct ProcessRun {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
-impl ProvisionerRun {
+pub type ProvisionerRun = ProcessRun;
+
+impl ProcessRun {
     pub fn output(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
@@ -275,18 +277,25 @@ pub fn run_provisioner(
     args: &[&str],
     timeout: Duration,
 ) -> ProvisionerRun {
-    let mut child = Command::new(provisioner_bin())
-        .arg("--config")
+    let mut cmd = Command::new(provisioner_bin());
+    cmd.arg("--config")
         .arg(config)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
+        .envs(env);
+    run_bounded(&mut cmd, timeout)
+}
+
+/// Runs `cmd` (stdin closed), reading its output as it comes, bounded by `timeout` (killed
+/// after it: `code` is then `None`).
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> ProcessRun {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start provisioner");
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
     let stdout = Lines::default();
     let stderr = Lines::default();
     let readers = [
@@ -308,7 +317,7 @@ pub fn run_provisioner(
     for r in readers {
         let _ = r.join();
     }
-    ProvisionerRun {
+    ProcessRun {
         code,
         stdout: stdout.text(),
         stderr: stderr.text(),
