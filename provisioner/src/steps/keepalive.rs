@@ -115,6 +115,13 @@ impl KeepaliveNames {
         }
     }
 
+    /// The events topic when it is in this project (this step creates and grants it).
+    pub fn own_events_topic(&self) -> Option<&str> {
+        self.events_topic
+            .as_deref()
+            .filter(|t| t.starts_with(&format!("projects/{}/", self.project)))
+    }
+
     pub fn job_name(&self) -> String {
         format!(
             "projects/{}/locations/{}/jobs/{}",
@@ -673,10 +680,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
 
     ensure_topic(ctx, &topics, &k.topic).await?;
     ensure_topic(ctx, &topics, &k.dead_letter_topic).await?;
-    if let Some(events) = &k.events_topic {
-        if events.starts_with(&format!("projects/{}/", k.project)) {
-            ensure_topic(ctx, &topics, events).await?;
-        }
+    if let Some(events) = k.own_events_topic() {
+        ensure_topic(ctx, &topics, events).await?;
     }
     let url = ensure_service(ctx, &k).await?;
     ensure_invoker(ctx, &k).await?;
@@ -1102,8 +1107,8 @@ async fn ensure_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepErro
             who: "the Pub/Sub service agent",
         },
     ];
-    match k.events_topic.as_deref() {
-        Some(events) if events.starts_with(&format!("projects/{}/", k.project)) => {
+    match (k.own_events_topic(), k.events_topic.as_deref()) {
+        (Some(events), _) => {
             grants.push(Grant {
                 kind: "events grant",
                 resource: events,
@@ -1114,7 +1119,7 @@ async fn ensure_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepErro
         }
         // Another project's topic is its owner's to grant; without the grant every event
         // is refused (403), so say what to run there.
-        Some(events) => {
+        (None, Some(events)) => {
             let (project, topic) = match events.split('/').collect::<Vec<_>>()[..] {
                 ["projects", p, "topics", t] => (p, t),
                 _ => ("PROJECT", events),
@@ -1129,7 +1134,7 @@ async fn ensure_grants(ctx: &mut Ctx, k: &KeepaliveNames) -> Result<(), StepErro
                 None,
             );
         }
-        None => {}
+        (None, None) => {}
     }
     let planned = |name: &str| {
         ctx.report
