@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+/// Meta's Graph API, when `PROVISIONER_GRAPH_ENDPOINT` does not say otherwise.
+pub const GRAPH_ENDPOINT: &str = "https://graph.facebook.com";
+
 pub struct Cloud {
     pub compute: Compute,
     pub sql: SqlAdmin,
@@ -23,6 +26,9 @@ pub struct Cloud {
     /// `PROVISIONER_WHATSAPP_URL`: where the WhatsApp client's API is reached, when not at
     /// `https://<static address>`.
     pub whatsapp_url: Option<Url>,
+    /// `PROVISIONER_GRAPH_ENDPOINT`: Meta's Graph API (Cloud API numbers, `migrate`,
+    /// `decommission`), without the version.
+    pub graph_endpoint: Url,
     /// Upper bound of each long wait (`PROVISIONER_WAIT_TIMEOUT_S`); `None`: per-wait defaults.
     pub wait_timeout: Option<Duration>,
 }
@@ -101,6 +107,7 @@ impl Cloud {
                 )?,
             ),
             whatsapp_url,
+            graph_endpoint: endpoint("PROVISIONER_GRAPH_ENDPOINT", GRAPH_ENDPOINT)?,
             wait_timeout,
         })
     }

@@ -4,6 +4,9 @@
 use serde::Deserialize;
 use std::path::Path;
 
+mod cloud;
+pub use cloud::{CloudConfig, DecommissionConfig, Platform, DEFAULT_GRAPH_VERSION};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumberConfig {
@@ -12,6 +15,9 @@ pub struct NumberConfig {
     pub zone: String,
     pub country_code: String,
     pub phone_number: String,
+    /// Where the number lives: the On-Premises client on a VM, or Meta's Cloud API.
+    #[serde(default)]
+    pub platform: Platform,
     #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
@@ -22,6 +28,11 @@ pub struct NumberConfig {
     pub loyjoy: LoyJoyConfig,
     #[serde(default)]
     pub keepalive: KeepaliveConfig,
+    /// The number on Meta's Cloud API: needed by `platform = "cloud"` and by `migrate`.
+    #[serde(default)]
+    pub cloud: CloudConfig,
+    #[serde(default)]
+    pub decommission: DecommissionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +281,7 @@ impl NumberConfig {
             ));
         }
         self.validate_keepalive()?;
+        self.validate_cloud()?;
         if !self.vm.whatsapp_version.starts_with('v') {
             return Err(bad(
                 "vm.whatsapp_version",

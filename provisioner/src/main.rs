@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use provisioner::cloud::Cloud;
-use provisioner::config::NumberConfig;
+use provisioner::config::{NumberConfig, Platform};
 use provisioner::report::Report;
 use provisioner::steps::{database, keepalive, link, onboard, vm, Ctx};
 use provisioner::{plan, status};
@@ -132,6 +132,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if ctx.cfg.platform == Platform::Cloud && matches!(cli.command, Command::Database | Command::Vm)
+    {
+        eprintln!(
+            "provisioner {name}: `platform` is \"cloud\" in {}: a Cloud API number has no {} (Meta hosts it); the steps are whatsapp, verify, connect, link, keepalive",
+            cli.config.display(),
+            if name == "vm" { "VM" } else { "database" }
+        );
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Database => database::run(&mut ctx).await,
