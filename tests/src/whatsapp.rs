@@ -79,6 +79,9 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use time::{macros::format_description, OffsetDateTime};
 
+mod backup;
+pub use backup::{backup_matches, BACKUP_PATH};
+
 use crate::server::{
     basic_auth, bearer_token, close_connection, hang, json_response, lock, random_string,
     raw_response, HttpServer, SelfSignedCert,
@@ -244,6 +247,10 @@ struct WaState {
     business_profile: Value,
     /// The HTTPS certificate (PEM), when serving TLS.
     ca_pem: Option<String>,
+    /// Every backup taken: (password, data).
+    backups: Vec<(String, String)>,
+    /// Meta moved the number to the Cloud API and shut this client down.
+    migrated: bool,
 }
 
 type Shared = Arc<Mutex<WaState>>;
@@ -524,6 +531,22 @@ impl FakeWhatsApp {
         lock(&self.state).account_requests.clone()
     }
 
+    /// Every backup `POST /v1/settings/backup` produced, as (password, data), oldest first.
+    pub fn backups(&self) -> Vec<(String, String)> {
+        lock(&self.state).backups.clone()
+    }
+
+    /// What Meta does to the client when its number registers on the Cloud API with a
+    /// backup: disconnects and shuts it down (health `disconnected`, every other call 503).
+    pub fn migrated_away(&self) {
+        lock(&self.state).migrated = true;
+    }
+
+    /// Whether [`migrated_away`](Self::migrated_away) happened.
+    pub fn is_migrated(&self) -> bool {
+        lock(&self.state).migrated
+    }
+
     /// `settings.application.webhooks.url`; `None` when absent or empty.
     pub fn webhook_url(&self) -> Option<String> {
         lock(&self.state)
@@ -577,6 +600,8 @@ fn state_with(users: HashMap<String, User>, registered: bool) -> Shared {
             "websites": ["https://www.example.com/"]
         }),
         ca_pem: None,
+        backups: Vec::new(),
+        migrated: false,
     }))
 }
 
@@ -695,12 +720,15 @@ fn endpoint(
     let m = method.as_str();
     let admin_only = matches!(
         (m, path),
-        ("POST", ACCOUNT_PATH | VERIFY_PATH | USERS_PATH) | ("PATCH", SETTINGS_PATH)
+        ("POST", ACCOUNT_PATH | VERIFY_PATH | USERS_PATH | BACKUP_PATH) | ("PATCH", SETTINGS_PATH)
     ) || (path.starts_with("/v1/users/")
         && path != "/v1/users/logout"
         && matches!(m, "GET" | "PUT" | "DELETE"));
     if admin_only && !is_admin {
         return error_response(403, &format!("{m} {path} is for the admin user only"));
+    }
+    if st.migrated && path != HEALTH_PATH {
+        return backup::shut_down();
     }
     match (m, path) {
         ("POST", "/v1/users/logout") => {
@@ -713,7 +741,9 @@ fn endpoint(
             let health = st
                 .health
                 .clone()
-                .unwrap_or(Health::Single(if st.registered {
+                .unwrap_or(Health::Single(if st.migrated {
+                    "disconnected"
+                } else if st.registered {
                     "connected"
                 } else {
                     "unregistered"
@@ -763,6 +793,7 @@ fn endpoint(
         ("PUT", "/v1/services/message/gc") => json_response(200, &json!({"meta": meta()})),
         ("POST", ACCOUNT_PATH) => request_code(&mut st, body),
         ("POST", VERIFY_PATH) => verify_code(&mut st, body),
+        ("POST", BACKUP_PATH) => backup::take(&mut st, body),
         ("PATCH", SETTINGS_PATH) => patch_settings(&mut st, body),
         ("POST", USERS_PATH) => create_user(&mut st, body),
         ("GET" | "PUT" | "DELETE", _) if admin_only => {
