@@ -3,6 +3,7 @@
 //!
 //! - zonal instances: get, insert, reset, start, stop, setMetadata;
 //! - regional addresses (static external IPs): insert, get;
+//! - deleting an instance, an address (refused while an instance uses it) or a firewall rule;
 //! - global firewall rules: insert, get, patch;
 //! - zonal, regional and global operations: get and wait (and list, for zonal ones, with
 //!   filters);
@@ -41,6 +42,8 @@ use axum::{
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
+
+mod delete;
 
 use crate::server::{Fault, Faults};
 use crate::{
@@ -96,12 +99,15 @@ pub enum ComputeRoute {
     WaitGlobalOperation,
     /// `GET /compute/v1/projects/{p}`
     GetProject,
+    /// `DELETE` of an instance, an address or a firewall rule
+    Delete,
 }
 
 impl ComputeRoute {
     fn permission(self) -> &'static str {
         match self {
             ComputeRoute::GetInstance => "compute.instances.get",
+            ComputeRoute::Delete => "compute.*.delete",
             ComputeRoute::Reset => "compute.instances.reset",
             ComputeRoute::Start => "compute.instances.start",
             ComputeRoute::Stop => "compute.instances.stop",
@@ -1717,6 +1723,10 @@ enum Route<'a> {
     GetProject {
         p: &'a str,
     },
+    Delete {
+        p: &'a str,
+        target: delete::Target<'a>,
+    },
 }
 
 impl Route<'_> {
@@ -1743,6 +1753,7 @@ impl Route<'_> {
             Route::InsertFirewall { .. } => ComputeRoute::InsertFirewall,
             Route::PatchFirewall { .. } => ComputeRoute::PatchFirewall,
             Route::GetProject { .. } => ComputeRoute::GetProject,
+            Route::Delete { .. } => ComputeRoute::Delete,
         }
     }
 
@@ -1770,6 +1781,7 @@ impl Route<'_> {
             }
             Route::InsertFirewall { p } => named(format!("projects/{p}/global/firewalls")),
             Route::GetProject { p } => format!("projects/{p}"),
+            Route::Delete { p, target } => target.resource(p),
         }
     }
 }
@@ -1778,6 +1790,7 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
     let get = method == Method::GET;
     let post = method == Method::POST;
     let patch = method == Method::PATCH;
+    let delete = method == Method::DELETE;
     let ["compute", "v1", "projects", p, ref rest @ ..] = *segs else {
         return None;
     };
@@ -1837,6 +1850,18 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
         ["global", "firewalls"] if post => Some(Route::InsertFirewall { p }),
         ["global", "firewalls", f] if get => Some(Route::GetFirewall { p, f }),
         ["global", "firewalls", f] if patch => Some(Route::PatchFirewall { p, f }),
+        ["zones", z, "instances", i] if delete => Some(Route::Delete {
+            p,
+            target: delete::Target::Instance { z, i },
+        }),
+        ["regions", r, "addresses", a] if delete => Some(Route::Delete {
+            p,
+            target: delete::Target::Address { r, a },
+        }),
+        ["global", "firewalls", f] if delete => Some(Route::Delete {
+            p,
+            target: delete::Target::Firewall { f },
+        }),
         _ => None,
     }
 }
@@ -2198,6 +2223,7 @@ async fn handle(
             json_response(200, &st.op_json(&st.operations[idx]))
         }
         Route::GetProject { p } => json_response(200, &st.project_json(p)),
+        Route::Delete { p, ref target } => delete::delete(st, p, target, request_id),
         Route::GetOp { p, ref scope, op } => match st.find_op(p, scope, op) {
             Some(idx) => {
                 st.operations[idx].advance_on_get();

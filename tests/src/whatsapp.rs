@@ -720,7 +720,10 @@ fn endpoint(
     let m = method.as_str();
     let admin_only = matches!(
         (m, path),
-        ("POST", ACCOUNT_PATH | VERIFY_PATH | USERS_PATH | BACKUP_PATH) | ("PATCH", SETTINGS_PATH)
+        (
+            "POST",
+            ACCOUNT_PATH | VERIFY_PATH | USERS_PATH | BACKUP_PATH
+        ) | ("PATCH", SETTINGS_PATH)
     ) || (path.starts_with("/v1/users/")
         && path != "/v1/users/logout"
         && matches!(m, "GET" | "PUT" | "DELETE"));
@@ -738,16 +741,13 @@ fn endpoint(
             json_response(200, &json!({"meta": meta()}))
         }
         ("GET", HEALTH_PATH) => {
-            let health = st
-                .health
-                .clone()
-                .unwrap_or(Health::Single(if st.migrated {
-                    "disconnected"
-                } else if st.registered {
-                    "connected"
-                } else {
-                    "unregistered"
-                }));
+            let health = st.health.clone().unwrap_or(Health::Single(if st.migrated {
+                "disconnected"
+            } else if st.registered {
+                "connected"
+            } else {
+                "unregistered"
+            }));
             json_response(200, &health.body())
         }
         ("GET", "/v1/stats/app") => json_response(
