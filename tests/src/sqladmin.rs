@@ -1,6 +1,7 @@
 //! `FakeSqlAdmin`: the part of Cloud SQL Admin v1 the provisioner uses, under
 //! `/v1/projects/{p}/...`: instances (insert, get, list, patch), operations (get, list),
-//! users (insert, list, update the password) and databases (list), with bearer tokens
+//! users (insert, list, update the password), databases (list), and what `decommission`
+//! calls (delete with a final backup, export, backups list: `sqladmin/decommission.rs`), with bearer tokens
 //! checked against a [`TokenRegistry`], scripted errors, and Cloud SQL's error shape
 //! `{"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}`.
 //!
@@ -49,6 +50,8 @@ use axum::{
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+mod decommission;
+
 use crate::server::{Fault, Faults};
 use crate::{
     server::{
@@ -88,6 +91,12 @@ pub enum SqlRoute {
     UpdateUser,
     /// `GET /v1/projects/{p}/instances/{i}/databases`
     ListDatabases,
+    /// `DELETE /v1/projects/{p}/instances/{i}`
+    DeleteInstance,
+    /// `POST /v1/projects/{p}/instances/{i}/export`
+    Export,
+    /// `GET /v1/projects/{p}/backups`
+    ListBackups,
 }
 
 struct Instance {
@@ -130,6 +139,14 @@ struct SqlState {
     counts: HashMap<SqlRoute, usize>,
     created: usize,
     next_ip: u32,
+    /// Deletions under way: (project, instance, days to keep a final backup if one was asked).
+    pending_final_backups: Vec<(String, String, Option<u32>)>,
+    /// Final backups of deleted instances (the `Backup` resource).
+    backups: Vec<Value>,
+    /// Exports carried out: (uri, database).
+    exports: Vec<(String, String)>,
+    /// Fields an operation's JSON carries beyond the common ones (`exportContext`).
+    op_extra: HashMap<String, Value>,
 }
 
 #[derive(Clone)]
@@ -590,6 +607,11 @@ impl SqlState {
         if let Some(t) = op.end_time {
             v["endTime"] = json!(rfc3339_utc(t));
         }
+        if let Some(Value::Object(extra)) = self.op_extra.get(&op.name) {
+            for (k, val) in extra {
+                v[k] = val.clone();
+            }
+        }
         if op.status == "DONE" {
             if let Some((code, message)) = &op.error {
                 v["error"] = json!({
@@ -656,6 +678,10 @@ impl SqlState {
     /// A create that ends makes the instance RUNNABLE, or removes it when it failed.
     fn on_done(&mut self, idx: usize) {
         let op = &self.operations[idx];
+        if op.op_type == "DELETE" {
+            decommission::finish_delete(self, idx);
+            return;
+        }
         if op.op_type != "CREATE" {
             return;
         }
@@ -727,6 +753,10 @@ impl FakeSqlAdmin {
             counts: HashMap::new(),
             created: 0,
             next_ip: 10,
+            pending_final_backups: Vec::new(),
+            backups: Vec::new(),
+            exports: Vec::new(),
+            op_extra: HashMap::new(),
         }));
         let ctx = Ctx {
             state: state.clone(),
@@ -937,6 +967,16 @@ impl FakeSqlAdmin {
         lock(&self.state).faults.clear();
     }
 
+    /// The final backups of deleted instances, as `GET .../backups` answers them.
+    pub fn backups(&self) -> Vec<Value> {
+        lock(&self.state).backups.clone()
+    }
+
+    /// Every export carried out: (uri, database), oldest first.
+    pub fn exports(&self) -> Vec<(String, String)> {
+        lock(&self.state).exports.clone()
+    }
+
     /// Requests to `route` so far (whatever the answer, authenticated or not).
     pub fn route_count(&self, route: SqlRoute) -> usize {
         lock(&self.state).counts.get(&route).copied().unwrap_or(0)
@@ -1002,6 +1042,9 @@ enum Route<'a> {
     ListUsers { p: &'a str, i: &'a str },
     UpdateUser { p: &'a str, i: &'a str },
     ListDatabases { p: &'a str, i: &'a str },
+    DeleteInstance { p: &'a str, i: &'a str },
+    Export { p: &'a str, i: &'a str },
+    ListBackups { p: &'a str },
 }
 
 impl Route<'_> {
@@ -1017,6 +1060,9 @@ impl Route<'_> {
             Route::ListUsers { .. } => SqlRoute::ListUsers,
             Route::UpdateUser { .. } => SqlRoute::UpdateUser,
             Route::ListDatabases { .. } => SqlRoute::ListDatabases,
+            Route::DeleteInstance { .. } => SqlRoute::DeleteInstance,
+            Route::Export { .. } => SqlRoute::Export,
+            Route::ListBackups { .. } => SqlRoute::ListBackups,
         }
     }
 }
@@ -1037,6 +1083,9 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
         ("GET", ["instances", i, "users"]) => Route::ListUsers { p, i },
         ("PUT", ["instances", i, "users"]) => Route::UpdateUser { p, i },
         ("GET", ["instances", i, "databases"]) => Route::ListDatabases { p, i },
+        ("DELETE", ["instances", i]) => Route::DeleteInstance { p, i },
+        ("POST", ["instances", i, "export"]) => Route::Export { p, i },
+        ("GET", ["backups"]) => Route::ListBackups { p },
         _ => return None,
     })
 }
@@ -1092,6 +1141,12 @@ async fn handle(
     let mut guard = lock(&ctx.state);
     let st = &mut *guard;
     match route {
+        Route::DeleteInstance { p, i } => decommission::delete(st, p, i, uri.query()),
+        Route::Export { p, i } => match parse_body(&body) {
+            Ok(b) => decommission::export(st, p, i, &b),
+            Err(resp) => resp,
+        },
+        Route::ListBackups { p } => decommission::list_backups(st, p),
         Route::InsertInstance { p } => {
             let body = match parse_body(&body) {
                 Ok(b) => b,
