@@ -3,12 +3,15 @@
 //! - [`payload`]: the scheduler payload, parsed once into a type.
 //! - [`envelope`]: a Pub/Sub push envelope or a CloudEvent, decoded into one message.
 //! - [`whatsapp`]: the WhatsApp Business API on-premises client.
+//! - [`graph`]: the Graph API (Meta's Cloud API for WhatsApp numbers): client, error type,
+//!   typed answers, batches.
 //! - [`google`]: tokens, errors, retries, operations, and the Compute Engine and Secret
 //!   Manager clients.
 //! - [`telemetry`]: Cloud Logging JSON or readable text.
 
 pub mod envelope;
 pub mod google;
+pub mod graph;
 pub mod payload;
 pub mod pubsub;
 pub mod telemetry;
