@@ -48,8 +48,9 @@ pub struct CloudConfig {
     pub graph_version: String,
 }
 
-/// The Graph API version used when `cloud.graph_version` is not set (lives to 2027-10-08).
-pub const DEFAULT_GRAPH_VERSION: &str = "v23.0";
+/// The Graph API version used when `cloud.graph_version` is not set: the newest the team
+/// has tested (the keepalive's default too).
+pub use shared::graph::DEFAULT_GRAPH_VERSION;
 
 impl Default for CloudConfig {
     fn default() -> Self {
@@ -136,12 +137,7 @@ impl NumberConfig {
                 ));
             }
         }
-        let version_ok = c
-            .graph_version
-            .strip_prefix('v')
-            .and_then(|v| v.split_once('.'))
-            .is_some_and(|(major, minor)| digits(major) && digits(minor));
-        if !version_ok {
+        if shared::graph::parse_version("cloud.graph_version", &c.graph_version).is_err() {
             return Err(bad(
                 "cloud.graph_version",
                 format!("must look like v23.0, got {:?}", c.graph_version),
