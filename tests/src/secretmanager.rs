@@ -1,5 +1,5 @@
-//! `FakeSecretManager`: Secret Manager v1 (create secret, add version, get secret, get and
-//! access versions), with bearer tokens checked against a [`TokenRegistry`] and the newer
+//! `FakeSecretManager`: Secret Manager v1 (create secret, add version, get secret, get,
+//! list, access and destroy versions), with bearer tokens checked against a [`TokenRegistry`] and the newer
 //! Google APIs' error shape.
 
 use crate::server::Faults;
@@ -180,6 +180,15 @@ impl FakeSecretManager {
         }
     }
 
+    /// The state of every version of the secret, oldest first (empty if it does not exist).
+    pub fn version_states(&self, project: &str, secret: &str) -> Vec<String> {
+        lock(&self.state)
+            .secrets
+            .get(&(project.into(), secret.into()))
+            .map(|s| s.versions.iter().map(|v| v.state.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Successful `:access` calls.
     pub fn access_count(&self) -> usize {
         lock(&self.state).accesses
@@ -320,6 +329,54 @@ async fn handle(
                 google_error(404, "NOT_FOUND", "Unknown method.")
             }
         }
+        // GET /v1/projects/{p}/secrets/{s}/versions: newest first.
+        ["v1", "projects", p, "secrets", s, "versions"] if get => {
+            let Some(secret) = st.secrets.get(&(p.to_owned(), s.to_owned())) else {
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    &format!("Secret [projects/{p}/secrets/{s}] not found."),
+                );
+            };
+            let versions: Vec<Value> = secret
+                .versions
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, v)| version_json(p, s, i + 1, v))
+                .collect();
+            let total = versions.len();
+            json_response(200, &json!({"versions": versions, "totalSize": total}))
+        }
+        // POST /v1/projects/{p}/secrets/{s}/versions/{n}:destroy
+        ["v1", "projects", p, "secrets", s, "versions", last] if post => {
+            let Some(n) = last
+                .strip_suffix(":destroy")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                return google_error(404, "NOT_FOUND", "Unknown method.");
+            };
+            let Some(secret) = st.secrets.get_mut(&(p.to_owned(), s.to_owned())) else {
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    &format!("Secret [projects/{p}/secrets/{s}] not found."),
+                );
+            };
+            let Some(version) = n.checked_sub(1).and_then(|i| secret.versions.get_mut(i)) else {
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    &format!("Secret Version [projects/{p}/secrets/{s}/versions/{n}] not found."),
+                );
+            };
+            if version.state == "DESTROYED" {
+                return google_error(400, "FAILED_PRECONDITION", &format!("Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in DESTROYED state."));
+            }
+            version.state = "DESTROYED".into();
+            version.data.clear();
+            json_response(200, &version_json(p, s, n, version))
+        }
         ["v1", "projects", p, "secrets", s, "versions", last] if get => {
             let (v, access) = match last.strip_suffix(":access") {
                 Some(v) => (v, true),
@@ -405,6 +462,53 @@ mod tests {
             token,
             reqwest::Client::new(),
         )
+    }
+
+    #[tokio::test]
+    async fn versions_are_listed_newest_first_and_destroyed_for_good() {
+        let (sm, token, client) = fixture().await;
+        sm.put("projects/p/secrets/pw", "one");
+        sm.put("projects/p/secrets/pw", "two");
+        let url = |rest: &str| format!("{}/v1/projects/p/secrets/{rest}", sm.url());
+        let list: Value = client
+            .get(url("pw/versions"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            list["versions"][0]["name"],
+            "projects/p/secrets/pw/versions/2"
+        );
+        assert_eq!(list["versions"][1]["state"], "ENABLED");
+        let resp = client
+            .post(url("pw/versions/2:destroy"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(sm.version_states("p", "pw"), ["ENABLED", "DESTROYED"]);
+        assert_eq!(sm.get_latest("p", "pw").as_deref(), Some("one"));
+        let resp = client
+            .post(url("pw/versions/2:destroy"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let resp = client
+            .get(url("nope/versions"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
     }
 
     #[test]

@@ -175,3 +175,78 @@ impl SecretManager {
         Ok(())
     }
 }
+
+/// One version of a secret, as listed (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VersionInfo {
+    /// `projects/P/secrets/S/versions/N`
+    pub name: String,
+    /// `ENABLED`, `DISABLED` or `DESTROYED`.
+    #[serde(default)]
+    pub state: String,
+}
+
+impl SecretManager {
+    /// Every version of `projects/P/secrets/S` (newest first, as the API lists them), or
+    /// `None` when the secret does not exist.
+    pub async fn versions(
+        &self,
+        project: &str,
+        secret: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<VersionInfo>>, GoogleError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            versions: Vec<VersionInfo>,
+            #[serde(default, rename = "nextPageToken")]
+            next: Option<String>,
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        // Bounded: 100 pages of 250 is far beyond what a password secret ever holds.
+        for _ in 0..100 {
+            let mut url = url_with_segments(
+                &self.base,
+                ["projects", project, "secrets", secret, "versions"],
+            );
+            url.query_pairs_mut().append_pair("pageSize", "250");
+            if let Some(t) = &token {
+                url.query_pairs_mut().append_pair("pageToken", t);
+            }
+            let page: Option<Page> = self.client.get_if_exists(API, &url, deadline).await?;
+            let Some(page) = page else {
+                return Ok(None);
+            };
+            out.extend(page.versions);
+            match page.next.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(Some(out)),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Destroys version `projects/P/secrets/S/versions/N` (its value is gone for good).
+    pub async fn destroy(
+        &self,
+        version: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(), GoogleError> {
+        let mut segments: Vec<&str> = version.split('/').collect();
+        let last = segments.pop().unwrap_or_default();
+        let destroy = format!("{last}:destroy");
+        segments.push(&destroy);
+        let url = url_with_segments(&self.base, segments);
+        self.client
+            .call::<serde_json::Value>(
+                API,
+                Method::POST,
+                &url,
+                Some(&serde_json::json!({})),
+                deadline,
+            )
+            .await?;
+        Ok(())
+    }
+}
