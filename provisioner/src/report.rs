@@ -22,6 +22,14 @@ pub enum Action {
     Blocked(String),
     /// Not this command's to do (no permission or API for it here): what to run by hand.
     ByHand(String),
+    /// Removed now (`decommission`).
+    Deleted,
+    /// `--dry-run`: would be removed.
+    WouldDelete,
+    /// Not there (removed already, or never made): nothing to remove.
+    Absent,
+    /// Deliberately left as it is: why.
+    Kept(String),
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +52,10 @@ impl fmt::Display for Line {
             Action::WouldUpdate(what) => format!("would be updated: {what}"),
             Action::Blocked(why) => format!("cannot be planned yet: {why}"),
             Action::ByHand(what) => format!("left to you: {what}"),
+            Action::Deleted => "deleted".to_string(),
+            Action::WouldDelete => "would be deleted".to_string(),
+            Action::Absent => "not there: nothing to remove".to_string(),
+            Action::Kept(why) => format!("kept: {why}"),
         };
         write!(f, "  {:<22} {:<40} {what}", self.kind, self.name)?;
         if let Some(d) = &self.detail {

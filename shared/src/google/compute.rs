@@ -13,6 +13,8 @@ use super::client::url_with_segments;
 use super::operation::wait_until_done;
 use super::{GoogleClient, GoogleError};
 
+mod delete;
+
 pub const API: &str = "Compute Engine";
 pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com";
 

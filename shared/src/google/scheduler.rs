@@ -102,4 +102,19 @@ impl Scheduler {
             )
             .await
     }
+
+    /// Deletes the job. A retry after a lost answer meets 404: the caller reads that as gone.
+    pub async fn delete_job(
+        &self,
+        project: &str,
+        location: &str,
+        job: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(), GoogleError> {
+        let url = url_with_segments(&self.jobs(project, location), [job]);
+        self.client
+            .call::<Value>(API, Method::DELETE, &url, None, deadline)
+            .await?;
+        Ok(())
+    }
 }

@@ -12,6 +12,8 @@ use super::client::url_with_segments;
 use super::operation::wait_until_done;
 use super::{GoogleClient, GoogleError};
 
+mod decommission;
+
 pub const API: &str = "Cloud SQL Admin";
 pub const DEFAULT_ENDPOINT: &str = "https://sqladmin.googleapis.com";
 

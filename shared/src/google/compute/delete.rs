@@ -1,0 +1,29 @@
+//! Deleting a resource (`decommission`): an instance, an address, a firewall rule.
+
+use reqwest::Method;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Compute, Operation, Scope, API};
+use crate::google::GoogleError;
+
+impl Compute {
+    /// DELETE `collection/name` with a `requestId`, so a retried delete is carried out once.
+    /// Answers the operation; a resource already gone is the caller's 404.
+    pub async fn delete_resource(
+        &self,
+        project: &str,
+        scope: &Scope,
+        collection: &str,
+        name: &str,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.scoped_url(project, scope, &[collection, name]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        self.client
+            .call(API, Method::DELETE, &url, None, deadline)
+            .await
+    }
+}
