@@ -1,12 +1,17 @@
 //! The WhatsApp onboarding runbook as commands. Every step is callable from Rust:
-//! [`steps::database::run`], [`steps::vm::run`], [`plan::run`], [`status::run`].
+//! [`steps::database::run`], [`steps::vm::run`], [`plan::run`], [`status::run`]; for a number
+//! on Meta's Cloud API, [`cloud_api`]; moving a number there, [`migrate`]; removing what is
+//! left of its On-Premises installation, [`decommission`].
 //!
 //! Every step reads before it creates, adopts what already exists (`ALREADY_EXISTS` included)
 //! and checks it against `number.toml`, and keeps nothing on the local disk: what a later run
 //! needs is read back from Google Cloud, secrets from Secret Manager.
 
 pub mod cloud;
+pub mod cloud_api;
 pub mod config;
+pub mod decommission;
+pub mod migrate;
 pub mod plan;
 pub mod progress;
 pub mod report;

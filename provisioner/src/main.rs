@@ -5,7 +5,7 @@ use provisioner::cloud::Cloud;
 use provisioner::config::{NumberConfig, Platform};
 use provisioner::report::Report;
 use provisioner::steps::{database, keepalive, link, onboard, vm, Ctx};
-use provisioner::{plan, status};
+use provisioner::{cloud_api, decommission, migrate, plan, status};
 use provisioner::{secrets, up};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +72,19 @@ enum Command {
     },
     /// Steps 1 to 6 in order; stops when a registration code must be entered.
     Up,
+    /// Moves this On-Premises number to Meta's Cloud API, with its backup (needs [cloud]).
+    Migrate,
+    /// Removes the On-Premises installation of a number that moved to the Cloud API: its
+    /// keepalive job, VM, firewall rule, static address and Cloud SQL instance (after a
+    /// backup that outlives it).
+    Decommission {
+        /// Remove it even though the number does not read CLOUD_API (the number is given up).
+        #[arg(long)]
+        abandon: bool,
+        /// Do not ask for the number to be typed.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +122,8 @@ fn main() -> ExitCode {
         Command::Keepalive => ("keepalive", cli.dry_run),
         Command::Secrets { .. } => ("secrets show", false),
         Command::Up => ("up", cli.dry_run),
+        Command::Migrate => ("migrate", cli.dry_run),
+        Command::Decommission { .. } => ("decommission", cli.dry_run),
     };
     let config_dir = cli
         .config
@@ -141,8 +156,25 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let cloud_api = ctx.cfg.platform == Platform::Cloud;
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Whatsapp if cloud_api => {
+                cloud_api::runbook::whatsapp(&mut ctx).await.map(|_| ())
+            }
+            Command::Verify { code } if cloud_api => match onboard::registration_code(code) {
+                Ok(code) => cloud_api::runbook::verify(&mut ctx, code.into()).await,
+                Err(e) => Err(e),
+            },
+            Command::Connect if cloud_api => cloud_api::connect::run(&mut ctx).await,
+            Command::Keepalive if cloud_api => cloud_api::job::run_keepalive(&mut ctx).await,
+            Command::Status if cloud_api => cloud_api::status::run(&mut ctx).await,
+            Command::Up if cloud_api => cloud_api::runbook::up(&mut ctx).await,
+            Command::Plan if cloud_api => cloud_api::runbook::plan(&mut ctx).await,
+            Command::Migrate => migrate::run(&mut ctx).await,
+            Command::Decommission { abandon, yes } => {
+                decommission::run(&mut ctx, decommission::Options { abandon, yes }).await
+            }
             Command::Database => database::run(&mut ctx).await,
             Command::Vm => vm::run(&mut ctx).await,
             Command::Plan => plan::run(&mut ctx).await,

@@ -8,6 +8,7 @@ use crate::StepError;
 /// The short names a person types, and the secrets they stand for.
 pub fn known(ctx: &Ctx) -> Vec<(&'static str, String, &'static str)> {
     let n = ctx.names();
+    let c = crate::cloud_api::secrets::CloudSecrets::of(ctx);
     vec![
         (
             "db-password",
@@ -23,6 +24,21 @@ pub fn known(ctx: &Ctx) -> Vec<(&'static str, String, &'static str)> {
             "api-password",
             n.api_password_secret,
             "the LoyJoy API user's password",
+        ),
+        (
+            "two-step-pin",
+            c.pin,
+            "the number's two-step verification PIN",
+        ),
+        (
+            "webhook-verify-token",
+            c.verify_token,
+            "the Cloud API webhook's verify token",
+        ),
+        (
+            "backup-password",
+            c.backup_password,
+            "the On-Premises backup's password",
         ),
     ]
 }

@@ -213,7 +213,9 @@ fn ask_code() -> Result<String, StepError> {
     Ok(line.trim().to_string())
 }
 
-pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError> {
+/// The registration code from `--code`, else asked for on a terminal; digits only (spaces
+/// and dashes dropped). Used by both platforms' `verify`.
+pub fn registration_code(code: Option<String>) -> Result<String, StepError> {
     let code = match code {
         Some(c) => c,
         None => ask_code()?,
@@ -227,6 +229,11 @@ pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError
             "`--code`: the registration code is digits only (e.g. 123456)".into(),
         ));
     }
+    Ok(code)
+}
+
+pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError> {
+    let code = registration_code(code)?;
     println!("verify: +{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
     if ctx.dry_run {
         ctx.report.add(

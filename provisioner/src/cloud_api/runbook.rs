@@ -1,0 +1,176 @@
+//! The runbook of a Cloud API number: `whatsapp` (the code), `verify` (the code, then
+//! register with the PIN), and `up` / `plan` (everything in order).
+
+use secrecy::SecretString;
+use shared::graph::CodeMethod;
+
+use super::register::{self, Purpose, Registered};
+use super::secrets::{self, CloudSecrets};
+use super::{connect, describe, full_number, job, Meta};
+use crate::report::Action;
+use crate::steps::{link, Ctx};
+use crate::StepError;
+
+/// What `whatsapp` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRequest {
+    /// A code is on its way: `verify` is next.
+    Sent,
+    /// On the Cloud API already: no code needed.
+    NotNeeded,
+    /// `--dry-run`.
+    Planned,
+}
+
+/// `whatsapp` on a Cloud API number: requests the registration code, unless the number is
+/// registered on the Cloud API already.
+pub async fn whatsapp(ctx: &mut Ctx) -> Result<CodeRequest, StepError> {
+    println!("whatsapp: {} on the Cloud API", full_number(ctx));
+    let meta = Meta::open(ctx, "platform = \"cloud\"").await?;
+    let n = meta.number(ctx).await?;
+    println!("  {}", describe(&n));
+    if n.is_cloud_api() {
+        let state = if n.is_connected() {
+            "registered on the Cloud API and CONNECTED"
+        } else {
+            "registered on the Cloud API (see `provisioner status` for its state)"
+        };
+        println!("  {state}: no code is needed; next: `provisioner connect`");
+        return Ok(CodeRequest::NotNeeded);
+    }
+    if n.platform_type.as_deref() == Some("ON_PREMISE") {
+        println!("  note: this number is registered on the On-Premises API; registering it here afresh moves it without its On-Premises data. `provisioner migrate` (with platform = \"onprem\") moves it with its backup.");
+    }
+    let method = match ctx.cfg.whatsapp.method.as_str() {
+        "voice" => CodeMethod::Voice,
+        _ => CodeMethod::Sms,
+    };
+    let id = meta.cloud.phone_number_id.clone();
+    if ctx.dry_run {
+        ctx.report.add(
+            "registration code",
+            &id,
+            Action::WouldCreate,
+            Some(format!("requested by {}", method.as_str())),
+        );
+        return Ok(CodeRequest::Planned);
+    }
+    meta.graph
+        .request_code(&meta.token, &id, method, "en_US", Some(ctx.call_deadline()))
+        .await
+        .map_err(|e| meta.failed(ctx, &format!("POST {id}/request_code"), e))?;
+    println!(
+        "  a registration code is on its way by {} to {}",
+        if method == CodeMethod::Voice {
+            "voice call"
+        } else {
+            "SMS"
+        },
+        full_number(ctx)
+    );
+    println!("  next: `provisioner verify --code <the 6 digits>`");
+    Ok(CodeRequest::Sent)
+}
+
+/// `verify --code` on a Cloud API number: verifies the code, then registers with the
+/// two-step PIN (stored, or generated and stored first). Nothing is sent for a number that
+/// is on the Cloud API already.
+pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> {
+    println!("verify: {} on the Cloud API", full_number(ctx));
+    let meta = Meta::open(ctx, "platform = \"cloud\"").await?;
+    let n = meta.number(ctx).await?;
+    println!("  {}", describe(&n));
+    if n.is_cloud_api() {
+        println!("  registered on the Cloud API already: nothing to verify or register; next: `provisioner connect`");
+        return Ok(());
+    }
+    let id = meta.cloud.phone_number_id.clone();
+    let names = CloudSecrets::of(ctx);
+    if ctx.dry_run {
+        ctx.report
+            .add("verification", &id, Action::WouldCreate, None);
+        secrets::stored_or_new(
+            ctx,
+            "two-step PIN",
+            &names.pin,
+            "6 digits",
+            secrets::generate_pin,
+        )
+        .await?;
+        ctx.report.add(
+            "registration",
+            &id,
+            Action::WouldCreate,
+            Some("register with the stored PIN".into()),
+        );
+        return Ok(());
+    }
+    match meta
+        .graph
+        .verify_code(&meta.token, &id, &code, Some(ctx.call_deadline()))
+        .await
+    {
+        Ok(()) => ctx.report.add("verification", &id, Action::Created, None),
+        // "Already verified" (a second verify after a crash before register): go on.
+        Err(e) if e.code() == Some(136024) => {
+            ctx.report.add("verification", &id, Action::Exists, None)
+        }
+        Err(e) => {
+            return Err(StepError::failed(
+                format!("POST {id}/verify_code"),
+                format!("{e}\n  nothing was registered: check the code (or ask for a new one with `provisioner whatsapp`) and run `provisioner verify --code CODE` again"),
+            ))
+        }
+    }
+    let pin = secrets::stored_or_new(
+        ctx,
+        "two-step PIN",
+        &names.pin,
+        "6 digits",
+        secrets::generate_pin,
+    )
+    .await?
+    .ok_or_else(|| StepError::failed("two-step PIN", "not stored"))?;
+    match register::register_once(ctx, &meta, &pin, None, Purpose::Fresh).await? {
+        Registered::Already => println!("  on the Cloud API already: register was not called"),
+        Registered::Now => ctx.report.add(
+            "registration",
+            &id,
+            Action::Created,
+            Some(format!("two-step PIN from {}", names.pin)),
+        ),
+        Registered::AnswerLost => println!("  register's answer was lost: reading platform_type to see whether Meta registered the number"),
+    }
+    register::confirm_cloud_api(ctx, &meta).await?;
+    println!("  registered on the Cloud API; next: `provisioner connect`");
+    Ok(())
+}
+
+/// `up` on a Cloud API number: whatsapp (or skip), connect, link, keepalive; stops where the
+/// registration code is needed.
+pub async fn up(ctx: &mut Ctx) -> Result<(), StepError> {
+    match whatsapp(ctx).await? {
+        CodeRequest::Sent => {
+            println!();
+            println!("up: stopped for the registration code.");
+            println!("  1. `provisioner verify --code <the 6 digits>`");
+            println!("  2. `provisioner up` again: it continues with connect, link and keepalive");
+            return Ok(());
+        }
+        CodeRequest::NotNeeded | CodeRequest::Planned => {}
+    }
+    connect::run(ctx).await?;
+    link::run(&full_number(ctx)[1..], None, None)?;
+    job::run_keepalive(ctx).await?;
+    println!("up: done");
+    Ok(())
+}
+
+/// `plan` on a Cloud API number: what `up` would do now.
+pub async fn plan(ctx: &mut Ctx) -> Result<(), StepError> {
+    ctx.dry_run = true;
+    whatsapp(ctx).await?;
+    connect::run(ctx).await?;
+    job::run_keepalive(ctx).await?;
+    Ok(())
+}

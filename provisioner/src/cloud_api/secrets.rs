@@ -1,0 +1,191 @@
+//! The secrets of a number on the Cloud API, and of its move there: the two-step PIN, the
+//! webhook's verify token, the On-Premises backup and its password.
+//!
+//! Every one is read strictly: a secret that has versions but no enabled one is an error
+//! naming it (a PIN or a backup password must never be replaced by a new one while the old
+//! may be in use). A new value is generated and stored first, then read back: what is sent is
+//! what Secret Manager holds, so a crash at any point loses nothing.
+
+use secrecy::SecretString;
+
+use crate::report::Action;
+use crate::steps::Ctx;
+use crate::StepError;
+
+/// The names of this number's Cloud API secrets.
+#[derive(Debug, Clone)]
+pub struct CloudSecrets {
+    /// The two-step verification PIN (6 digits).
+    pub pin: String,
+    /// The token Meta's webhook handshake sends to LoyJoy's endpoint.
+    pub verify_token: String,
+    /// The password the On-Premises backup is encrypted with.
+    pub backup_password: String,
+    /// The On-Premises backup (`data` of `POST /v1/settings/backup`).
+    pub backup: String,
+}
+
+impl CloudSecrets {
+    pub fn of(ctx: &Ctx) -> CloudSecrets {
+        let base = ctx.cfg.resource_name();
+        CloudSecrets {
+            pin: format!("{base}-two-step-pin"),
+            verify_token: format!("{base}-webhook-verify-token"),
+            backup_password: format!("{base}-backup-password"),
+            backup: format!("{base}-backup"),
+        }
+    }
+
+    /// `projects/P/secrets/S/versions/latest` of `secret`.
+    pub fn version(ctx: &Ctx, secret: &str) -> String {
+        format!(
+            "projects/{}/secrets/{secret}/versions/latest",
+            ctx.cfg.project
+        )
+    }
+}
+
+/// The latest value of `secret`; `None` only when it does not exist or has no version at all.
+/// Versions that are all disabled or destroyed are an error naming the secret.
+pub async fn read(ctx: &Ctx, secret: &str) -> Result<Option<SecretString>, StepError> {
+    let project = &ctx.cfg.project;
+    let deadline = Some(ctx.call_deadline());
+    let resource = format!("secret {secret}");
+    if let Some(v) = ctx
+        .cloud
+        .secrets
+        .latest(project, secret, deadline)
+        .await
+        .map_err(ctx.google(&resource))?
+    {
+        return Ok(Some(v));
+    }
+    let versions = ctx
+        .cloud
+        .secrets
+        .versions(project, secret, deadline)
+        .await
+        .map_err(ctx.google(&resource))?
+        .unwrap_or_default();
+    if versions.is_empty() {
+        return Ok(None);
+    }
+    let states: Vec<String> = versions
+        .iter()
+        .map(|v| format!("{} {}", v.name.rsplit('/').next().unwrap_or("?"), v.state))
+        .collect();
+    Err(StepError::failed(
+        resource,
+        format!(
+            "exists but has no enabled version (versions: {}); it is never replaced by a new value while the old one may be in use. Enable the right version (gcloud secrets versions enable N --secret={secret}) or, if it is truly lost, see the README; then run `provisioner {}` again",
+            states.join(", "),
+            ctx.command
+        ),
+    ))
+}
+
+/// The stored value of `secret`, or a new one from `generate`, stored first and read back.
+/// `Ok(None)` under `--dry-run` when none is stored (the report says what would be). `what`
+/// describes the value for the report.
+pub async fn stored_or_new(
+    ctx: &mut Ctx,
+    kind: &'static str,
+    secret: &str,
+    what: &str,
+    generate: fn() -> SecretString,
+) -> Result<Option<SecretString>, StepError> {
+    if let Some(v) = read(ctx, secret).await? {
+        ctx.report.add(
+            kind,
+            secret,
+            Action::Exists,
+            Some("kept in Secret Manager".into()),
+        );
+        return Ok(Some(v));
+    }
+    if ctx.dry_run {
+        ctx.report.add(
+            kind,
+            secret,
+            Action::WouldCreate,
+            Some(format!(
+                "{what}, stored in Secret Manager before it is used"
+            )),
+        );
+        return Ok(None);
+    }
+    ctx.cloud
+        .secrets
+        .store(
+            &ctx.cfg.project,
+            secret,
+            &generate(),
+            &[("managed-by", "whatsapp-provisioner")],
+            Some(ctx.call_deadline()),
+        )
+        .await
+        .map_err(ctx.google(format!("secret {secret}")))?;
+    // What is used is what Secret Manager holds (a concurrent run may have stored another).
+    let stored = read(ctx, secret).await?.ok_or_else(|| {
+        StepError::failed(
+            format!("secret {secret}"),
+            "was stored but cannot be read back; run the command again",
+        )
+    })?;
+    ctx.report.add(
+        kind,
+        secret,
+        Action::Created,
+        Some(format!("{what}, kept in Secret Manager")),
+    );
+    Ok(Some(stored))
+}
+
+/// A two-step verification PIN: 6 digits from the operating system's CSPRNG.
+pub fn generate_pin() -> SecretString {
+    use rand::rngs::OsRng;
+    use rand::Rng;
+    use rand::TryRngCore;
+    let mut rng = OsRng.unwrap_err();
+    let pin: String = (0..6)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect();
+    SecretString::from(pin)
+}
+
+/// A webhook verify token: 48 letters and digits (it travels in a URL's query).
+pub fn generate_verify_token() -> SecretString {
+    use rand::distr::{Alphanumeric, SampleString};
+    use rand::rngs::OsRng;
+    use rand::TryRngCore;
+    let mut rng = OsRng.unwrap_err();
+    SecretString::from(Alphanumeric.sample_string(&mut rng, 48))
+}
+
+/// The On-Premises backup's password: 64 characters by the client's password rules.
+pub fn generate_backup_password() -> SecretString {
+    crate::steps::generate_password(64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn pins_are_six_digits_and_tokens_are_url_safe() {
+        for _ in 0..200 {
+            let pin = generate_pin();
+            let pin = pin.expose_secret();
+            assert_eq!(pin.len(), 6);
+            assert!(pin.bytes().all(|b| b.is_ascii_digit()), "{pin}");
+            let t = generate_verify_token();
+            assert_eq!(t.expose_secret().len(), 48);
+            assert!(t.expose_secret().bytes().all(|b| b.is_ascii_alphanumeric()));
+        }
+        assert_ne!(
+            generate_verify_token().expose_secret(),
+            generate_verify_token().expose_secret()
+        );
+    }
+}
