@@ -48,6 +48,9 @@ pub enum GraphFault {
     Hang,
     /// The connection is dropped (in a batch: the item is `null`).
     Close,
+    /// The call is carried out (a register registers), then no answer comes: a client that
+    /// crashed or timed out after Meta acted.
+    LoseAnswer,
 }
 
 impl GraphFault {

@@ -27,6 +27,8 @@ enum Outcome {
     Answer(u16, Value),
     Hang,
     Close,
+    /// Carry the call out, then do not answer ([`GraphFault::LoseAnswer`]).
+    Lost,
 }
 
 /// HTTP status of a Graph error code, per the error table.
@@ -130,7 +132,7 @@ pub(super) async fn handle(
     };
     match outcome {
         Outcome::Answer(status, v) => json_response(status, &v),
-        Outcome::Hang => match hang().await {},
+        Outcome::Hang | Outcome::Lost => match hang().await {},
         Outcome::Close => close_connection(),
     }
 }
@@ -205,7 +207,7 @@ async fn batch(state: &Shared, token: Option<&str>, params: &mut Map<String, Val
                 }
                 a
             }
-            Outcome::Hang | Outcome::Close => Value::Null,
+            Outcome::Hang | Outcome::Close | Outcome::Lost => Value::Null,
         }
     }))
     .await;
@@ -240,6 +242,7 @@ async fn take_fault_outcome(
         }
         GraphFault::Hang => Some(Outcome::Hang),
         GraphFault::Close => Some(Outcome::Close),
+        GraphFault::LoseAnswer => Some(Outcome::Lost),
     }
 }
 
@@ -251,9 +254,11 @@ async fn call(
     params: &Map<String, Value>,
     batched: bool,
 ) -> Outcome {
-    if let Some(o) = take_fault_outcome(state, path, method, batched).await {
-        return o;
-    }
+    let lose_answer = match take_fault_outcome(state, path, method, batched).await {
+        Some(Outcome::Lost) => true,
+        Some(o) => return o,
+        None => false,
+    };
     let app = match authenticate(&lock(state), token, path) {
         Ok(app) => app,
         Err(f) => return f.outcome(),
@@ -274,6 +279,9 @@ async fn call(
         Ok((v, disconnected)) => {
             if let (Some(id), Some(f)) = (disconnected, disconnect) {
                 f(&id);
+            }
+            if lose_answer {
+                return Outcome::Lost;
             }
             Outcome::Answer(200, v)
         }

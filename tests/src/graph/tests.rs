@@ -379,3 +379,19 @@ async fn batches_answer_per_item_in_one_request() {
     assert_eq!(resp.status(), 400);
     assert!(fake.access_token_requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_lost_answer_still_registers() {
+    let (fake, c) = setup().await;
+    fake.update_number("1111", |n| n.platform_type = "NOT_APPLICABLE".into());
+    fake.fail_next("1111/register", 1, GraphFault::LoseAnswer);
+    let c = c.with_timeout(Duration::from_millis(300));
+    let e = c
+        .register(&token(), "1111", &SecretString::from("123456"), None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GraphError::Timeout { .. }), "{e}");
+    let n = fake.number("1111").unwrap();
+    assert_eq!(n.platform_type, "CLOUD_API");
+    assert_eq!(n.register_calls.len(), 1);
+}
