@@ -105,6 +105,16 @@ pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> 
         );
         return Ok(());
     }
+    // The PIN first: one that cannot be read stops the run before anything is sent.
+    let pin = secrets::stored_or_new(
+        ctx,
+        "two-step PIN",
+        &names.pin,
+        "6 digits",
+        secrets::generate_pin,
+    )
+    .await?
+    .ok_or_else(|| StepError::failed("two-step PIN", "not stored"))?;
     match meta
         .graph
         .verify_code(&meta.token, &id, &code, Some(ctx.call_deadline()))
@@ -122,15 +132,6 @@ pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> 
             ))
         }
     }
-    let pin = secrets::stored_or_new(
-        ctx,
-        "two-step PIN",
-        &names.pin,
-        "6 digits",
-        secrets::generate_pin,
-    )
-    .await?
-    .ok_or_else(|| StepError::failed("two-step PIN", "not stored"))?;
     match register::register_once(ctx, &meta, &pin, None, Purpose::Fresh).await? {
         Registered::Already => println!("  on the Cloud API already: register was not called"),
         Registered::Now => ctx.report.add(
