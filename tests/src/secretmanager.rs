@@ -52,6 +52,8 @@ struct SmState {
     /// (project, secret) -> secret
     secrets: BTreeMap<(String, String), Secret>,
     faults: Faults,
+    /// Faults for requests whose path contains the key (e.g. one secret's `:addVersion`).
+    path_faults: Vec<(String, Faults)>,
     accesses: usize,
 }
 
@@ -199,6 +201,15 @@ impl FakeSecretManager {
         lock(&self.state).faults.next(n, status);
     }
 
+    /// The next `n` requests whose path contains `path_part` (e.g. `my-secret:addVersion`)
+    /// answer `status`.
+    pub fn fail_next_on(&self, path_part: &str, n: usize, status: u16) {
+        let mut st = lock(&self.state);
+        let mut f = Faults::default();
+        f.next(n, status);
+        st.path_faults.push((path_part.to_owned(), f));
+    }
+
     /// Every request answers `status` until cleared.
     pub fn fail_always(&self, status: u16) {
         lock(&self.state).faults.always(status);
@@ -206,7 +217,9 @@ impl FakeSecretManager {
 
     /// Removes scripted failures.
     pub fn clear_failures(&self) {
-        lock(&self.state).faults.clear();
+        let mut st = lock(&self.state);
+        st.faults.clear();
+        st.path_faults.clear();
     }
 }
 
@@ -253,6 +266,14 @@ async fn handle(
     }
     let mut st = lock(&ctx.state);
     if let Some(code) = st.faults.take() {
+        return scripted_error(code, SECRET_MANAGER_ERRORS);
+    }
+    let on_path = st
+        .path_faults
+        .iter_mut()
+        .filter(|(key, _)| uri.path().contains(key.as_str()))
+        .find_map(|(_, f)| f.take());
+    if let Some(code) = on_path {
         return scripted_error(code, SECRET_MANAGER_ERRORS);
     }
     let path = uri.path().trim_matches('/');

@@ -192,3 +192,35 @@ async fn a_disabled_pin_is_never_replaced_by_a_new_one() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_registered_meanwhile_is_not_registered_again() {
+    let w = World::new(Platform::Cloud, "NOT_APPLICABLE").await;
+    // verify_code is slow; while it runs, the number gets registered elsewhere (another
+    // engineer, a run whose answer was lost). Right before register, the platform is read.
+    w.graph.fail_next(
+        &format!("{PHONE_ID}/verify_code"),
+        1,
+        keepalive_tests::graph::GraphFault::Delay(std::time::Duration::from_secs(2)),
+    );
+    let run = w.run(&["verify", "--code", "123456"]);
+    let flip = async {
+        for _ in 0..200 {
+            if w.graph.count("POST", &format!("{PHONE_ID}/verify_code")) == 1 {
+                w.graph
+                    .update_number(PHONE_ID, |n| n.platform_type = "CLOUD_API".into());
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("verify_code was never called");
+    };
+    let (run, ()) = tokio::join!(run, flip);
+    ok(&run);
+    assert!(
+        run.stdout.contains("register was not called"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.register_calls(), 0);
+}
