@@ -14,11 +14,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
     for secret in [n.db_password_secret, n.api_password_secret] {
         destroy_versions(ctx, &secret).await?;
     }
-    let kept = [
-        n.admin_password_secret,
-        crate::cloud_api::secrets::CloudSecrets::of(ctx).pin,
-        crate::cloud_api::secrets::CloudSecrets::of(ctx).backup,
-    ];
+    let c = crate::cloud_api::secrets::CloudSecrets::of(ctx);
+    let kept = [n.admin_password_secret, c.pin, c.backup, c.backup_password];
     for secret in kept {
         ctx.report.add(
             KIND,
