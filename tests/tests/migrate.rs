@@ -342,3 +342,15 @@ async fn another_number_behind_the_id_is_refused_naming_the_key() {
     );
     assert_eq!(w.register_calls(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_needs_the_cloud_section() {
+    let w = onprem().await;
+    let text = w.config_text(Platform::OnPrem, "");
+    let without: String = text[..text.find("[cloud]").unwrap()].to_string();
+    std::fs::write(&w.config, without).unwrap();
+    let run = w.run(&["migrate"]).await;
+    assert_eq!(run.code, Some(2), "{}", run.output());
+    assert!(run.stderr.contains("cloud.phone_number_id"), "{}", run.stderr);
+    assert!(w.graph.calls().is_empty() && w.wa.backups().is_empty());
+}
