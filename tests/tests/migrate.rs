@@ -351,6 +351,10 @@ async fn migrate_needs_the_cloud_section() {
     std::fs::write(&w.config, without).unwrap();
     let run = w.run(&["migrate"]).await;
     assert_eq!(run.code, Some(2), "{}", run.output());
-    assert!(run.stderr.contains("cloud.phone_number_id"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cloud.phone_number_id"),
+        "{}",
+        run.stderr
+    );
     assert!(w.graph.calls().is_empty() && w.wa.backups().is_empty());
 }
