@@ -2,9 +2,12 @@
 //! the next. Resources go through [`ensure`](crate::ensure::ensure); what is not a resource
 //! (waits, the WhatsApp client's API) is done here.
 //!
-//! 1. [`database`]; 2. [`vm`] (with [`whatsapp_endpoint`]: where the client's API is and
-//! the pinned TLS client for it); 3 and 4. [`onboard`] (`whatsapp`, `verify`, `connect`);
-//! 5. [`link`]; 6. [`keepalive`].
+//! - step 1: [`database`];
+//! - step 2: [`vm`], with [`whatsapp_endpoint`] (where the client's API is, and the pinned
+//!   TLS client for it);
+//! - steps 3 and 4: [`onboard`] (`whatsapp`, `verify`, `connect`);
+//! - step 5: [`link`];
+//! - step 6: [`keepalive`].
 
 pub mod database;
 pub mod keepalive;
