@@ -52,7 +52,7 @@ use time::OffsetDateTime;
 
 mod decommission;
 
-use crate::server::{Fault, Faults};
+use crate::server::{FakeState, Fault, Faults};
 use crate::{
     server::{
         bearer_token, hang, json_response, lock, now, query_param, random_string, rfc3339_utc,
@@ -147,12 +147,6 @@ struct SqlState {
     exports: Vec<(String, String)>,
     /// Fields an operation's JSON carries beyond the common ones (`exportContext`).
     op_extra: HashMap<String, Value>,
-}
-
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<SqlState>>,
-    tokens: Arc<TokenRegistry>,
 }
 
 /// The fake Cloud SQL Admin API.
@@ -758,7 +752,7 @@ impl FakeSqlAdmin {
             exports: Vec::new(),
             op_extra: HashMap::new(),
         }));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens,
         };
@@ -1102,7 +1096,7 @@ fn parse_body(body: &[u8]) -> Result<Value, Response> {
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<SqlState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

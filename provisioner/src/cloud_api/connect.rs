@@ -5,30 +5,29 @@
 use super::secrets::{self, CloudSecrets};
 use super::{full_number, Meta};
 use crate::report::Action;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
-    let meta = Meta::open(ctx, "connect on the Cloud API").await?;
-    run_with(ctx, &meta).await
+pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
+    let meta = Meta::open(prov, "connect on the Cloud API").await?;
+    run_with(prov, &meta).await
 }
 
 /// [`run`] with a client already open (`migrate`).
-pub async fn run_with(ctx: &mut Ctx, meta: &Meta) -> Result<(), StepError> {
+pub async fn run_with(prov: &Provisioner, meta: &Meta) -> Result<(), StepError> {
     let c = meta.cloud.clone();
     println!(
         "connect: {} (phone number id {}) to LoyJoy",
-        full_number(ctx),
+        full_number(prov),
         c.phone_number_id
     );
-    let deadline = Some(ctx.call_deadline());
+    let deadline = Some(prov.call_deadline());
 
     // The app: `cloud.app_id`, else the token's own. Meta subscribes the token's app only.
     let token_app = match meta.graph.debug_token(&meta.token, deadline).await {
         Ok(info) => info.app_id,
         Err(e) if c.app_id.is_empty() => {
             return Err(meta.failed(
-                ctx,
+                prov,
                 "access token (debug_token: which app it belongs to)",
                 e,
             ))
@@ -49,13 +48,13 @@ pub async fn run_with(ctx: &mut Ctx, meta: &Meta) -> Result<(), StepError> {
         .graph
         .subscribed_apps(&meta.token, &c.waba_id, deadline)
         .await
-        .map_err(|e| meta.failed(ctx, &format!("subscribed apps of WABA {}", c.waba_id), e))?;
+        .map_err(|e| meta.failed(prov, &format!("subscribed apps of WABA {}", c.waba_id), e))?;
     let resource = format!("app {app} on WABA {}", c.waba_id);
     if subscribed.iter().any(|a| a.id == app) {
-        ctx.report
+        prov.report
             .add("subscription", &resource, Action::Exists, None);
     } else if token_app.as_deref().is_some_and(|t| t != app) {
-        ctx.report.add(
+        prov.report.add(
             "subscription",
             &resource,
             Action::ByHand(format!(
@@ -64,42 +63,42 @@ pub async fn run_with(ctx: &mut Ctx, meta: &Meta) -> Result<(), StepError> {
             )),
             None,
         );
-    } else if ctx.dry_run {
-        ctx.report
+    } else if prov.dry_run {
+        prov.report
             .add("subscription", &resource, Action::WouldCreate, None);
     } else {
         meta.graph
             .subscribe_app(&meta.token, &c.waba_id, deadline)
             .await
-            .map_err(|e| meta.failed(ctx, &format!("POST {}/subscribed_apps", c.waba_id), e))?;
+            .map_err(|e| meta.failed(prov, &format!("POST {}/subscribed_apps", c.waba_id), e))?;
         let now = meta
             .graph
             .subscribed_apps(&meta.token, &c.waba_id, deadline)
             .await
-            .map_err(|e| meta.failed(ctx, &format!("subscribed apps of WABA {}", c.waba_id), e))?;
+            .map_err(|e| meta.failed(prov, &format!("subscribed apps of WABA {}", c.waba_id), e))?;
         if !now.iter().any(|a| a.id == app) {
             return Err(StepError::failed(
                 resource,
                 "Meta answered success but does not list the app as subscribed; run `provisioner connect` again",
             ));
         }
-        ctx.report
+        prov.report
             .add("subscription", &resource, Action::Created, None);
     }
 
     // The verify token, stored before Meta's handshake sends it to LoyJoy.
-    let names = CloudSecrets::of(ctx);
+    let names = CloudSecrets::of(prov);
     let token = secrets::stored_or_new(
-        ctx,
+        prov,
         "webhook verify token",
         &names.verify_token,
         "48 letters and digits",
         secrets::generate_verify_token,
     )
     .await?;
-    print_for_loyjoy(ctx, meta, &names);
+    print_for_loyjoy(prov, meta, &names);
 
-    let number = meta.number(ctx).await?;
+    let number = meta.number(prov).await?;
     let current = number
         .webhook_configuration
         .phone_number
@@ -107,7 +106,7 @@ pub async fn run_with(ctx: &mut Ctx, meta: &Meta) -> Result<(), StepError> {
         .unwrap_or_default();
     let hook = format!("webhook override of {}", c.phone_number_id);
     if current == c.webhook_url {
-        ctx.report.add(
+        prov.report.add(
             "webhook",
             &hook,
             Action::Exists,
@@ -121,12 +120,12 @@ pub async fn run_with(ctx: &mut Ctx, meta: &Meta) -> Result<(), StepError> {
         format!("{current} → {}", c.webhook_url)
     };
     let Some(token) = token else {
-        ctx.report
+        prov.report
             .add("webhook", &hook, Action::WouldUpdate(change), None);
         return Ok(());
     };
-    if ctx.dry_run {
-        ctx.report
+    if prov.dry_run {
+        prov.report
             .add("webhook", &hook, Action::WouldUpdate(change), None);
         return Ok(());
     }
@@ -138,24 +137,24 @@ pub async fn run_with(ctx: &mut Ctx, meta: &Meta) -> Result<(), StepError> {
                 format!("POST {} (webhook override)", c.phone_number_id),
                 format!(
                     "{e}\n  Meta verifies the URL first by calling it with the verify token: enter the verify token in LoyJoy (above), check that {} answers, then run `provisioner {}` again",
-                    c.webhook_url, ctx.command
+                    c.webhook_url, prov.command
                 ),
             )
         })?;
-    let now = meta.number(ctx).await?;
+    let now = meta.number(prov).await?;
     if now.webhook_configuration.phone_number.as_deref() != Some(c.webhook_url.as_str()) {
         return Err(StepError::failed(
             hook,
             "Meta answered success but the override does not read back; run `provisioner connect` again",
         ));
     }
-    ctx.report
+    prov.report
         .add("webhook", &hook, Action::Updated(change), None);
     Ok(())
 }
 
 /// What to enter in LoyJoy: ids, and where the secrets are (never the secrets).
-fn print_for_loyjoy(ctx: &Ctx, meta: &Meta, names: &CloudSecrets) {
+fn print_for_loyjoy(prov: &Provisioner, meta: &Meta, names: &CloudSecrets) {
     let c = &meta.cloud;
     println!();
     println!("  In LoyJoy, under Bot / Publish / WhatsApp (Cloud API), enter:");
@@ -167,7 +166,7 @@ fn print_for_loyjoy(ctx: &Ctx, meta: &Meta, names: &CloudSecrets) {
     );
     println!(
         "    webhook verify token: in Secret Manager, {} (`provisioner secrets show webhook-verify-token`)",
-        CloudSecrets::version(ctx, &names.verify_token)
+        CloudSecrets::version(prov, &names.verify_token)
     );
     println!("    webhook URL:          {}", c.webhook_url);
     println!();

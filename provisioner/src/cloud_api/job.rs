@@ -7,18 +7,17 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::secrets::CloudSecrets;
+use crate::names::KeepaliveNames;
 use crate::report::Action;
-use crate::steps::keepalive::KeepaliveNames;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// The job's fields this module writes (update-mask names).
 const FIELDS: &str = "description,schedule,timeZone,pubsubTarget,retryConfig,attemptDeadline";
 
 /// The Cloud API payload for this number: ids, where the token and the verify token are
 /// (never the values), the webhook, and a label.
-pub fn payload(ctx: &Ctx) -> Result<Value, StepError> {
-    let c = ctx
+pub fn payload(prov: &Provisioner) -> Result<Value, StepError> {
+    let c = prov
         .cfg
         .require_cloud("the Cloud API keepalive job")
         .map_err(|e| StepError::Config(e.message))?;
@@ -27,8 +26,8 @@ pub fn payload(ctx: &Ctx) -> Result<Value, StepError> {
         "wabaId": c.waba_id,
         "accessTokenSecret": c.access_token_secret,
         "webhookUrl": c.webhook_url,
-        "webhookVerifyTokenSecret": CloudSecrets::version(ctx, &CloudSecrets::of(ctx).verify_token),
-        "name": format!("+{}{}", ctx.cfg.country_code, ctx.cfg.phone_number),
+        "webhookVerifyTokenSecret": CloudSecrets::version(prov, &CloudSecrets::of(prov).verify_token),
+        "name": format!("+{}{}", prov.cfg.country_code, prov.cfg.phone_number),
     });
     if !c.app_id.is_empty() {
         p["appId"] = json!(c.app_id);
@@ -102,16 +101,16 @@ pub enum JobChange {
 
 /// Brings the number's job to the Cloud API payload: rewrites an existing one in place;
 /// creates one only when `create` (the `keepalive` step; `migrate` only rewrites).
-pub async fn ensure(ctx: &mut Ctx, create: bool) -> Result<JobChange, StepError> {
+pub async fn ensure(prov: &Provisioner, create: bool) -> Result<JobChange, StepError> {
     const KIND: &str = "Cloud Scheduler job";
-    let k = KeepaliveNames::of(ctx);
-    let want = job_body(&k, &ctx.cfg.keepalive.topic, &payload(ctx)?);
+    let k = KeepaliveNames::of(&prov.cfg);
+    let want = job_body(&k, &prov.cfg.keepalive.topic, &payload(prov)?);
     let resource = format!("{KIND} {}", k.job_name());
-    let sched = &ctx.cloud.scheduler;
+    let sched = &prov.google.scheduler;
     let have = sched
-        .get_job(&k.project, &k.region, &k.job, Some(ctx.call_deadline()))
+        .get_job(&k.project, &k.region, &k.job, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(&resource))?;
+        .map_err(prov.google_failed(&resource))?;
     let detail = Some(format!(
         "Cloud API payload for {} to {}",
         want["pubsubTarget"]["attributes"]["phoneNumberId"]
@@ -123,24 +122,24 @@ pub async fn ensure(ctx: &mut Ctx, create: bool) -> Result<JobChange, StepError>
         if !create {
             return Ok(JobChange::Missing);
         }
-        if ctx.dry_run {
-            ctx.report.add(KIND, &k.job, Action::WouldCreate, detail);
+        if prov.dry_run {
+            prov.report.add(KIND, &k.job, Action::WouldCreate, detail);
             return Ok(JobChange::Planned);
         }
         match sched
-            .create_job(&k.project, &k.region, &want, Some(ctx.call_deadline()))
+            .create_job(&k.project, &k.region, &want, Some(prov.call_deadline()))
             .await
         {
             Ok(_) => {}
             // Made by a run whose answer was lost: written below like any existing job.
-            Err(e) if e.is_already_exists() => return Box::pin(ensure(ctx, false)).await,
-            Err(e) => return Err(ctx.google(&resource)(e)),
+            Err(e) if e.is_already_exists() => return Box::pin(ensure(prov, false)).await,
+            Err(e) => return Err(prov.google_failed(&resource)(e)),
         }
-        ctx.report.add(KIND, &k.job, Action::Created, detail);
+        prov.report.add(KIND, &k.job, Action::Created, detail);
         return Ok(JobChange::Created);
     };
     if publishes(&have, &want) {
-        ctx.report.add(KIND, &k.job, Action::Exists, detail);
+        prov.report.add(KIND, &k.job, Action::Exists, detail);
         return Ok(JobChange::Unchanged);
     }
     let words = if is_onprem(&have) {
@@ -148,12 +147,12 @@ pub async fn ensure(ctx: &mut Ctx, create: bool) -> Result<JobChange, StepError>
     } else {
         "payload → the Cloud API payload of number.toml".to_string()
     };
-    if ctx.dry_run {
-        ctx.report
+    if prov.dry_run {
+        prov.report
             .add(KIND, &k.job, Action::WouldUpdate(words), detail);
         return Ok(JobChange::Planned);
     }
-    ctx.cloud
+    prov.google
         .scheduler
         .patch_job(
             &k.project,
@@ -161,23 +160,24 @@ pub async fn ensure(ctx: &mut Ctx, create: bool) -> Result<JobChange, StepError>
             &k.job,
             &want,
             FIELDS,
-            Some(ctx.call_deadline()),
+            Some(prov.call_deadline()),
         )
         .await
-        .map_err(ctx.google(&resource))?;
-    ctx.report.add(KIND, &k.job, Action::Updated(words), detail);
+        .map_err(prov.google_failed(&resource))?;
+    prov.report
+        .add(KIND, &k.job, Action::Updated(words), detail);
     Ok(JobChange::Rewritten)
 }
 
 /// `keepalive` on a Cloud API number (for now the number's job; the shared topic, service
 /// and subscription are the On-Premises step's until the step is split by resource).
-pub async fn run_keepalive(ctx: &mut Ctx) -> Result<(), StepError> {
-    let k = KeepaliveNames::of(ctx);
+pub async fn run_keepalive(prov: &Provisioner) -> Result<(), StepError> {
+    let k = KeepaliveNames::of(&prov.cfg);
     println!(
         "keepalive: job {} in {} with the Cloud API payload, topic {}",
         k.job, k.region, k.topic
     );
-    ensure(ctx, true).await?;
+    ensure(prov, true).await?;
     Ok(())
 }
 

@@ -22,8 +22,7 @@ use shared::payload::SecretVersion;
 use std::time::Duration;
 
 use crate::config::CloudConfig;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// Each Graph request's own bound (the command's deadline bounds the retries).
 const GRAPH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,31 +38,31 @@ pub struct Meta {
 impl Meta {
     /// Checks `[cloud]` (exit 2 naming the key when it is incomplete: `who` needs it), reads
     /// the access token from Secret Manager and builds the client.
-    pub async fn open(ctx: &Ctx, who: &str) -> Result<Meta, StepError> {
-        let cloud = ctx
+    pub async fn open(prov: &Provisioner, who: &str) -> Result<Meta, StepError> {
+        let cloud = prov
             .cfg
             .require_cloud(who)
             .map_err(|e| StepError::Config(e.message))?
             .clone();
         let version = SecretVersion::parse(&cloud.access_token_secret)
             .map_err(|e| StepError::Config(format!("`cloud.access_token_secret`: {e}")))?;
-        let token = ctx
-            .cloud
+        let token = prov
+            .google
             .secrets
-            .access(&version, Some(ctx.call_deadline()))
+            .access(&version, Some(prov.call_deadline()))
             .await
             .map_err(|e| {
                 StepError::failed(
                     format!("access token {}", cloud.access_token_secret),
                     format!(
                         "cannot be read from Secret Manager: {e}\n  store the system user's token there (printf %s TOKEN | gcloud secrets versions add SECRET --data-file=-) and run `provisioner {}` again",
-                        ctx.command
+                        prov.command
                     ),
                 )
             })?;
         let graph = GraphClient::new(
             GraphClient::http_client(),
-            ctx.cloud.graph_endpoint.clone(),
+            prov.env.graph_endpoint.clone(),
             cloud.graph_version.clone(),
             GRAPH_TIMEOUT,
         );
@@ -75,17 +74,17 @@ impl Meta {
     }
 
     /// `GET /{phone_number_id}`: status, platform, quality, health, webhooks.
-    pub async fn number(&self, ctx: &Ctx) -> Result<PhoneNumber, StepError> {
+    pub async fn number(&self, prov: &Provisioner) -> Result<PhoneNumber, StepError> {
         self.graph
             .phone_number(
                 &self.token,
                 &self.cloud.phone_number_id,
-                Some(ctx.call_deadline()),
+                Some(prov.call_deadline()),
             )
             .await
             .map_err(|e| {
                 self.failed(
-                    ctx,
+                    prov,
                     &format!("phone number {}", self.cloud.phone_number_id),
                     e,
                 )
@@ -93,11 +92,11 @@ impl Meta {
     }
 
     /// A Graph error as a step error: what it means for this number and how to go on.
-    pub fn failed(&self, ctx: &Ctx, resource: &str, e: GraphError) -> StepError {
+    pub fn failed(&self, prov: &Provisioner, resource: &str, e: GraphError) -> StepError {
         let hint = if e.is_token_invalid() {
             format!(
                 "the access token in {} is invalid or expired: put a new system-user token there and run `provisioner {}` again",
-                self.cloud.access_token_secret, ctx.command
+                self.cloud.access_token_secret, prov.command
             )
         } else if e.is_permission() {
             "the token lacks a permission (whatsapp_business_management, whatsapp_business_messaging) or the system user lacks access to the WABA: fix it in Business Manager and run the command again".to_string()
@@ -106,7 +105,7 @@ impl Meta {
         } else {
             format!(
                 "to resume: run `provisioner {}` again (it reads before it acts)",
-                ctx.command
+                prov.command
             )
         };
         StepError::failed(resource, format!("{e}\n  {hint}"))
@@ -114,8 +113,8 @@ impl Meta {
 }
 
 /// `+<digits>` of the number this configuration is for.
-pub fn full_number(ctx: &Ctx) -> String {
-    format!("+{}{}", ctx.cfg.country_code, ctx.cfg.phone_number)
+pub fn full_number(prov: &Provisioner) -> String {
+    format!("+{}{}", prov.cfg.country_code, prov.cfg.phone_number)
 }
 
 /// The digits of a display number (`+1 631-555-5555` → `16315555555`).

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::Meta;
-use crate::progress::{wait_for, Poll};
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::progress::wait_for;
+use crate::{Provisioner, StepError};
+use shared::google::operation::Poll;
 
 /// Set by the first register call of this process, whatever its outcome.
 static SENT: AtomicBool = AtomicBool::new(false);
@@ -41,7 +41,7 @@ pub enum Purpose {
 /// Registers the number, unless it is on the Cloud API already (read right before) or this
 /// process called register once already. `backup`: the On-Premises backup of a migration.
 pub async fn register_once(
-    ctx: &Ctx,
+    prov: &Provisioner,
     meta: &Meta,
     pin: &secrecy::SecretString,
     backup: Option<&RegisterBackup>,
@@ -49,7 +49,7 @@ pub async fn register_once(
 ) -> Result<Registered, StepError> {
     let id = &meta.cloud.phone_number_id;
     let resource = format!("register of phone number {id}");
-    if meta.number(ctx).await?.is_cloud_api() {
+    if meta.number(prov).await?.is_cloud_api() {
         return Ok(Registered::Already);
     }
     if SENT.swap(true, Ordering::SeqCst) {
@@ -71,7 +71,7 @@ pub async fn register_once(
         Err(e) if e.is_register_limit() => Err(StepError::failed(resource, limit_advice(&e))),
         Err(e) if e.is_wrong_pin() => Err(StepError::failed(
             resource,
-            wrong_pin_advice(ctx, &e, purpose),
+            wrong_pin_advice(prov, &e, purpose),
         )),
         // Meta refused the backup (stale, expired, unknown): say so and name the other way.
         Err(e)
@@ -88,31 +88,27 @@ pub async fn register_once(
                 ),
             ))
         }
-        Err(e) => Err(meta.failed(ctx, &resource, e)),
+        Err(e) => Err(meta.failed(prov, &resource, e)),
     }
 }
 
 /// After a register: polls `platform_type` until it reads `CLOUD_API` (bounded).
-pub async fn confirm_cloud_api(ctx: &Ctx, meta: &Meta) -> Result<(), StepError> {
+pub async fn confirm_cloud_api(prov: &Provisioner, meta: &Meta) -> Result<(), StepError> {
     let what = format!(
         "phone number {} to read platform_type CLOUD_API",
         meta.cloud.phone_number_id
     );
-    wait_for(
-        &what,
-        ctx.cloud.timeout(Duration::from_secs(180)),
-        || async {
-            let n = meta.number(ctx).await?;
-            Ok(if n.is_cloud_api() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!(
-                    "platform_type {}",
-                    n.platform_type.as_deref().unwrap_or("not said")
-                ))
-            })
-        },
-    )
+    wait_for(prov, &what, Duration::from_secs(180), || async {
+        let n = meta.number(prov).await?;
+        Ok(if n.is_cloud_api() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!(
+                "platform_type {}",
+                n.platform_type.as_deref().unwrap_or("not said")
+            ))
+        })
+    })
     .await
 }
 
@@ -128,8 +124,8 @@ pub fn limit_advice(e: &GraphError) -> String {
 }
 
 /// 133005 in words: how to recover.
-fn wrong_pin_advice(ctx: &Ctx, e: &GraphError, purpose: Purpose) -> String {
-    let secret = super::secrets::CloudSecrets::of(ctx).pin;
+fn wrong_pin_advice(prov: &Provisioner, e: &GraphError, purpose: Purpose) -> String {
+    let secret = super::secrets::CloudSecrets::of(prov).pin;
     let state = match purpose {
         Purpose::Migration => "Meta may have shut the On-Premises client down; the number is not on the Cloud API yet. The backup stays in Secret Manager.",
         Purpose::Fresh => "The number is not registered.",

@@ -8,7 +8,8 @@ use super::register::{self, Purpose, Registered};
 use super::secrets::{self, CloudSecrets};
 use super::{connect, describe, full_number, job, Meta};
 use crate::report::Action;
-use crate::steps::{link, Ctx};
+use crate::steps::link;
+use crate::Provisioner;
 use crate::StepError;
 
 /// What `whatsapp` found or did.
@@ -24,10 +25,10 @@ pub enum CodeRequest {
 
 /// `whatsapp` on a Cloud API number: requests the registration code, unless the number is
 /// registered on the Cloud API already.
-pub async fn whatsapp(ctx: &mut Ctx) -> Result<CodeRequest, StepError> {
-    println!("whatsapp: {} on the Cloud API", full_number(ctx));
-    let meta = Meta::open(ctx, "platform = \"cloud\"").await?;
-    let n = meta.number(ctx).await?;
+pub async fn whatsapp(prov: &Provisioner) -> Result<CodeRequest, StepError> {
+    println!("whatsapp: {} on the Cloud API", full_number(prov));
+    let meta = Meta::open(prov, "platform = \"cloud\"").await?;
+    let n = meta.number(prov).await?;
     println!("  {}", describe(&n));
     if n.is_cloud_api() {
         let state = if n.is_connected() {
@@ -41,13 +42,13 @@ pub async fn whatsapp(ctx: &mut Ctx) -> Result<CodeRequest, StepError> {
     if n.platform_type.as_deref() == Some("ON_PREMISE") {
         println!("  note: this number is registered on the On-Premises API; registering it here afresh moves it without its On-Premises data. `provisioner migrate` (with platform = \"onprem\") moves it with its backup.");
     }
-    let method = match ctx.cfg.whatsapp.method.as_str() {
+    let method = match prov.cfg.whatsapp.method.as_str() {
         "voice" => CodeMethod::Voice,
         _ => CodeMethod::Sms,
     };
     let id = meta.cloud.phone_number_id.clone();
-    if ctx.dry_run {
-        ctx.report.add(
+    if prov.dry_run {
+        prov.report.add(
             "registration code",
             &id,
             Action::WouldCreate,
@@ -56,9 +57,15 @@ pub async fn whatsapp(ctx: &mut Ctx) -> Result<CodeRequest, StepError> {
         return Ok(CodeRequest::Planned);
     }
     meta.graph
-        .request_code(&meta.token, &id, method, "en_US", Some(ctx.call_deadline()))
+        .request_code(
+            &meta.token,
+            &id,
+            method,
+            "en_US",
+            Some(prov.call_deadline()),
+        )
         .await
-        .map_err(|e| meta.failed(ctx, &format!("POST {id}/request_code"), e))?;
+        .map_err(|e| meta.failed(prov, &format!("POST {id}/request_code"), e))?;
     println!(
         "  a registration code is on its way by {} to {}",
         if method == CodeMethod::Voice {
@@ -66,7 +73,7 @@ pub async fn whatsapp(ctx: &mut Ctx) -> Result<CodeRequest, StepError> {
         } else {
             "SMS"
         },
-        full_number(ctx)
+        full_number(prov)
     );
     println!("  next: `provisioner verify --code <the 6 digits>`");
     Ok(CodeRequest::Sent)
@@ -75,29 +82,29 @@ pub async fn whatsapp(ctx: &mut Ctx) -> Result<CodeRequest, StepError> {
 /// `verify --code` on a Cloud API number: verifies the code, then registers with the
 /// two-step PIN (stored, or generated and stored first). Nothing is sent for a number that
 /// is on the Cloud API already.
-pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> {
-    println!("verify: {} on the Cloud API", full_number(ctx));
-    let meta = Meta::open(ctx, "platform = \"cloud\"").await?;
-    let n = meta.number(ctx).await?;
+pub async fn verify(prov: &Provisioner, code: SecretString) -> Result<(), StepError> {
+    println!("verify: {} on the Cloud API", full_number(prov));
+    let meta = Meta::open(prov, "platform = \"cloud\"").await?;
+    let n = meta.number(prov).await?;
     println!("  {}", describe(&n));
     if n.is_cloud_api() {
         println!("  registered on the Cloud API already: nothing to verify or register; next: `provisioner connect`");
         return Ok(());
     }
     let id = meta.cloud.phone_number_id.clone();
-    let names = CloudSecrets::of(ctx);
-    if ctx.dry_run {
-        ctx.report
+    let names = CloudSecrets::of(prov);
+    if prov.dry_run {
+        prov.report
             .add("verification", &id, Action::WouldCreate, None);
         secrets::stored_or_new(
-            ctx,
+            prov,
             "two-step PIN",
             &names.pin,
             "6 digits",
             secrets::generate_pin,
         )
         .await?;
-        ctx.report.add(
+        prov.report.add(
             "registration",
             &id,
             Action::WouldCreate,
@@ -107,7 +114,7 @@ pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> 
     }
     // The PIN first: one that cannot be read stops the run before anything is sent.
     let pin = secrets::stored_or_new(
-        ctx,
+        prov,
         "two-step PIN",
         &names.pin,
         "6 digits",
@@ -117,13 +124,13 @@ pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> 
     .ok_or_else(|| StepError::failed("two-step PIN", "not stored"))?;
     match meta
         .graph
-        .verify_code(&meta.token, &id, &code, Some(ctx.call_deadline()))
+        .verify_code(&meta.token, &id, &code, Some(prov.call_deadline()))
         .await
     {
-        Ok(()) => ctx.report.add("verification", &id, Action::Created, None),
+        Ok(()) => prov.report.add("verification", &id, Action::Created, None),
         // "Already verified" (a second verify after a crash before register): go on.
         Err(e) if e.code() == Some(136024) => {
-            ctx.report.add("verification", &id, Action::Exists, None)
+            prov.report.add("verification", &id, Action::Exists, None)
         }
         Err(e) => {
             return Err(StepError::failed(
@@ -132,9 +139,9 @@ pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> 
             ))
         }
     }
-    match register::register_once(ctx, &meta, &pin, None, Purpose::Fresh).await? {
+    match register::register_once(prov, &meta, &pin, None, Purpose::Fresh).await? {
         Registered::Already => println!("  on the Cloud API already: register was not called"),
-        Registered::Now => ctx.report.add(
+        Registered::Now => prov.report.add(
             "registration",
             &id,
             Action::Created,
@@ -142,15 +149,15 @@ pub async fn verify(ctx: &mut Ctx, code: SecretString) -> Result<(), StepError> 
         ),
         Registered::AnswerLost => println!("  register's answer was lost: reading platform_type to see whether Meta registered the number"),
     }
-    register::confirm_cloud_api(ctx, &meta).await?;
+    register::confirm_cloud_api(prov, &meta).await?;
     println!("  registered on the Cloud API; next: `provisioner connect`");
     Ok(())
 }
 
 /// `up` on a Cloud API number: whatsapp (or skip), connect, link, keepalive; stops where the
 /// registration code is needed.
-pub async fn up(ctx: &mut Ctx) -> Result<(), StepError> {
-    match whatsapp(ctx).await? {
+pub async fn up(prov: &Provisioner) -> Result<(), StepError> {
+    match whatsapp(prov).await? {
         CodeRequest::Sent => {
             println!();
             println!("up: stopped for the registration code.");
@@ -160,18 +167,18 @@ pub async fn up(ctx: &mut Ctx) -> Result<(), StepError> {
         }
         CodeRequest::NotNeeded | CodeRequest::Planned => {}
     }
-    connect::run(ctx).await?;
-    link::run(&full_number(ctx)[1..], None, None)?;
-    job::run_keepalive(ctx).await?;
+    connect::run(prov).await?;
+    link::run(&full_number(prov)[1..], None, None)?;
+    job::run_keepalive(prov).await?;
     println!("up: done");
     Ok(())
 }
 
 /// `plan` on a Cloud API number: what `up` would do now.
-pub async fn plan(ctx: &mut Ctx) -> Result<(), StepError> {
-    ctx.dry_run = true;
-    whatsapp(ctx).await?;
-    connect::run(ctx).await?;
-    job::run_keepalive(ctx).await?;
+pub async fn plan(prov: &mut Provisioner) -> Result<(), StepError> {
+    prov.dry_run = true;
+    whatsapp(prov).await?;
+    connect::run(prov).await?;
+    job::run_keepalive(prov).await?;
     Ok(())
 }

@@ -9,8 +9,7 @@
 use secrecy::SecretString;
 
 use crate::report::Action;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// The names of this number's Cloud API secrets.
 #[derive(Debug, Clone)]
@@ -26,8 +25,8 @@ pub struct CloudSecrets {
 }
 
 impl CloudSecrets {
-    pub fn of(ctx: &Ctx) -> CloudSecrets {
-        let base = ctx.cfg.resource_name();
+    pub fn of(prov: &Provisioner) -> CloudSecrets {
+        let base = prov.cfg.resource_name();
         CloudSecrets {
             pin: format!("{base}-two-step-pin"),
             verify_token: format!("{base}-webhook-verify-token"),
@@ -37,35 +36,35 @@ impl CloudSecrets {
     }
 
     /// `projects/P/secrets/S/versions/latest` of `secret`.
-    pub fn version(ctx: &Ctx, secret: &str) -> String {
+    pub fn version(prov: &Provisioner, secret: &str) -> String {
         format!(
             "projects/{}/secrets/{secret}/versions/latest",
-            ctx.cfg.project
+            prov.cfg.project
         )
     }
 }
 
 /// The latest value of `secret`; `None` only when it does not exist or has no version at all.
 /// Versions that are all disabled or destroyed are an error naming the secret.
-pub async fn read(ctx: &Ctx, secret: &str) -> Result<Option<SecretString>, StepError> {
-    let project = &ctx.cfg.project;
-    let deadline = Some(ctx.call_deadline());
+pub async fn read(prov: &Provisioner, secret: &str) -> Result<Option<SecretString>, StepError> {
+    let project = &prov.cfg.project;
+    let deadline = Some(prov.call_deadline());
     let resource = format!("secret {secret}");
-    if let Some(v) = ctx
-        .cloud
+    if let Some(v) = prov
+        .google
         .secrets
         .latest(project, secret, deadline)
         .await
-        .map_err(ctx.google(&resource))?
+        .map_err(prov.google_failed(&resource))?
     {
         return Ok(Some(v));
     }
-    let versions = ctx
-        .cloud
+    let versions = prov
+        .google
         .secrets
         .versions(project, secret, deadline)
         .await
-        .map_err(ctx.google(&resource))?
+        .map_err(prov.google_failed(&resource))?
         .unwrap_or_default();
     if versions.is_empty() {
         return Ok(None);
@@ -79,7 +78,7 @@ pub async fn read(ctx: &Ctx, secret: &str) -> Result<Option<SecretString>, StepE
         format!(
             "exists but has no enabled version (versions: {}); it is never replaced by a new value while the old one may be in use. Enable the right version (gcloud secrets versions enable N --secret={secret}) or, if it is truly lost, see the README; then run `provisioner {}` again",
             states.join(", "),
-            ctx.command
+            prov.command
         ),
     ))
 }
@@ -88,14 +87,14 @@ pub async fn read(ctx: &Ctx, secret: &str) -> Result<Option<SecretString>, StepE
 /// `Ok(None)` under `--dry-run` when none is stored (the report says what would be). `what`
 /// describes the value for the report.
 pub async fn stored_or_new(
-    ctx: &mut Ctx,
+    prov: &Provisioner,
     kind: &'static str,
     secret: &str,
     what: &str,
     generate: fn() -> SecretString,
 ) -> Result<Option<SecretString>, StepError> {
-    if let Some(v) = read(ctx, secret).await? {
-        ctx.report.add(
+    if let Some(v) = read(prov, secret).await? {
+        prov.report.add(
             kind,
             secret,
             Action::Exists,
@@ -103,8 +102,8 @@ pub async fn stored_or_new(
         );
         return Ok(Some(v));
     }
-    if ctx.dry_run {
-        ctx.report.add(
+    if prov.dry_run {
+        prov.report.add(
             kind,
             secret,
             Action::WouldCreate,
@@ -114,25 +113,25 @@ pub async fn stored_or_new(
         );
         return Ok(None);
     }
-    ctx.cloud
+    prov.google
         .secrets
         .store(
-            &ctx.cfg.project,
+            &prov.cfg.project,
             secret,
             &generate(),
             &[("managed-by", "whatsapp-provisioner")],
-            Some(ctx.call_deadline()),
+            Some(prov.call_deadline()),
         )
         .await
-        .map_err(ctx.google(format!("secret {secret}")))?;
+        .map_err(prov.google_failed(format!("secret {secret}")))?;
     // What is used is what Secret Manager holds (a concurrent run may have stored another).
-    let stored = read(ctx, secret).await?.ok_or_else(|| {
+    let stored = read(prov, secret).await?.ok_or_else(|| {
         StepError::failed(
             format!("secret {secret}"),
             "was stored but cannot be read back; run the command again",
         )
     })?;
-    ctx.report.add(
+    prov.report.add(
         kind,
         secret,
         Action::Created,
@@ -164,7 +163,7 @@ pub fn generate_verify_token() -> SecretString {
 
 /// The On-Premises backup's password: 64 characters by the client's password rules.
 pub fn generate_backup_password() -> SecretString {
-    crate::steps::generate_password(64)
+    crate::resources::secret::generate_password(64)
 }
 
 #[cfg(test)]

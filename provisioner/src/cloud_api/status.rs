@@ -5,33 +5,32 @@
 use shared::graph::{HealthEntity, PhoneNumber};
 
 use super::{full_number, job, Meta};
+use crate::names::KeepaliveNames;
 use crate::status::{job_state, service_state};
-use crate::steps::keepalive::KeepaliveNames;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 fn line(kind: &str, name: &str, state: &str) {
     println!("  {kind:<22} {name:<40} {state}");
 }
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
+pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
     println!(
         "status: {} on the Cloud API, project {}",
-        full_number(ctx),
-        ctx.cfg.project
+        full_number(prov),
+        prov.cfg.project
     );
-    match Meta::open(ctx, "platform = \"cloud\"").await {
-        Ok(meta) => graph(ctx, &meta).await,
+    match Meta::open(prov, "platform = \"cloud\"").await {
+        Ok(meta) => graph(prov, &meta).await,
         Err(StepError::Config(m)) => return Err(StepError::Config(m)),
         Err(e) => line("Graph API", "access token", &format!("unreadable: {e}")),
     }
-    keepalive(ctx).await;
+    keepalive(prov).await;
     Ok(())
 }
 
-async fn graph(ctx: &Ctx, meta: &Meta) {
+async fn graph(prov: &Provisioner, meta: &Meta) {
     let c = &meta.cloud;
-    let deadline = Some(ctx.call_deadline());
+    let deadline = Some(prov.call_deadline());
     match meta
         .graph
         .phone_number(&meta.token, &c.phone_number_id, deadline)
@@ -155,12 +154,12 @@ fn entity_state(e: &HealthEntity) -> String {
     s
 }
 
-async fn keepalive(ctx: &Ctx) {
-    let k = KeepaliveNames::of(ctx);
-    let deadline = Some(ctx.call_deadline());
-    let state = match ctx
-        .cloud
-        .run
+async fn keepalive(prov: &Provisioner) {
+    let k = KeepaliveNames::of(&prov.cfg);
+    let deadline = Some(prov.call_deadline());
+    let state = match prov
+        .google
+        .cloud_run
         .get_service(&k.project, &k.region, &k.service, deadline)
         .await
     {
@@ -168,8 +167,8 @@ async fn keepalive(ctx: &Ctx) {
         Err(e) => format!("unknown: {e}"),
     };
     line("keepalive service", &k.service, &state);
-    let state = match ctx
-        .cloud
+    let state = match prov
+        .google
         .scheduler
         .get_job(&k.project, &k.region, &k.job, deadline)
         .await

@@ -2,35 +2,33 @@
 //! deleted (with a `requestId` derived from the resource's id, so a second run or a retry is
 //! carried out once) and waited for.
 
-use serde_json::Value;
-use shared::google::compute::Scope;
+use shared::google::compute::{InstanceRef, Scope};
 use std::time::Duration;
 use uuid::Uuid;
 
 use crate::cloud_api::job;
+use crate::names::KeepaliveNames;
 use crate::report::Action;
-use crate::steps::keepalive::KeepaliveNames;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// The On-Premises keepalive job: deleted while it still has the On-Premises payload (it
 /// would reset the VM that goes now); a job with the Cloud API payload is kept.
-pub async fn keepalive_job(ctx: &mut Ctx) -> Result<(), StepError> {
+pub async fn keepalive_job(prov: &Provisioner) -> Result<(), StepError> {
     const KIND: &str = "Cloud Scheduler job";
-    let k = KeepaliveNames::of(ctx);
+    let k = KeepaliveNames::of(&prov.cfg);
     let resource = format!("{KIND} {}", k.job_name());
-    let have = ctx
-        .cloud
+    let have = prov
+        .google
         .scheduler
-        .get_job(&k.project, &k.region, &k.job, Some(ctx.call_deadline()))
+        .get_job(&k.project, &k.region, &k.job, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(&resource))?;
+        .map_err(prov.google_failed(&resource))?;
     let Some(have) = have else {
-        ctx.report.add(KIND, &k.job, Action::Absent, None);
+        prov.report.add(KIND, &k.job, Action::Absent, None);
         return Ok(());
     };
     if !job::is_onprem(&have) {
-        ctx.report.add(
+        prov.report.add(
             KIND,
             &k.job,
             Action::Kept("it checks the Cloud API number".into()),
@@ -38,8 +36,8 @@ pub async fn keepalive_job(ctx: &mut Ctx) -> Result<(), StepError> {
         );
         return Ok(());
     }
-    if ctx.dry_run {
-        ctx.report.add(
+    if prov.dry_run {
+        prov.report.add(
             KIND,
             &k.job,
             Action::WouldDelete,
@@ -47,17 +45,17 @@ pub async fn keepalive_job(ctx: &mut Ctx) -> Result<(), StepError> {
         );
         return Ok(());
     }
-    match ctx
-        .cloud
+    match prov
+        .google
         .scheduler
-        .delete_job(&k.project, &k.region, &k.job, Some(ctx.call_deadline()))
+        .delete_job(&k.project, &k.region, &k.job, Some(prov.call_deadline()))
         .await
     {
         Ok(()) => {}
         Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(ctx.google(&resource)(e)),
+        Err(e) => return Err(prov.google_failed(&resource)(e)),
     }
-    ctx.report.add(
+    prov.report.add(
         KIND,
         &k.job,
         Action::Deleted,
@@ -66,88 +64,119 @@ pub async fn keepalive_job(ctx: &mut Ctx) -> Result<(), StepError> {
     Ok(())
 }
 
-pub async fn vm(ctx: &mut Ctx) -> Result<(), StepError> {
-    let n = ctx.names();
+pub async fn vm(prov: &Provisioner) -> Result<(), StepError> {
+    let n = prov.names();
+    let i = InstanceRef {
+        project: prov.cfg.project.clone(),
+        zone: prov.cfg.zone.clone(),
+        name: n.vm.clone(),
+    };
+    let found = prov
+        .google
+        .compute
+        .find_instance(&i, Some(prov.call_deadline()))
+        .await
+        .map_err(prov.google_failed(format!("VM {}", n.vm)))?
+        .map(|vm| Found {
+            detail: Some(format!("was {}", vm.status)),
+            id: vm.id,
+        });
     remove(
-        ctx,
+        prov,
         "VM",
-        Scope::Zone(ctx.cfg.zone.clone()),
+        Scope::Zone(i.zone.clone()),
         "instances",
         &n.vm,
+        found,
     )
     .await
 }
 
-pub async fn firewall(ctx: &mut Ctx) -> Result<(), StepError> {
-    let n = ctx.names();
+pub async fn firewall(prov: &Provisioner) -> Result<(), StepError> {
+    let n = prov.names();
+    let found = prov
+        .google
+        .compute
+        .find_firewall(&prov.cfg.project, &n.firewall, Some(prov.call_deadline()))
+        .await
+        .map_err(prov.google_failed(format!("firewall rule {}", n.firewall)))?
+        .map(|_| Found {
+            detail: None,
+            id: String::new(),
+        });
     remove(
-        ctx,
+        prov,
         "firewall rule",
         Scope::Global,
         "firewalls",
         &n.firewall,
+        found,
     )
     .await
 }
 
 /// After the VM: an address in use cannot be released.
-pub async fn address(ctx: &mut Ctx) -> Result<(), StepError> {
-    let n = ctx.names();
+pub async fn address(prov: &Provisioner) -> Result<(), StepError> {
+    let n = prov.names();
+    let region = prov.cfg.region.clone();
+    let found = prov
+        .google
+        .compute
+        .find_address(
+            &prov.cfg.project,
+            &region,
+            &n.address,
+            Some(prov.call_deadline()),
+        )
+        .await
+        .map_err(prov.google_failed(format!("static address {}", n.address)))?
+        .map(|a| Found {
+            detail: Some(a.address),
+            id: String::new(),
+        });
     remove(
-        ctx,
+        prov,
         "static address",
-        Scope::Region(ctx.cfg.region.clone()),
+        Scope::Region(region),
         "addresses",
         &n.address,
+        found,
     )
     .await
 }
 
+/// A resource that exists: what to say about it, and its numeric id when the model has one.
+struct Found {
+    detail: Option<String>,
+    id: String,
+}
+
 async fn remove(
-    ctx: &mut Ctx,
+    prov: &Provisioner,
     kind: &'static str,
     scope: Scope,
     collection: &str,
     name: &str,
+    found: Option<Found>,
 ) -> Result<(), StepError> {
-    let project = ctx.cfg.project.clone();
+    let project = prov.cfg.project.clone();
     let resource = format!("{kind} {name}");
-    let have: Option<Value> = ctx
-        .cloud
-        .compute
-        .get_resource(
-            &project,
-            &scope,
-            collection,
-            name,
-            Some(ctx.call_deadline()),
-        )
-        .await
-        .map_err(ctx.google(&resource))?;
-    let Some(have) = have else {
-        ctx.report.add(kind, name, Action::Absent, None);
+    let Some(Found { detail, id }) = found else {
+        prov.report.add(kind, name, Action::Absent, None);
         return Ok(());
     };
-    let detail = have["address"]
-        .as_str()
-        .or(have["status"].as_str())
-        .map(str::to_string);
-    if ctx.dry_run {
-        ctx.report.add(kind, name, Action::WouldDelete, detail);
+    if prov.dry_run {
+        prov.report.add(kind, name, Action::WouldDelete, detail);
         return Ok(());
     }
-    // The same resource (by its id) always gets the same request id: a delete sent again
-    // by a resumed run is the first one's.
-    let id = match &have["id"] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    // The same resource always gets the same request id (its id when known): a delete sent
+    // again by a resumed run answers the first one's operation.
     let request_id = Uuid::new_v5(
         &Uuid::NAMESPACE_URL,
         format!("decommission/{project}/{collection}/{name}/{id}").as_bytes(),
     );
-    let op = match ctx
-        .cloud
+    let op = match prov
+        .google
         .compute
         .delete_resource(
             &project,
@@ -155,24 +184,24 @@ async fn remove(
             collection,
             name,
             request_id,
-            Some(ctx.call_deadline()),
+            Some(prov.call_deadline()),
         )
         .await
     {
         Ok(op) => op,
         Err(e) if e.is_not_found() => {
-            ctx.report.add(kind, name, Action::Absent, None);
+            prov.report.add(kind, name, Action::Absent, None);
             return Ok(());
         }
-        Err(e) => return Err(ctx.google(&resource)(e)),
+        Err(e) => return Err(prov.google_failed(&resource)(e)),
     };
-    let deadline = tokio::time::Instant::now() + ctx.cloud.timeout(Duration::from_secs(600));
+    let deadline = tokio::time::Instant::now() + prov.wait_timeout(Duration::from_secs(600));
     eprintln!("  waiting for {resource} to be deleted");
-    ctx.cloud
+    prov.google
         .compute
         .wait_operation(&project, &scope, &op.name, deadline)
         .await
-        .map_err(ctx.google(&resource))?;
-    ctx.report.add(kind, name, Action::Deleted, detail);
+        .map_err(prov.google_failed(&resource))?;
+    prov.report.add(kind, name, Action::Deleted, detail);
     Ok(())
 }

@@ -12,49 +12,52 @@ use serde_json::Value;
 use std::time::Duration;
 
 use crate::report::Action;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// How long the final backup is kept after the instance is gone (the API's maximum).
 pub const FINAL_BACKUP_DAYS: u32 = 365;
 
 const KIND: &str = "Cloud SQL instance";
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
-    let name = ctx.names().sql_instance;
-    let project = ctx.cfg.project.clone();
+pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
+    let name = prov.names().sql_instance;
+    let project = prov.cfg.project.clone();
     let resource = format!("{KIND} {name}");
-    let Some(mut instance) = get(ctx, &name).await? else {
-        ctx.report
-            .add(KIND, &name, Action::Absent, final_backup(ctx, &name).await?);
+    let Some(mut instance) = get(prov, &name).await? else {
+        prov.report.add(
+            KIND,
+            &name,
+            Action::Absent,
+            final_backup(prov, &name).await?,
+        );
         return Ok(());
     };
     // A killed run's export or delete may still be running: wait for it before anything.
-    let mut ops = operations(ctx, &name).await?;
-    if !ctx.dry_run && ops.iter().any(|o| o["status"] != "DONE") {
+    let mut ops = operations(prov, &name).await?;
+    if !prov.dry_run && ops.iter().any(|o| o["status"] != "DONE") {
         for op in ops.iter().filter(|o| o["status"] != "DONE") {
             let op_name = op["name"].as_str().unwrap_or_default();
             eprintln!(
                 "  waiting for {} operation {op_name} (left by an earlier run) on {name}",
                 op["operationType"].as_str().unwrap_or("an")
             );
-            wait(ctx, &resource, op_name).await?;
+            wait(prov, &resource, op_name).await?;
         }
-        if get(ctx, &name).await?.is_none() {
-            ctx.report.add(
+        if get(prov, &name).await?.is_none() {
+            prov.report.add(
                 KIND,
                 &name,
                 Action::Deleted,
-                final_backup(ctx, &name).await?,
+                final_backup(prov, &name).await?,
             );
             return Ok(());
         }
-        ops = operations(ctx, &name).await?;
-        instance = get(ctx, &name).await?.unwrap_or(instance);
+        ops = operations(prov, &name).await?;
+        instance = get(prov, &name).await?.unwrap_or(instance);
     }
-    let final_backup_days = match ctx.cfg.decommission.bucket().map(str::to_string) {
+    let final_backup_days = match prov.cfg.decommission.bucket().map(str::to_string) {
         Some(bucket) => {
-            export(ctx, &instance, &bucket, &ops).await?;
+            export(prov, &instance, &bucket, &ops).await?;
             None
         }
         None => Some(FINAL_BACKUP_DAYS),
@@ -63,70 +66,71 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         Some(days) => format!("with Cloud SQL's final backup, kept {days} days"),
         None => "after the export above".to_string(),
     };
-    if ctx.dry_run {
-        ctx.report.add(KIND, &name, Action::WouldDelete, Some(what));
+    if prov.dry_run {
+        prov.report
+            .add(KIND, &name, Action::WouldDelete, Some(what));
         return Ok(());
     }
-    let op = ctx
-        .cloud
+    let op = prov
+        .google
         .sql
         .delete_instance(
             &project,
             &name,
             final_backup_days,
-            Some(ctx.call_deadline()),
+            Some(prov.call_deadline()),
         )
         .await
-        .map_err(ctx.google(&resource))?;
+        .map_err(prov.google_failed(&resource))?;
     eprintln!("  deleting {resource} ({what})");
-    wait(ctx, &resource, &op.name).await?;
-    let backup = final_backup(ctx, &name).await?;
+    wait(prov, &resource, &op.name).await?;
+    let backup = final_backup(prov, &name).await?;
     if final_backup_days.is_some() && backup.is_none() {
         return Err(StepError::failed(
             resource,
             "was deleted, but no final backup of it is listed (gcloud sql backups list): look in the console under Cloud SQL / Backups before anything else",
         ));
     }
-    ctx.report
+    prov.report
         .add(KIND, &name, Action::Deleted, backup.or(Some(what)));
     Ok(())
 }
 
 /// The instance's recent operations, newest first.
-async fn operations(ctx: &Ctx, name: &str) -> Result<Vec<Value>, StepError> {
-    ctx.cloud
+async fn operations(prov: &Provisioner, name: &str) -> Result<Vec<Value>, StepError> {
+    prov.google
         .sql
-        .list_operations(&ctx.cfg.project, name, Some(ctx.call_deadline()))
+        .list_operations(&prov.cfg.project, name, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(format!("{KIND} {name}")))
+        .map_err(prov.google_failed(format!("{KIND} {name}")))
 }
 
-async fn get(ctx: &Ctx, name: &str) -> Result<Option<Value>, StepError> {
-    ctx.cloud
+async fn get(prov: &Provisioner, name: &str) -> Result<Option<Value>, StepError> {
+    prov.google
         .sql
-        .get_instance(&ctx.cfg.project, name, Some(ctx.call_deadline()))
+        .get_instance(&prov.cfg.project, name, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(format!("{KIND} {name}")))
+        .map_err(prov.google_failed(format!("{KIND} {name}")))
 }
 
-async fn wait(ctx: &Ctx, resource: &str, op: &str) -> Result<(), StepError> {
-    let deadline = tokio::time::Instant::now() + ctx.cloud.timeout(Duration::from_secs(1800));
-    ctx.cloud
+async fn wait(prov: &Provisioner, resource: &str, op: &str) -> Result<(), StepError> {
+    let deadline = tokio::time::Instant::now() + prov.wait_timeout(Duration::from_secs(1800));
+    prov.google
         .sql
-        .wait_operation(&ctx.cfg.project, op, deadline)
+        .wait_operation(&prov.cfg.project, op, deadline)
         .await
         .map(|_| ())
-        .map_err(ctx.google(resource))
+        .map_err(prov.google_failed(resource))
 }
 
 /// The final backup of the instance, in words, if Cloud SQL lists one.
-async fn final_backup(ctx: &Ctx, name: &str) -> Result<Option<String>, StepError> {
-    let backups = ctx
-        .cloud
+async fn final_backup(prov: &Provisioner, name: &str) -> Result<Option<String>, StepError> {
+    let backups = prov
+        .google
         .sql
-        .list_backups(&ctx.cfg.project, Some(ctx.call_deadline()))
+        .list_backups(&prov.cfg.project, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(format!("Cloud SQL backups of {}", ctx.cfg.project)))?;
+        .map_err(prov.google_failed(format!("Cloud SQL backups of {}", prov.cfg.project)))?;
     Ok(backups
         .iter()
         .rfind(|b| b["type"] == "FINAL" && b["instance"] == name)
@@ -145,13 +149,13 @@ async fn final_backup(ctx: &Ctx, name: &str) -> Result<Option<String>, StepError
 
 /// Exports each WhatsApp database (not Cloud SQL's own) to the bucket, one at a time.
 async fn export(
-    ctx: &mut Ctx,
+    prov: &Provisioner,
     instance: &Value,
     bucket: &str,
     ops: &[Value],
 ) -> Result<(), StepError> {
-    let name = ctx.names().sql_instance;
-    let project = ctx.cfg.project.clone();
+    let name = prov.names().sql_instance;
+    let project = prov.cfg.project.clone();
     let resource = format!("{KIND} {name}");
     if instance["state"] != "RUNNABLE" {
         return Err(StepError::failed(
@@ -162,12 +166,12 @@ async fn export(
             ),
         ));
     }
-    let dbs: Vec<String> = ctx
-        .cloud
+    let dbs: Vec<String> = prov
+        .google
         .sql
-        .list_databases(&project, &name, Some(ctx.call_deadline()))
+        .list_databases(&project, &name, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(&resource))?
+        .map_err(prov.google_failed(&resource))?
         .into_iter()
         .filter(|d| !shared::google::sqladmin::BUILTIN_DATABASES.contains(&d.as_str()))
         .collect();
@@ -184,7 +188,7 @@ async fn export(
                 && o["exportContext"]["uri"] == uri.as_str()
         });
         if done {
-            ctx.report.add(
+            prov.report.add(
                 "database export",
                 &uri,
                 Action::Exists,
@@ -192,19 +196,19 @@ async fn export(
             );
             continue;
         }
-        if ctx.dry_run {
-            ctx.report
+        if prov.dry_run {
+            prov.report
                 .add("database export", &uri, Action::WouldCreate, Some(db));
             continue;
         }
-        let op = ctx
-            .cloud
+        let op = prov
+            .google
             .sql
-            .export_database(&project, &name, &db, &uri, Some(ctx.call_deadline()))
+            .export_database(&project, &name, &db, &uri, Some(prov.call_deadline()))
             .await
-            .map_err(ctx.google(format!("export of {db} to {uri}")))?;
+            .map_err(prov.google_failed(format!("export of {db} to {uri}")))?;
         eprintln!("  exporting {db} to {uri}");
-        wait(ctx, &format!("export of {db} to {uri}"), &op.name)
+        wait(prov, &format!("export of {db} to {uri}"), &op.name)
             .await
             .map_err(|e| {
                 StepError::failed(
@@ -216,7 +220,7 @@ async fn export(
                     ),
                 )
             })?;
-        ctx.report
+        prov.report
             .add("database export", &uri, Action::Created, Some(db));
     }
     Ok(())

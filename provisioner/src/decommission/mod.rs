@@ -16,8 +16,7 @@ mod secrets;
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::cloud_api::{describe, full_number, Meta};
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -27,45 +26,45 @@ pub struct Options {
     pub yes: bool,
 }
 
-pub async fn run(ctx: &mut Ctx, options: Options) -> Result<(), StepError> {
+pub async fn run(prov: &Provisioner, options: Options) -> Result<(), StepError> {
     println!(
         "decommission: the On-Premises installation of {} in project {}{}",
-        full_number(ctx),
-        ctx.cfg.project,
-        if ctx.dry_run {
+        full_number(prov),
+        prov.cfg.project,
+        if prov.dry_run {
             " (dry run: nothing is removed)"
         } else {
             ""
         }
     );
-    lives_on(ctx, options.abandon).await?;
-    if !ctx.dry_run && !options.yes {
-        confirm(ctx)?;
+    lives_on(prov, options.abandon).await?;
+    if !prov.dry_run && !options.yes {
+        confirm(prov)?;
     }
-    compute::keepalive_job(ctx).await?;
-    compute::vm(ctx).await?;
-    compute::firewall(ctx).await?;
-    compute::address(ctx).await?;
-    database::run(ctx).await?;
-    secrets::run(ctx).await?;
-    if !ctx.dry_run {
+    compute::keepalive_job(prov).await?;
+    compute::vm(prov).await?;
+    compute::firewall(prov).await?;
+    compute::address(prov).await?;
+    database::run(prov).await?;
+    secrets::run(prov).await?;
+    if !prov.dry_run {
         println!("decommission: done. Kept in Secret Manager: the admin password, the two-step PIN, the On-Premises backup and its password.");
     }
     Ok(())
 }
 
 /// The number must read `CLOUD_API` (it lives on there), unless `abandon`.
-async fn lives_on(ctx: &Ctx, abandon: bool) -> Result<(), StepError> {
+async fn lives_on(prov: &Provisioner, abandon: bool) -> Result<(), StepError> {
     if abandon {
         println!("  --abandon: the number's platform is not checked; whatever it reads, its On-Premises installation goes");
         return Ok(());
     }
     let meta = Meta::open(
-        ctx,
+        prov,
         "decommission (to check that the number lives on the Cloud API; --abandon skips the check)",
     )
     .await?;
-    let n = meta.number(ctx).await?;
+    let n = meta.number(prov).await?;
     println!("  {}", describe(&n));
     if n.is_cloud_api() {
         return Ok(());
@@ -80,8 +79,8 @@ async fn lives_on(ctx: &Ctx, abandon: bool) -> Result<(), StepError> {
 }
 
 /// On a terminal, the number typed back; elsewhere `--yes` is required.
-fn confirm(ctx: &Ctx) -> Result<(), StepError> {
-    let number = full_number(ctx);
+fn confirm(prov: &Provisioner) -> Result<(), StepError> {
+    let number = full_number(prov);
     if !std::io::stdin().is_terminal() {
         return Err(StepError::Config(format!(
             "`--yes` is required when standard input is not a terminal: decommission removes the VM and the Cloud SQL instance of {number}"
@@ -89,8 +88,8 @@ fn confirm(ctx: &Ctx) -> Result<(), StepError> {
     }
     eprint!(
         "This removes the VM {}, its firewall rule and static address, and the Cloud SQL instance {} (after a backup).\nType the number ({number}) to go on: ",
-        ctx.names().vm,
-        ctx.names().sql_instance
+        prov.names().vm,
+        prov.names().sql_instance
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();

@@ -4,20 +4,19 @@
 //! ever be restored; the PIN is the number's).
 
 use crate::report::Action;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 const KIND: &str = "secret";
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
-    let n = ctx.names();
+pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
+    let n = prov.names();
     for secret in [n.db_password_secret, n.api_password_secret] {
-        destroy_versions(ctx, &secret).await?;
+        destroy_versions(prov, &secret).await?;
     }
-    let c = crate::cloud_api::secrets::CloudSecrets::of(ctx);
+    let c = crate::cloud_api::secrets::CloudSecrets::of(prov);
     let kept = [n.admin_password_secret, c.pin, c.backup, c.backup_password];
     for secret in kept {
-        ctx.report.add(
+        prov.report.add(
             KIND,
             &secret,
             Action::Kept("not removed by decommission".into()),
@@ -27,14 +26,14 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
     Ok(())
 }
 
-async fn destroy_versions(ctx: &mut Ctx, secret: &str) -> Result<(), StepError> {
+async fn destroy_versions(prov: &Provisioner, secret: &str) -> Result<(), StepError> {
     let resource = format!("{KIND} {secret}");
-    let versions = ctx
-        .cloud
+    let versions = prov
+        .google
         .secrets
-        .versions(&ctx.cfg.project, secret, Some(ctx.call_deadline()))
+        .versions(&prov.cfg.project, secret, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(&resource))?;
+        .map_err(prov.google_failed(&resource))?;
     let live: Vec<String> = versions
         .unwrap_or_default()
         .into_iter()
@@ -42,7 +41,7 @@ async fn destroy_versions(ctx: &mut Ctx, secret: &str) -> Result<(), StepError> 
         .map(|v| v.name)
         .collect();
     if live.is_empty() {
-        ctx.report.add(
+        prov.report.add(
             KIND,
             secret,
             Action::Absent,
@@ -51,23 +50,23 @@ async fn destroy_versions(ctx: &mut Ctx, secret: &str) -> Result<(), StepError> 
         return Ok(());
     }
     let what = Some(format!("{} version(s), destroyed for good", live.len()));
-    if ctx.dry_run {
-        ctx.report.add(KIND, secret, Action::WouldDelete, what);
+    if prov.dry_run {
+        prov.report.add(KIND, secret, Action::WouldDelete, what);
         return Ok(());
     }
     for version in &live {
-        match ctx
-            .cloud
+        match prov
+            .google
             .secrets
-            .destroy(version, Some(ctx.call_deadline()))
+            .destroy(version, Some(prov.call_deadline()))
             .await
         {
             Ok(()) => {}
             // Destroyed meanwhile (a retried call whose first answer was lost).
             Err(e) if e.status() == Some(400) || e.is_not_found() => {}
-            Err(e) => return Err(ctx.google(format!("secret version {version}"))(e)),
+            Err(e) => return Err(prov.google_failed(format!("secret version {version}"))(e)),
         }
     }
-    ctx.report.add(KIND, secret, Action::Deleted, what);
+    prov.report.add(KIND, secret, Action::Deleted, what);
     Ok(())
 }

@@ -9,24 +9,29 @@ use shared::graph::RegisterBackup;
 
 use crate::cloud_api::secrets::{self, CloudSecrets};
 use crate::report::Action;
-use crate::steps::{onboard, Ctx};
+use crate::steps::onboard;
+use crate::Provisioner;
 use crate::StepError;
 
 /// Why there is no backup to register with: the client could not make one.
 pub const CANNOT: &str = "the On-Premises client could not produce a backup";
 
 /// The backup password and the backup, stored; under `--dry-run`, what would be done.
-pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Result<(), StepError> {
+pub async fn ensure(
+    prov: &Provisioner,
+    names: &CloudSecrets,
+    other_way: &str,
+) -> Result<(), StepError> {
     let password = secrets::stored_or_new(
-        ctx,
+        prov,
         "backup password",
         &names.backup_password,
         "64 characters",
         secrets::generate_backup_password,
     )
     .await?;
-    if secrets::read(ctx, &names.backup).await?.is_some() {
-        ctx.report.add(
+    if secrets::read(prov, &names.backup).await?.is_some() {
+        prov.report.add(
             "backup",
             &names.backup,
             Action::Exists,
@@ -34,8 +39,8 @@ pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Res
         );
         return Ok(());
     }
-    let Some(password) = password.filter(|_| !ctx.dry_run) else {
-        ctx.report.add(
+    let Some(password) = password.filter(|_| !prov.dry_run) else {
+        prov.report.add(
             "backup",
             &names.backup,
             Action::WouldCreate,
@@ -43,8 +48,8 @@ pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Res
         );
         return Ok(());
     };
-    let admin = ctx.names().admin_password_secret;
-    if secrets::read(ctx, &admin).await?.is_none() {
+    let admin = prov.names().admin_password_secret;
+    if secrets::read(prov, &admin).await?.is_none() {
         return Err(StepError::failed(
             "On-Premises client",
             format!("no admin password in secret {admin}: this number's client was not set up by this tool, so it cannot be asked for a backup here. {other_way}"),
@@ -56,8 +61,8 @@ pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Res
             format!("{CANNOT}: {e}\n  Nothing was registered. {other_way}"),
         )
     };
-    let wa = onboard::client(ctx).await.map_err(|e| cannot(&e))?;
-    let session = onboard::admin_session(ctx, &wa)
+    let wa = onboard::client(prov).await.map_err(|e| cannot(&e))?;
+    let session = onboard::admin_session(prov, &wa)
         .await
         .map_err(|e| cannot(&e))?;
     let answer = wa
@@ -75,14 +80,14 @@ pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Res
         .map(|d| SecretString::from(d.trim().to_string()))
         .ok_or_else(|| cannot(&"its answer has no settings.data"))?;
     drop(answer);
-    ctx.cloud
+    prov.google
         .secrets
         .store(
-            &ctx.cfg.project,
+            &prov.cfg.project,
             &names.backup,
             &data,
             &[("managed-by", "whatsapp-provisioner")],
-            Some(ctx.call_deadline()),
+            Some(prov.call_deadline()),
         )
         .await
         .map_err(|e| {
@@ -91,7 +96,7 @@ pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Res
                 format!("the backup could not be stored ({e}); nothing was registered: run `provisioner migrate` again"),
             )
         })?;
-    ctx.report.add(
+    prov.report.add(
         "backup",
         &names.backup,
         Action::Created,
@@ -104,9 +109,12 @@ pub async fn ensure(ctx: &mut Ctx, names: &CloudSecrets, other_way: &str) -> Res
 }
 
 /// The backup and its password as Secret Manager holds them: what `register` is sent.
-pub async fn stored(ctx: &Ctx, names: &CloudSecrets) -> Result<Option<RegisterBackup>, StepError> {
-    let password = secrets::read(ctx, &names.backup_password).await?;
-    let data = secrets::read(ctx, &names.backup).await?;
+pub async fn stored(
+    prov: &Provisioner,
+    names: &CloudSecrets,
+) -> Result<Option<RegisterBackup>, StepError> {
+    let password = secrets::read(prov, &names.backup_password).await?;
+    let data = secrets::read(prov, &names.backup).await?;
     Ok(match (data, password) {
         (Some(data), Some(password)) => Some(RegisterBackup { data, password }),
         _ => None,

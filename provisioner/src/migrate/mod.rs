@@ -16,8 +16,7 @@ use crate::cloud_api::register::{self, Purpose, Registered};
 use crate::cloud_api::secrets::{self, CloudSecrets};
 use crate::cloud_api::{connect, describe, digits_of, full_number, Meta};
 use crate::report::Action;
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// The way to the Cloud API without a backup.
 pub const OTHER_WAY: &str = "The other way: set platform = \"cloud\" in number.toml, then `provisioner whatsapp` and `provisioner verify --code CODE` register the number afresh on the Cloud API (the WABA keeps its display name, quality rating and templates; the old client's local data is not carried over).";
@@ -26,28 +25,28 @@ fn step(n: u8, what: &str) {
     println!("migrate {n}/8: {what}");
 }
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
-    let meta = Meta::open(ctx, "migrate").await?;
+pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
+    let meta = Meta::open(prov, "migrate").await?;
     println!(
         "migrate: {} (phone number id {}) from On-Premises to the Cloud API{}",
-        full_number(ctx),
+        full_number(prov),
         meta.cloud.phone_number_id,
-        if ctx.dry_run {
+        if prov.dry_run {
             " (dry run: nothing is changed)"
         } else {
             ""
         }
     );
-    let names = CloudSecrets::of(ctx);
+    let names = CloudSecrets::of(prov);
 
     step(1, "preflight");
-    let on_cloud = preflight(ctx, &meta, &names).await?;
+    let on_cloud = preflight(prov, &meta, &names).await?;
     if on_cloud {
         println!("  the number reads platform_type CLOUD_API: it is registered on the Cloud API already; steps 2 to 4 are skipped (register is not called)");
     } else {
         step(2, "the two-step PIN");
         let pin = secrets::stored_or_new(
-            ctx,
+            prov,
             "two-step PIN",
             &names.pin,
             "6 digits",
@@ -55,45 +54,49 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         )
         .await?;
         step(3, "the On-Premises backup");
-        backup::ensure(ctx, &names, OTHER_WAY).await?;
+        backup::ensure(prov, &names, OTHER_WAY).await?;
         step(4, "register on the Cloud API with the backup");
-        register_with_backup(ctx, &meta, &names, pin).await?;
+        register_with_backup(prov, &meta, &names, pin).await?;
     }
 
     step(5, "confirm platform_type CLOUD_API");
-    if ctx.dry_run && !on_cloud {
-        ctx.report.add(
+    if prov.dry_run && !on_cloud {
+        prov.report.add(
             "platform",
             &meta.cloud.phone_number_id,
             Action::WouldUpdate("ON_PREMISE → CLOUD_API (read until it does, bounded)".into()),
             None,
         );
     } else {
-        register::confirm_cloud_api(ctx, &meta).await?;
+        register::confirm_cloud_api(prov, &meta).await?;
         println!("  platform_type CLOUD_API: Meta moved the number; the On-Premises client is disconnected");
     }
 
     step(6, "connect");
-    connect::run_with(ctx, &meta).await?;
+    connect::run_with(prov, &meta).await?;
 
     step(7, "the keepalive job");
-    let job = job::ensure(ctx, false).await?;
+    let job = job::ensure(prov, false).await?;
     if job == JobChange::Missing {
         println!("  this number has no keepalive job: run `provisioner keepalive` once platform = \"cloud\" is set");
     }
 
     step(8, "next steps");
-    next_steps(ctx, job);
+    next_steps(prov, job);
     Ok(())
 }
 
 /// Step 1: the Graph API knows `cloud.phone_number_id` as this number, in `cloud.waba_id`.
 /// `true`: it reads `CLOUD_API` already.
-async fn preflight(ctx: &Ctx, meta: &Meta, names: &CloudSecrets) -> Result<bool, StepError> {
+async fn preflight(
+    prov: &Provisioner,
+    meta: &Meta,
+    names: &CloudSecrets,
+) -> Result<bool, StepError> {
     let c = &meta.cloud;
-    let n = meta.number(ctx).await?;
+    let n = meta.number(prov).await?;
     println!("  {}", describe(&n));
-    let want = format!("{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
+    let want = format!("{}{}", prov.cfg.country_code, prov.cfg.phone_number);
     let got = digits_of(n.display_phone_number.as_deref().unwrap_or(""));
     if got != want {
         return Err(StepError::Config(format!(
@@ -101,7 +104,7 @@ async fn preflight(ctx: &Ctx, meta: &Meta, names: &CloudSecrets) -> Result<bool,
             c.phone_number_id
         )));
     }
-    if !waba_lists(ctx, meta).await? {
+    if !waba_lists(prov, meta).await? {
         return Err(StepError::Config(format!(
             "`cloud.waba_id` {} does not list phone number {} among its numbers: fix number.toml",
             c.waba_id, c.phone_number_id
@@ -113,7 +116,7 @@ async fn preflight(ctx: &Ctx, meta: &Meta, names: &CloudSecrets) -> Result<bool,
         other => {
             // Neither platform: only a migration stopped after its backup may go on (Meta
             // may show this between a refused register and the next attempt).
-            if backup::stored(ctx, names).await?.is_some() {
+            if backup::stored(prov, names).await?.is_some() {
                 println!(
                     "  platform_type {}: a backup from an earlier run is stored; going on",
                     other.unwrap_or("not said")
@@ -132,7 +135,7 @@ async fn preflight(ctx: &Ctx, meta: &Meta, names: &CloudSecrets) -> Result<bool,
 }
 
 /// Whether `GET /{waba_id}/phone_numbers` lists the number (pages followed, bounded).
-async fn waba_lists(ctx: &Ctx, meta: &Meta) -> Result<bool, StepError> {
+async fn waba_lists(prov: &Provisioner, meta: &Meta) -> Result<bool, StepError> {
     let c = &meta.cloud;
     let mut after: Option<String> = None;
     for _ in 0..20 {
@@ -146,10 +149,10 @@ async fn waba_lists(ctx: &Ctx, meta: &Meta) -> Result<bool, StepError> {
                 &meta.token,
                 &[&c.waba_id, "phone_numbers"],
                 &query,
-                Some(ctx.call_deadline()),
+                Some(prov.call_deadline()),
             )
             .await
-            .map_err(|e| meta.failed(ctx, &format!("phone numbers of WABA {}", c.waba_id), e))?;
+            .map_err(|e| meta.failed(prov, &format!("phone numbers of WABA {}", c.waba_id), e))?;
         let ids = page["data"].as_array().cloned().unwrap_or_default();
         if ids.iter().any(|d| {
             d["id"].as_str() == Some(c.phone_number_id.as_str())
@@ -171,14 +174,14 @@ async fn waba_lists(ctx: &Ctx, meta: &Meta) -> Result<bool, StepError> {
 
 /// Step 4: register with the PIN and the backup, both as Secret Manager holds them.
 async fn register_with_backup(
-    ctx: &mut Ctx,
+    prov: &Provisioner,
     meta: &Meta,
     names: &CloudSecrets,
     pin: Option<secrecy::SecretString>,
 ) -> Result<(), StepError> {
     let id = meta.cloud.phone_number_id.clone();
-    let (Some(pin), false) = (pin, ctx.dry_run) else {
-        ctx.report.add(
+    let (Some(pin), false) = (pin, prov.dry_run) else {
+        prov.report.add(
             "registration",
             &id,
             Action::WouldCreate,
@@ -190,17 +193,17 @@ async fn register_with_backup(
         return Ok(());
     };
     // Never without a backup in Secret Manager: read back just now, and that is what is sent.
-    let Some(stored) = backup::stored(ctx, names).await? else {
+    let Some(stored) = backup::stored(prov, names).await? else {
         return Err(StepError::failed(
             format!("register of {id}"),
             format!("no backup in Secret Manager ({} and {}): register is never called without one. Run `provisioner migrate` again. {OTHER_WAY}", names.backup, names.backup_password),
         ));
     };
     let outcome =
-        register::register_once(ctx, meta, &pin, Some(&stored), Purpose::Migration).await?;
+        register::register_once(prov, meta, &pin, Some(&stored), Purpose::Migration).await?;
     match outcome {
         Registered::Already => println!("  the number reads CLOUD_API already: register was not called"),
-        Registered::Now => ctx.report.add(
+        Registered::Now => prov.report.add(
             "registration",
             &id,
             Action::Created,
@@ -211,10 +214,10 @@ async fn register_with_backup(
     Ok(())
 }
 
-fn next_steps(ctx: &Ctx, job: JobChange) {
-    let vm = ctx.names().vm;
-    let c = &ctx.cfg.cloud;
-    if ctx.dry_run {
+fn next_steps(prov: &Provisioner, job: JobChange) {
+    let vm = prov.names().vm;
+    let c = &prov.cfg.cloud;
+    if prov.dry_run {
         println!("  after a real run: set platform = \"cloud\", check LoyJoy, then `provisioner decommission`");
         return;
     }

@@ -8,8 +8,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use keepalive_tests::binaries::{run_provisioner, ProvisionerRun};
 use keepalive_tests::graph::{FakeGraph, FakeToken};
-use keepalive_tests::keepalive::{run_provisioner, ProvisionerRun};
 use keepalive_tests::webhook::FakeWebhook;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};

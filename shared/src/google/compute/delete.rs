@@ -5,6 +5,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Compute, Operation, Scope, API};
+use crate::google::client::{Idempotent, Request};
 use crate::google::GoogleError;
 
 impl Compute {
@@ -19,11 +20,11 @@ impl Compute {
         request_id: Uuid,
         deadline: Option<Instant>,
     ) -> Result<Operation, GoogleError> {
-        let mut url = self.scoped_url(project, scope, &[collection, name]);
+        let mut url = self.url(project, scope, &[collection, name]);
         url.query_pairs_mut()
             .append_pair("requestId", &request_id.to_string());
-        self.client
-            .call(API, Method::DELETE, &url, None, deadline)
-            .await
+        // The request id makes a repeat answer the first operation: safe to retry.
+        let request = Request::change(API, Method::DELETE, &url, Idempotent::Yes);
+        self.client.send(request, deadline).await
     }
 }

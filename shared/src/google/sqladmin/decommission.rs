@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{SqlAdmin, SqlOperation, API};
+use crate::google::client::{Idempotent, Request};
 use crate::google::GoogleError;
 
 impl SqlAdmin {
@@ -22,10 +23,7 @@ impl SqlAdmin {
         url.query_pairs_mut()
             .append_pair("instance", instance)
             .append_pair("maxResults", "100");
-        let v: Value = self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await?;
+        let v: Value = self.client.send(Request::get(API, &url), deadline).await?;
         Ok(v["items"].as_array().cloned().unwrap_or_default())
     }
 
@@ -46,9 +44,8 @@ impl SqlAdmin {
             "uri": uri,
             "databases": [database],
         }});
-        self.client
-            .call_once(API, Method::POST, &url, Some(&body), deadline)
-            .await
+        let request = Request::change(API, Method::POST, &url, Idempotent::No).body(&body);
+        self.client.send(request, deadline).await
     }
 
     /// Deletes the instance; with `final_backup_days`, Cloud SQL first takes a final backup
@@ -71,9 +68,8 @@ impl SqlAdmin {
                     &format!("final backup of {instance}, taken when it was decommissioned"),
                 );
         }
-        self.client
-            .call_once(API, Method::DELETE, &url, None, deadline)
-            .await
+        let request = Request::change(API, Method::DELETE, &url, Idempotent::No);
+        self.client.send(request, deadline).await
     }
 
     /// The project's backups that are not tied to a live instance (final backups), each as
@@ -91,10 +87,7 @@ impl SqlAdmin {
             if let Some(t) = &token {
                 url.query_pairs_mut().append_pair("pageToken", t);
             }
-            let v: Value = self
-                .client
-                .call(API, Method::GET, &url, None, deadline)
-                .await?;
+            let v: Value = self.client.send(Request::get(API, &url), deadline).await?;
             out.extend(v["backups"].as_array().cloned().unwrap_or_default());
             match v["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
                 Some(t) => token = Some(t.to_string()),
