@@ -31,12 +31,17 @@ impl Verdict {
         }
     }
 
-    /// Something a person should see: `check` exits 1, and the log line is a warning or an
-    /// error.
+    /// Something a person should see: `check` exits 1.
     pub fn wants_attention(self) -> bool {
+        self.severity() != Severity::Info
+    }
+
+    /// The severity of the check's log line.
+    pub fn severity(self) -> Severity {
         match self {
-            Verdict::Healthy | Verdict::Grace | Verdict::Skipped => false,
-            Verdict::Reset | Verdict::Alert => true,
+            Verdict::Healthy | Verdict::Grace | Verdict::Skipped => Severity::Info,
+            Verdict::Reset => Severity::Warning,
+            Verdict::Alert => Severity::Error,
         }
     }
 
@@ -49,6 +54,17 @@ impl Verdict {
     pub fn publishes_event(self) -> bool {
         matches!(self, Verdict::Reset | Verdict::Alert)
     }
+}
+
+/// How loud a verdict is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Nothing to do.
+    Info,
+    /// The keepalive acted (or would have, under `--dry-run`).
+    Warning,
+    /// A person must act.
+    Error,
 }
 
 /// A verdict and the reason for it, as a `decide.rs` gives it.

@@ -7,7 +7,7 @@ use super::events::Event;
 use super::mail::{one_line, Notice};
 use super::outcome::{Outcome, TargetReport};
 use crate::onprem::Details;
-use crate::verdict::Verdict;
+use crate::verdict::{Severity, Verdict};
 
 /// The event's JSON. The attributes repeat `type`, `verdict`, `vm`, `zone` and `project`
 /// for subscription filters.
@@ -41,16 +41,15 @@ impl TargetReport for Details {
     fn notice(&self, verdict: Verdict, reason: &str, checked_at: &str) -> Notice {
         let (vm, zone) = (self.vm.as_str(), self.zone.as_str());
         let project = self.project.as_deref().unwrap_or("-");
-        let verdict = verdict.as_str();
         let short_reason = one_line(reason, 120);
         let (subject, opening) = match verdict {
-            "reset" => (
+            Verdict::Reset => (
                 format!("[keepalive] VM {vm} reset: {short_reason}"),
                 format!(
                     "The keepalive reset the VM {vm}: its WhatsApp Business API client was down."
                 ),
             ),
-            "alert" => (
+            Verdict::Alert => (
                 format!("[keepalive] ALERT {vm}: {short_reason}"),
                 format!(
                     "The keepalive raised an alert for the VM {vm}. A reset would not help: \
@@ -58,10 +57,11 @@ impl TargetReport for Details {
                 ),
             ),
             other => (
-                format!("[keepalive] VM {vm} {other}: {short_reason}"),
-                format!("The keepalive checked the VM {vm}: {other}."),
+                format!("[keepalive] VM {vm} {}: {short_reason}", other.as_str()),
+                format!("The keepalive checked the VM {vm}: {}.", other.as_str()),
             ),
         };
+        let verdict = verdict.as_str();
         let mut body = format!(
             "{opening}\n\n\
              Reason:  {reason}\n\
@@ -119,17 +119,17 @@ impl TargetReport for Details {
         let project = self.project.as_deref().unwrap_or("");
         let verdict = o.verdict.as_str();
         let (vm, zone, attempts) = (&self.vm, &self.zone, self.attempts);
-        match o.verdict {
-            Verdict::Healthy | Verdict::Grace | Verdict::Skipped => tracing::info!(
+        match o.verdict.severity() {
+            Severity::Info => tracing::info!(
                 vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
                 duration_ms = o.duration_ms, message_id, "check done"
             ),
-            Verdict::Reset => tracing::warn!(
+            Severity::Warning => tracing::warn!(
                 vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
                 operation = self.operation.as_deref().unwrap_or(""), dry_run = self.dry_run,
                 duration_ms = o.duration_ms, message_id, "check done: VM reset"
             ),
-            Verdict::Alert => tracing::error!(
+            Severity::Error => tracing::error!(
                 vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
                 duration_ms = o.duration_ms, message_id, "check done: needs a person"
             ),
