@@ -3,6 +3,8 @@
 //! - [`payload`]: the scheduler payload, parsed once into a type.
 //! - [`envelope`]: a Pub/Sub push envelope or a CloudEvent, decoded into one message.
 //! - [`whatsapp`]: the WhatsApp Business API on-premises client.
+//! - [`graph`]: the Graph API (Meta's Cloud API for WhatsApp numbers): client, error type,
+//!   typed answers, batches.
 //! - [`google`]: tokens, errors, retries, operations, and the Compute Engine and Secret
 //!   Manager clients.
 //! - [`events_publisher`]: Pub/Sub through `google-cloud-pubsub`: the keepalive's event
@@ -13,6 +15,7 @@
 pub mod envelope;
 pub mod events_publisher;
 pub mod google;
+pub mod graph;
 pub mod payload;
 pub mod telemetry;
 pub mod tls_pin;
