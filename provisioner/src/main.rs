@@ -1,12 +1,10 @@
 //! `provisioner`: the WhatsApp onboarding runbook as commands.
 
 use clap::{Parser, Subcommand};
-use provisioner::cloud::Cloud;
 use provisioner::config::NumberConfig;
-use provisioner::report::Report;
-use provisioner::steps::{database, keepalive, link, onboard, vm, Ctx};
-use provisioner::{plan, status};
-use provisioner::{secrets, up};
+use provisioner::environment::Environment;
+use provisioner::steps::{database, keepalive, link, onboard, vm};
+use provisioner::{plan, secrets, status, up, Provisioner};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,8 +88,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cloud = match Cloud::from_env() {
-        Ok(c) => c,
+    let env = match Environment::from_env() {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("provisioner: {e}");
             return ExitCode::from(2);
@@ -115,12 +113,12 @@ fn main() -> ExitCode {
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
-    let mut ctx = Ctx {
-        cfg,
-        cloud,
-        dry_run,
-        report: Report::default(),
-        command: name,
+    let mut prov = match Provisioner::new(cfg, env, name, dry_run) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("provisioner: {e}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -134,22 +132,22 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Database => database::run(&mut ctx).await,
-            Command::Vm => vm::run(&mut ctx).await,
-            Command::Plan => plan::run(&mut ctx).await,
-            Command::Status => status::run(&mut ctx).await,
-            Command::Whatsapp => onboard::whatsapp(&mut ctx, &config_dir).await.map(|_| ()),
-            Command::Verify { code } => onboard::verify(&mut ctx, code).await,
-            Command::Connect => onboard::connect(&mut ctx).await,
+            Command::Database => database::run(&prov).await,
+            Command::Vm => vm::run(&prov).await,
+            Command::Plan => plan::run(&mut prov).await,
+            Command::Status => status::run(&prov).await,
+            Command::Whatsapp => onboard::whatsapp(&prov, &config_dir).await.map(|_| ()),
+            Command::Verify { code } => onboard::verify(&prov, code).await,
+            Command::Connect => onboard::connect(&prov).await,
             Command::Link { text, png } => {
-                let number = format!("{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
+                let number = format!("{}{}", prov.cfg.country_code, prov.cfg.phone_number);
                 link::run(&number, text.as_deref(), png.as_deref())
             }
-            Command::Keepalive => keepalive::run(&mut ctx).await,
+            Command::Keepalive => keepalive::run(&prov).await,
             Command::Secrets {
                 action: SecretsAction::Show { name },
-            } => secrets::show(&mut ctx, name.as_deref()).await,
-            Command::Up => up::run(&mut ctx, &config_dir).await,
+            } => secrets::show(&prov, name.as_deref()).await,
+            Command::Up => up::run(&prov, &config_dir).await,
         }
     });
     if let Err(e) = result {
@@ -160,10 +158,10 @@ fn main() -> ExitCode {
         eprintln!("provisioner {name}: failed: {e}");
         return ExitCode::from(1);
     }
-    if ctx.dry_run && name != "status" {
+    if prov.dry_run && name != "status" {
         println!("dry run: nothing was changed");
     }
-    let diffs = ctx.report.differences();
+    let diffs = prov.report.differences();
     if !diffs.is_empty() && name != "plan" {
         eprintln!(
             "provisioner {name}: {} resource(s) exist with settings that differ from {}; the provisioner does not change them silently. Fix them (or number.toml) and run `provisioner {name}` again.",

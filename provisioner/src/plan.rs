@@ -1,13 +1,13 @@
 //! `plan`: what `database`, `vm` and `keepalive` would do now, from what already exists.
 //! Changes nothing.
 
-use crate::steps::{database, keepalive, vm, Ctx};
-use crate::StepError;
+use crate::steps::{database, keepalive, vm};
+use crate::{Provisioner, StepError};
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
-    ctx.dry_run = true;
-    database::run(ctx).await?;
-    vm::run(ctx).await?;
-    keepalive::run(ctx).await?;
+pub async fn run(prov: &mut Provisioner) -> Result<(), StepError> {
+    prov.dry_run = true;
+    database::run(prov).await?;
+    vm::run(prov).await?;
+    keepalive::run(prov).await?;
     Ok(())
 }

@@ -1,6 +1,9 @@
-//! What a step did or would do to each resource, printed one line each.
+//! What a command did or would do to each resource, printed one line each as it comes. The
+//! report is for people and the exit status; steps hand each other state explicitly, never
+//! through it.
 
 use std::fmt;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -56,11 +59,11 @@ impl fmt::Display for Line {
 /// The lines of one command, printed as they come.
 #[derive(Debug, Default)]
 pub struct Report {
-    pub lines: Vec<Line>,
+    lines: Mutex<Vec<Line>>,
 }
 
 impl Report {
-    pub fn add(&mut self, kind: &'static str, name: &str, action: Action, detail: Option<String>) {
+    pub fn add(&self, kind: &'static str, name: &str, action: Action, detail: Option<String>) {
         let line = Line {
             kind,
             name: name.to_string(),
@@ -68,13 +71,17 @@ impl Report {
             detail,
         };
         println!("{line}");
-        self.lines.push(line);
+        self.lines.lock().expect("report lock").push(line);
+    }
+
+    pub fn lines(&self) -> Vec<Line> {
+        self.lines.lock().expect("report lock").clone()
     }
 
     /// Every difference found, for the exit status.
-    pub fn differences(&self) -> Vec<&Line> {
-        self.lines
-            .iter()
+    pub fn differences(&self) -> Vec<Line> {
+        self.lines()
+            .into_iter()
             .filter(|l| matches!(l.action, Action::Differs(_)))
             .collect()
     }

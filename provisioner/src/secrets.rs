@@ -2,12 +2,11 @@
 
 use secrecy::ExposeSecret;
 
-use crate::steps::Ctx;
-use crate::StepError;
+use crate::{Provisioner, StepError};
 
 /// The short names a person types, and the secrets they stand for.
-pub fn known(ctx: &Ctx) -> Vec<(&'static str, String, &'static str)> {
-    let n = ctx.names();
+pub fn known(prov: &Provisioner) -> Vec<(&'static str, String, &'static str)> {
+    let n = prov.names();
     vec![
         (
             "db-password",
@@ -27,17 +26,17 @@ pub fn known(ctx: &Ctx) -> Vec<(&'static str, String, &'static str)> {
     ]
 }
 
-pub async fn show(ctx: &mut Ctx, name: Option<&str>) -> Result<(), StepError> {
-    let project = ctx.cfg.project.clone();
-    let all = known(ctx);
+pub async fn show(prov: &Provisioner, name: Option<&str>) -> Result<(), StepError> {
+    let project = prov.cfg.project.clone();
+    let all = known(prov);
     let Some(name) = name else {
         for (short, secret, what) in &all {
-            let stored = ctx
-                .cloud
+            let stored = prov
+                .google
                 .secrets
-                .latest(&project, secret, Some(ctx.call_deadline()))
+                .latest(&project, secret, Some(prov.call_deadline()))
                 .await
-                .map_err(ctx.google(format!("secret {secret}")))?
+                .map_err(prov.google_failed(format!("secret {secret}")))?
                 .is_some();
             println!(
                 "  {short:<16} {what:<40} {}",
@@ -54,12 +53,12 @@ pub async fn show(ctx: &mut Ctx, name: Option<&str>) -> Result<(), StepError> {
             names.join(", ")
         )));
     };
-    let value = ctx
-        .cloud
+    let value = prov
+        .google
         .secrets
-        .latest(&project, secret, Some(ctx.call_deadline()))
+        .latest(&project, secret, Some(prov.call_deadline()))
         .await
-        .map_err(ctx.google(format!("secret {secret}")))?
+        .map_err(prov.google_failed(format!("secret {secret}")))?
         .ok_or_else(|| StepError::failed(format!("secret {secret}"), "is not stored yet"))?;
     println!("{}", value.expose_secret());
     Ok(())

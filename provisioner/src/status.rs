@@ -2,62 +2,67 @@
 //! answers now. Reads only.
 
 use serde_json::Value;
-use shared::google::compute::Scope;
 use std::time::Duration;
 
-use crate::steps::keepalive::{failed_deployment, KeepaliveNames};
-use crate::steps::{address, vm, Ctx};
-use crate::StepError;
+use crate::ensure::Resource;
+use crate::names::KeepaliveNames;
+use crate::resources::address::StaticAddress;
+use crate::resources::instance::read_vm;
+use crate::resources::service::failed_deployment;
+use crate::steps::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
+use crate::{Provisioner, StepError};
 
 fn line(kind: &str, name: &str, state: &str) {
     println!("  {kind:<22} {name:<40} {state}");
 }
 
-pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
-    let n = ctx.names();
-    let project = ctx.cfg.project.clone();
-    let deadline = Some(ctx.call_deadline());
+pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
+    let n = prov.names();
+    let project = prov.cfg.project.clone();
+    let deadline = Some(prov.call_deadline());
     println!(
         "status: +{}{} in project {project}",
-        ctx.cfg.country_code, ctx.cfg.phone_number
+        prov.cfg.country_code, prov.cfg.phone_number
     );
 
-    let address = address::read(ctx).await?;
+    let address = StaticAddress::of(prov).read(prov).await?;
     let ip = address
         .as_ref()
-        .and_then(|a| a["address"].as_str())
-        .map(str::to_string);
+        .map(|a| a.address.clone())
+        .filter(|ip| !ip.is_empty());
     match &address {
         Some(a) => line(
             "static address",
             &n.address,
             &format!(
                 "{} {}",
-                a["address"].as_str().unwrap_or("?"),
-                a["status"].as_str().unwrap_or("")
+                Some(a.address.as_str())
+                    .filter(|ip| !ip.is_empty())
+                    .unwrap_or("?"),
+                a.status.as_deref().unwrap_or("")
             ),
         ),
         None => line("static address", &n.address, "missing"),
     }
 
-    let fw = ctx
-        .cloud
+    let fw = prov
+        .google
         .compute
-        .get_resource(&project, &Scope::Global, "firewalls", &n.firewall, deadline)
+        .find_firewall(&project, &n.firewall, deadline)
         .await
-        .map_err(ctx.google(format!("firewall rule {}", n.firewall)))?;
+        .map_err(prov.google_failed(format!("firewall rule {}", n.firewall)))?;
     line(
         "firewall rule",
         &n.firewall,
         if fw.is_some() { "present" } else { "missing" },
     );
 
-    let sql = ctx
-        .cloud
+    let sql = prov
+        .google
         .sql
         .get_instance(&project, &n.sql_instance, deadline)
         .await
-        .map_err(ctx.google(format!("Cloud SQL instance {}", n.sql_instance)))?;
+        .map_err(prov.google_failed(format!("Cloud SQL instance {}", n.sql_instance)))?;
     match &sql {
         Some(i) => {
             let max = i["settings"]["databaseFlags"]
@@ -74,12 +79,12 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
                 ),
             );
             if i["state"] == "RUNNABLE" {
-                let dbs = ctx
-                    .cloud
+                let dbs = prov
+                    .google
                     .sql
                     .list_databases(&project, &n.sql_instance, deadline)
                     .await
-                    .map_err(ctx.google(format!("databases of {}", n.sql_instance)))?;
+                    .map_err(prov.google_failed(format!("databases of {}", n.sql_instance)))?;
                 let own: Vec<String> = dbs
                     .into_iter()
                     .filter(|d| !shared::google::sqladmin::BUILTIN_DATABASES.contains(&d.as_str()))
@@ -98,12 +103,12 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         None => line("Cloud SQL instance", &n.sql_instance, "missing"),
     }
 
-    let secret = ctx
-        .cloud
+    let secret = prov
+        .google
         .secrets
         .latest(&project, &n.db_password_secret, deadline)
         .await
-        .map_err(ctx.google(format!("secret {}", n.db_password_secret)))?;
+        .map_err(prov.google_failed(format!("secret {}", n.db_password_secret)))?;
     line(
         "secret",
         &n.db_password_secret,
@@ -114,40 +119,31 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
         },
     );
 
-    let instance: Option<Value> = ctx
-        .cloud
-        .compute
-        .get_resource(
-            &project,
-            &Scope::Zone(ctx.cfg.zone.clone()),
-            "instances",
-            &n.vm,
-            deadline,
-        )
-        .await
-        .map_err(ctx.google(format!("VM {}", n.vm)))?;
+    let instance = read_vm(prov).await?;
     match &instance {
         Some(i) => line(
             "VM",
             &n.vm,
             &format!(
                 "{} since {}",
-                i["status"].as_str().unwrap_or("?"),
-                i["lastStartTimestamp"].as_str().unwrap_or("?")
+                Some(i.status.as_str())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("?"),
+                i.last_start_timestamp.as_deref().unwrap_or("?")
             ),
         ),
         None => line("VM", &n.vm, "missing"),
     }
 
     if let (Some(ip), Some(_)) = (ip, instance) {
-        let url = vm::whatsapp_url(ctx, &ip)?;
+        let url = whatsapp_url(prov, &ip)?;
         let pinned = url.scheme() != "https"
-            || ctx
-                .cloud
+            || prov
+                .google
                 .secrets
                 .latest(&project, &n.tls_pin_secret, deadline)
                 .await
-                .map_err(ctx.google(format!("secret {}", n.tls_pin_secret)))?
+                .map_err(prov.google_failed(format!("secret {}", n.tls_pin_secret)))?
                 .is_some();
         if !pinned {
             line(
@@ -156,7 +152,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
                 "not contacted yet (no pinned certificate: run `provisioner vm`)",
             );
         } else {
-            let http = vm::whatsapp_http(ctx, &url).await?;
+            let http = whatsapp_http(prov, &url).await?;
             let login = url
                 .join("/v1/users/login")
                 .map_err(|e| StepError::failed("WhatsApp URL", e.to_string()))?;
@@ -179,17 +175,17 @@ pub async fn run(ctx: &mut Ctx) -> Result<(), StepError> {
             line("WhatsApp client", url.as_str(), &state);
         }
     }
-    keepalive(ctx).await
+    keepalive(prov).await
 }
 
 /// Step 6: is this number's keepalive running? A read that fails (the API not enabled yet,
 /// no permission) is shown, not fatal: the rest of the status stands.
-async fn keepalive(ctx: &mut Ctx) -> Result<(), StepError> {
-    let k = KeepaliveNames::of(ctx);
-    let deadline = Some(ctx.call_deadline());
-    let service = ctx
-        .cloud
-        .run
+async fn keepalive(prov: &Provisioner) -> Result<(), StepError> {
+    let k = KeepaliveNames::of(&prov.cfg);
+    let deadline = Some(prov.call_deadline());
+    let service = prov
+        .google
+        .cloud_run
         .get_service(&k.project, &k.region, &k.service, deadline)
         .await;
     let state = match service {
@@ -197,8 +193,8 @@ async fn keepalive(ctx: &mut Ctx) -> Result<(), StepError> {
         Err(e) => format!("unknown: {e}"),
     };
     line("keepalive service", &k.service, &state);
-    let job = ctx
-        .cloud
+    let job = prov
+        .google
         .scheduler
         .get_job(&k.project, &k.region, &k.job, deadline)
         .await;

@@ -6,24 +6,24 @@ use shared::whatsapp::HealthState;
 use std::path::Path;
 
 use crate::steps::onboard::{self, Registration};
-use crate::steps::{database, keepalive, link, vm, Ctx};
-use crate::StepError;
+use crate::steps::{database, keepalive, link, vm};
+use crate::{Provisioner, StepError};
 
-pub async fn run(ctx: &mut Ctx, config_dir: &Path) -> Result<(), StepError> {
-    database::run(ctx).await?;
-    vm::run(ctx).await?;
-    if ctx.dry_run {
-        onboard::whatsapp(ctx, config_dir).await?;
-        keepalive::run(ctx).await?;
+pub async fn run(prov: &Provisioner, config_dir: &Path) -> Result<(), StepError> {
+    database::run(prov).await?;
+    vm::run(prov).await?;
+    if prov.dry_run {
+        onboard::whatsapp(prov, config_dir).await?;
+        keepalive::run(prov).await?;
         return Ok(());
     }
     // Registered already (a second `up` after `verify`)? Then no new code is requested.
     let registered = !matches!(
-        onboard::health(ctx).await?.state(),
+        onboard::health(prov).await?.state(),
         HealthState::Unregistered(_)
     );
     if !registered {
-        match onboard::whatsapp(ctx, config_dir).await? {
+        match onboard::whatsapp(prov, config_dir).await? {
             Registration::CodeSent { .. } => {
                 println!();
                 println!("up: stopped for the registration code.");
@@ -36,10 +36,10 @@ pub async fn run(ctx: &mut Ctx, config_dir: &Path) -> Result<(), StepError> {
             Registration::Registered | Registration::Planned => {}
         }
     }
-    onboard::connect(ctx).await?;
-    let number = format!("{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
+    onboard::connect(prov).await?;
+    let number = format!("{}{}", prov.cfg.country_code, prov.cfg.phone_number);
     link::run(&number, None, None)?;
-    keepalive::run(ctx).await?;
+    keepalive::run(prov).await?;
     println!("up: done");
     Ok(())
 }

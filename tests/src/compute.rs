@@ -42,7 +42,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::server::{Fault, Faults};
+use crate::server::{FakeState, Fault, Faults};
 use crate::{
     server::{
         bearer_token, compute_timestamp, hang, json_response, lock, now, parse_rfc3339,
@@ -1112,12 +1112,6 @@ fn operation_name(t: OffsetDateTime) -> String {
     )
 }
 
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<ComputeState>>,
-    tokens: Arc<TokenRegistry>,
-}
-
 /// The fake Compute Engine API.
 pub struct FakeCompute {
     state: Arc<Mutex<ComputeState>>,
@@ -1147,7 +1141,7 @@ impl FakeCompute {
             next_internal: 0,
             seq: 0,
         }));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens,
         };
@@ -1842,7 +1836,7 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<ComputeState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

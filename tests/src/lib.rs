@@ -1,6 +1,7 @@
-//! Fakes of the outside world for the keepalive's tests: real HTTP servers on `127.0.0.1`
-//! (ephemeral ports, `TCP_NODELAY`, answers written in one piece) that tests script and
-//! inspect.
+//! Fakes of the outside world for the keepalive's and the provisioner's tests: real HTTP
+//! servers on `127.0.0.1` (ephemeral ports, `TCP_NODELAY`, answers written in one piece) that
+//! tests script and inspect; and [`binaries`], which builds and runs the real `keepalive` and
+//! `provisioner` binaries.
 //!
 //! - [`whatsapp::FakeWhatsApp`]: the on-premises WhatsApp Business API client.
 //! - [`compute::FakeCompute`]: Compute Engine v1 (instances: get, insert, reset, start,
@@ -13,7 +14,7 @@
 //!   databases).
 //! - [`pubsub::FakePubSub`]: the Pub/Sub emulator (REST admin API and gRPC `Publish` on one
 //!   port).
-//! - [`run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
+//! - [`cloud_run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
 //!   policies).
 //! - [`scheduler::FakeScheduler`]: Cloud Scheduler v1 (jobs).
 //! - [`graph::FakeGraph`]: Meta's Graph API for WhatsApp numbers (Cloud API), and
@@ -21,13 +22,13 @@
 //! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
 //!   service-account key file pointing at the token endpoint.
 
+pub mod binaries;
+pub mod cloud_run;
 pub mod compute;
 pub mod graph;
-pub mod keepalive;
 pub mod measure;
 pub mod pubsub;
 mod rest;
-pub mod run;
 pub mod scheduler;
 pub mod secretmanager;
 pub mod server;
@@ -42,10 +43,10 @@ use std::{
     sync::Arc,
 };
 
+pub use cloud_run::FakeCloudRun;
 pub use compute::{ComputeRoute, FakeCompute};
 pub use graph::{Entity, FakeGraph, FakeToken, GraphFault};
 pub use pubsub::FakePubSub;
-pub use run::FakeCloudRun;
 pub use scheduler::FakeScheduler;
 pub use secretmanager::FakeSecretManager;
 pub use server::{HttpServer, RecordedRequest, SelfSignedCert, TempDir};

@@ -25,7 +25,7 @@
 //!
 //! A list with no jobs answers `{}` (no `jobs` key), as the real API does.
 
-use crate::server::Faults;
+use crate::server::{FakeState, Faults};
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -106,12 +106,6 @@ struct SchedState {
     faults: Faults,
     /// Changes carried out but answered with this status instead (see `lose_answers`).
     lost_answers: Faults,
-}
-
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<SchedState>>,
-    tokens: Arc<TokenRegistry>,
 }
 
 /// The fake Cloud Scheduler API.
@@ -505,7 +499,7 @@ impl FakeScheduler {
             faults: Faults::default(),
             lost_answers: Faults::default(),
         }));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens,
         };
@@ -664,7 +658,7 @@ fn update(st: &mut SchedState, name: &str, query: Option<&str>, body: &[u8]) -> 
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<SchedState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -2,7 +2,7 @@
 //! access versions), with bearer tokens checked against a [`TokenRegistry`] and the newer
 //! Google APIs' error shape.
 
-use crate::server::Faults;
+use crate::server::{FakeState, Faults};
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -55,12 +55,6 @@ struct SmState {
     accesses: usize,
 }
 
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<SmState>>,
-    tokens: Arc<TokenRegistry>,
-}
-
 /// The fake Secret Manager API.
 pub struct FakeSecretManager {
     state: Arc<Mutex<SmState>>,
@@ -103,7 +97,7 @@ impl FakeSecretManager {
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(SmState::default()));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens,
         };
@@ -233,7 +227,7 @@ fn version_json(p: &str, s: &str, n: usize, v: &Version) -> Value {
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<SmState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

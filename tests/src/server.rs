@@ -514,6 +514,22 @@ fn strip_bearer(value: &str) -> Option<&str> {
     }
 }
 
+/// What every request handler of a Google fake is given: the fake's state and the tokens it
+/// accepts.
+pub(crate) struct FakeState<S> {
+    pub state: Arc<Mutex<S>>,
+    pub tokens: Arc<crate::token::TokenRegistry>,
+}
+
+impl<S> Clone for FakeState<S> {
+    fn clone(&self) -> Self {
+        FakeState {
+            state: self.state.clone(),
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers

@@ -49,7 +49,7 @@ use axum::{
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::server::{Fault, Faults};
+use crate::server::{FakeState, Fault, Faults};
 use crate::{
     server::{
         bearer_token, hang, json_response, lock, now, query_param, random_string, rfc3339_utc,
@@ -130,12 +130,6 @@ struct SqlState {
     counts: HashMap<SqlRoute, usize>,
     created: usize,
     next_ip: u32,
-}
-
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<SqlState>>,
-    tokens: Arc<TokenRegistry>,
 }
 
 /// The fake Cloud SQL Admin API.
@@ -728,7 +722,7 @@ impl FakeSqlAdmin {
             created: 0,
             next_ip: 10,
         }));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens,
         };
@@ -1053,7 +1047,7 @@ fn parse_body(body: &[u8]) -> Result<Value, Response> {
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<SqlState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

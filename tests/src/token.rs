@@ -2,7 +2,7 @@
 //! points at, and the [`TokenRegistry`] of access tokens it issued, which the other Google
 //! fakes consult to accept or refuse `Authorization: Bearer` headers.
 
-use crate::server::Faults;
+use crate::server::{FakeState, Faults};
 use std::{
     collections::HashSet,
     io,
@@ -88,12 +88,6 @@ struct TokenState {
     claims: Vec<Value>,
 }
 
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<TokenState>>,
-    tokens: Arc<TokenRegistry>,
-}
-
 /// The fake OAuth2 token endpoint, `POST /token`.
 pub struct FakeTokenServer {
     state: Arc<Mutex<TokenState>>,
@@ -107,7 +101,7 @@ impl FakeTokenServer {
     /// Starts the endpoint; tokens it grants are registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
         let state = Arc::new(Mutex::new(TokenState::default()));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens: tokens.clone(),
         };
@@ -210,7 +204,7 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Response {
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<TokenState>>,
     method: Method,
     uri: http::Uri,
     headers: http::HeaderMap,

@@ -4,7 +4,7 @@
 //! `@google-cloud/compute` reset (JWT grant included) at the fakes, and the tables come out.
 //! Needs node and `npm ci --prefix tests/baseline` (`.ci/install-test-deps`).
 
-use keepalive_tests::keepalive::{keepalive_bin, workspace_root};
+use keepalive_tests::binaries::{keepalive_bin, workspace_root};
 use std::process::{Command, Output};
 
 fn compare(envs: &[(&str, &str)]) -> Output {

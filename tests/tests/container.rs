@@ -12,7 +12,7 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{World, PASSWORD, USER, VM, ZONE};
-use keepalive_tests::keepalive::{free_port, keepalive_bin, workspace_root};
+use keepalive_tests::binaries::{free_port, keepalive_bin, workspace_root};
 use keepalive_tests::{Health, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -133,7 +133,7 @@ async fn a_hanging_pubsub_costs_at_most_the_deadline() {
 async fn serve_publishes_too() {
     let (w, ps) = world_with_events().await;
     w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
-    let served = keepalive_tests::keepalive::Served::start(&w.env);
+    let served = keepalive_tests::binaries::Served::start(&w.env);
     let (status, body) = common::post_push(&served.url(), &w.payload()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["verdict"], "reset");

@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use keepalive_tests::keepalive::{run_check, run_provisioner, ProvisionerRun};
+use keepalive_tests::binaries::{run_check, run_provisioner, ProvisionerRun};
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

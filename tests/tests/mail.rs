@@ -13,7 +13,7 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{post_push, World, PASSWORD, VM, ZONE};
-use keepalive_tests::keepalive::{keepalive_bin, CheckRun, Served};
+use keepalive_tests::binaries::{keepalive_bin, CheckRun, Served};
 use keepalive_tests::smtp::{pki, Mode, SmtpServer};
 use keepalive_tests::{Health, FAKE_PROJECT};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! real binary, against a fresh WhatsApp fake (admin/secret, first-login rule, registration)
 //! and the Google fakes.
 
-use keepalive_tests::keepalive::{run_provisioner, ProvisionerRun};
+use keepalive_tests::binaries::{run_provisioner, ProvisionerRun};
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

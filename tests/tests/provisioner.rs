@@ -1,7 +1,7 @@
 //! `provisioner database`, `vm`, `plan`, `status` through the real binary against stateful
 //! fakes of Cloud SQL Admin, Compute Engine and Secret Manager, and the WhatsApp fake over TLS.
 
-use keepalive_tests::keepalive::{run_provisioner, ProvisionerRun};
+use keepalive_tests::binaries::{run_provisioner, ProvisionerRun};
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! real `keepalive serve` against the simulated WhatsApp client and Google APIs, every step
 //! as the sandbox describes it (it exits 1 otherwise), and the password in none of its output.
 
-use keepalive_tests::keepalive::{keepalive_bin, run_bounded};
+use keepalive_tests::binaries::{keepalive_bin, run_bounded};
 use std::process::Command;
 use std::time::Duration;
 

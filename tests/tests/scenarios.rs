@@ -10,7 +10,7 @@ use serde_json::json;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-fn verdict(run: &keepalive_tests::keepalive::CheckRun) -> String {
+fn verdict(run: &keepalive_tests::binaries::CheckRun) -> String {
     run.outcome()["verdict"]
         .as_str()
         .unwrap_or_default()

@@ -6,7 +6,7 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{assert_json_logs, post, post_push, push_envelope, World, PASSWORD};
-use keepalive_tests::keepalive::Served;
+use keepalive_tests::binaries::Served;
 use keepalive_tests::{Behaviour, ComputeRoute, Health};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -30,7 +30,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use keepalive_tests::keepalive::Served;
+use keepalive_tests::binaries::Served;
 use keepalive_tests::measure::status_kb;
 use keepalive_tests::whatsapp::{HEALTH_PATH, LOGIN_PATH, PROBES};
 use keepalive_tests::{Behaviour, ComputeRoute, FakeWhatsApp, GoogleFakes, Health, FAKE_PROJECT};

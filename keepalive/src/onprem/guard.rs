@@ -310,6 +310,7 @@ mod tests {
             status: "RUNNING".into(),
             last_start_timestamp: Some("2026-11-24T10:00:00.000-08:00".into()),
             self_link: None,
+            ..Default::default()
         }
     }
 

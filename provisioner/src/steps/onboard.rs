@@ -12,9 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
-use super::{address, vm, Ctx};
+use super::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
 use crate::report::Action;
-use crate::StepError;
+use crate::resources::address;
+use crate::resources::secret::stored_or_new;
+use crate::{Provisioner, StepError};
 
 /// The built-in admin's first-start credentials.
 const FIRST_USER: &str = "admin";
@@ -36,39 +38,33 @@ fn wa_error(what: &str, e: WaError) -> StepError {
 }
 
 /// The WhatsApp client's base URL and a client for it (TLS pinned on first contact).
-pub async fn client(ctx: &mut Ctx) -> Result<WhatsAppClient, StepError> {
-    let url = match ctx.cloud.whatsapp_url.clone() {
+pub async fn client(prov: &Provisioner) -> Result<WhatsAppClient, StepError> {
+    let url = match prov.env.whatsapp_url.clone() {
         Some(u) => u,
         None => {
-            let n = ctx.names();
-            let address = address::read(ctx).await?;
-            let ip = address
-                .as_ref()
-                .and_then(|a| a["address"].as_str())
-                .ok_or_else(|| {
-                    StepError::failed(
-                        format!("address {}", n.address),
-                        "does not exist: run `provisioner vm` first",
-                    )
-                })?
-                .to_string();
-            vm::whatsapp_url(ctx, &ip)?
+            let ip = address::read_ip(prov).await?.ok_or_else(|| {
+                StepError::failed(
+                    format!("address {}", prov.names().address),
+                    "does not exist: run `provisioner vm` first",
+                )
+            })?;
+            whatsapp_url(prov, &ip)?
         }
     };
-    let http = vm::whatsapp_http(ctx, &url).await?;
+    let http = whatsapp_http(prov, &url).await?;
     Ok(WhatsAppClient::new(http, url, Duration::from_secs(30)))
 }
 
 /// Logs in as admin with the password kept in Secret Manager; on a fresh client, first sets
 /// that password (generated, 64 characters, stored before it is sent).
-pub async fn admin_session(ctx: &mut Ctx, wa: &WhatsAppClient) -> Result<Session, StepError> {
-    let n = ctx.names();
+pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Session, StepError> {
+    let n = prov.names();
     let secret = n.admin_password_secret.clone();
-    let (password, new) = ctx.stored_or_new_password(&secret, 64).await?;
+    let (password, new) = stored_or_new(prov, &secret, 64).await?;
     if !new {
         match wa.login(FIRST_USER, &password).await {
             Ok(s) => {
-                ctx.report.add(
+                prov.report.add(
                     "admin password",
                     &secret,
                     Action::Exists,
@@ -91,7 +87,7 @@ pub async fn admin_session(ctx: &mut Ctx, wa: &WhatsAppClient) -> Result<Session
                 e,
             )
         })?;
-    ctx.report.add(
+    prov.report.add(
         "admin password",
         &secret,
         Action::Created,
@@ -129,37 +125,37 @@ fn read_cert(config_dir: &Path, cert_file: &str) -> Result<String, StepError> {
     Ok(cert)
 }
 
-pub async fn whatsapp(ctx: &mut Ctx, config_dir: &Path) -> Result<Registration, StepError> {
+pub async fn whatsapp(prov: &Provisioner, config_dir: &Path) -> Result<Registration, StepError> {
     println!(
         "whatsapp: +{}{}",
-        ctx.cfg.country_code, ctx.cfg.phone_number
+        prov.cfg.country_code, prov.cfg.phone_number
     );
-    let cert = read_cert(config_dir, &ctx.cfg.whatsapp.cert_file)?;
-    if ctx.dry_run {
-        ctx.report.add(
+    let cert = read_cert(config_dir, &prov.cfg.whatsapp.cert_file)?;
+    if prov.dry_run {
+        prov.report.add(
             "admin password",
-            &ctx.names().admin_password_secret,
+            &prov.names().admin_password_secret,
             Action::WouldCreate,
             Some("unless stored already".into()),
         );
-        ctx.report.add(
+        prov.report.add(
             "registration",
-            &format!("+{}{}", ctx.cfg.country_code, ctx.cfg.phone_number),
+            &format!("+{}{}", prov.cfg.country_code, prov.cfg.phone_number),
             Action::WouldCreate,
-            Some(format!("code by {}", ctx.cfg.whatsapp.method)),
+            Some(format!("code by {}", prov.cfg.whatsapp.method)),
         );
         return Ok(Registration::Planned);
     }
-    let wa = client(ctx).await?;
-    let session = admin_session(ctx, &wa).await?;
+    let wa = client(prov).await?;
+    let session = admin_session(prov, &wa).await?;
     if registered(&wa, &session).await? {
         println!("  the number is registered already: `provisioner verify` is not needed; next: `provisioner connect`");
         return Ok(Registration::Registered);
     }
     let body = json!({
-        "cc": ctx.cfg.country_code,
-        "phone_number": ctx.cfg.phone_number,
-        "method": ctx.cfg.whatsapp.method,
+        "cc": prov.cfg.country_code,
+        "phone_number": prov.cfg.phone_number,
+        "method": prov.cfg.whatsapp.method,
         "cert": cert,
     });
     let answer = wa
@@ -174,13 +170,13 @@ pub async fn whatsapp(ctx: &mut Ctx, config_dir: &Path) -> Result<Registration, 
             let vname = v["account"][0]["vname"].as_str().map(str::to_string);
             println!(
                 "  a registration code is on its way by {} to +{}{}{}",
-                if ctx.cfg.whatsapp.method == "voice" {
+                if prov.cfg.whatsapp.method == "voice" {
                     "voice call"
                 } else {
                     "SMS"
                 },
-                ctx.cfg.country_code,
-                ctx.cfg.phone_number,
+                prov.cfg.country_code,
+                prov.cfg.phone_number,
                 vname
                     .as_deref()
                     .map(|v| format!(" (verified name: {v})"))
@@ -213,7 +209,7 @@ fn ask_code() -> Result<String, StepError> {
     Ok(line.trim().to_string())
 }
 
-pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError> {
+pub async fn verify(prov: &Provisioner, code: Option<String>) -> Result<(), StepError> {
     let code = match code {
         Some(c) => c,
         None => ask_code()?,
@@ -227,9 +223,12 @@ pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError
             "`--code`: the registration code is digits only (e.g. 123456)".into(),
         ));
     }
-    println!("verify: +{}{}", ctx.cfg.country_code, ctx.cfg.phone_number);
-    if ctx.dry_run {
-        ctx.report.add(
+    println!(
+        "verify: +{}{}",
+        prov.cfg.country_code, prov.cfg.phone_number
+    );
+    if prov.dry_run {
+        prov.report.add(
             "verification",
             "POST /v1/account/verify",
             Action::WouldCreate,
@@ -237,8 +236,8 @@ pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError
         );
         return Ok(());
     }
-    let wa = client(ctx).await?;
-    let session = admin_session(ctx, &wa).await?;
+    let wa = client(prov).await?;
+    let session = admin_session(prov, &wa).await?;
     // Verified already (verify is not idempotent on the client): nothing to do.
     if registered(&wa, &session).await? {
         println!(
@@ -266,8 +265,8 @@ pub async fn verify(ctx: &mut Ctx, code: Option<String>) -> Result<(), StepError
 }
 
 /// `loyjoy.webhook_url`, checked: an https URL with a host.
-fn webhook(ctx: &Ctx) -> Result<Url, StepError> {
-    let raw = ctx.cfg.loyjoy.webhook_url.trim();
+fn webhook(prov: &Provisioner) -> Result<Url, StepError> {
+    let raw = prov.cfg.loyjoy.webhook_url.trim();
     let bad = |why: &str| StepError::Config(format!("`loyjoy.webhook_url` {why}, got {raw:?}"));
     if raw.is_empty() {
         return Err(bad("is required for connect"));
@@ -279,27 +278,27 @@ fn webhook(ctx: &Ctx) -> Result<Url, StepError> {
     Ok(url)
 }
 
-pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
-    let hook = webhook(ctx)?;
-    let username = ctx.cfg.loyjoy.api_username.clone();
+pub async fn connect(prov: &Provisioner) -> Result<(), StepError> {
+    let hook = webhook(prov)?;
+    let username = prov.cfg.loyjoy.api_username.clone();
     if username.is_empty() || username.contains(char::is_whitespace) {
         return Err(StepError::Config(
             "`loyjoy.api_username` must be a name without spaces".into(),
         ));
     }
-    let n = ctx.names();
+    let n = prov.names();
     println!(
         "connect: +{}{} to LoyJoy",
-        ctx.cfg.country_code, ctx.cfg.phone_number
+        prov.cfg.country_code, prov.cfg.phone_number
     );
-    if ctx.dry_run {
-        ctx.report.add(
+    if prov.dry_run {
+        prov.report.add(
             "webhook",
             hook.as_str(),
             Action::WouldUpdate("application settings".into()),
             None,
         );
-        ctx.report.add(
+        prov.report.add(
             "API user",
             &username,
             Action::WouldCreate,
@@ -307,8 +306,8 @@ pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
         );
         return Ok(());
     }
-    let wa = client(ctx).await?;
-    let session = admin_session(ctx, &wa).await?;
+    let wa = client(prov).await?;
+    let session = admin_session(prov, &wa).await?;
     wa.call(
         &session.token,
         Method::PATCH,
@@ -317,7 +316,7 @@ pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
     )
     .await
     .map_err(|e| wa_error("PATCH /v1/settings/application (webhook)", e))?;
-    ctx.report.add(
+    prov.report.add(
         "webhook",
         hook.as_str(),
         Action::Updated("application settings".into()),
@@ -325,13 +324,13 @@ pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
     );
 
     let secret = n.api_password_secret.clone();
-    let (password, _) = ctx.stored_or_new_password(&secret, 64).await?;
+    let (password, _) = stored_or_new(prov, &secret, 64).await?;
     let body = json!({"username": username, "password": password.expose_secret()});
     match wa
         .call_with_status(&session.token, Method::POST, "/v1/users", Some(&body))
         .await
     {
-        Ok(_) => ctx.report.add(
+        Ok(_) => prov.report.add(
             "API user",
             &username,
             Action::Created,
@@ -347,7 +346,7 @@ pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
             )
             .await
             .map_err(|e| wa_error(&format!("PUT /v1/users/{username}"), e))?;
-            ctx.report.add(
+            prov.report.add(
                 "API user",
                 &username,
                 Action::Updated(format!("password reset to the one in {secret}")),
@@ -366,9 +365,9 @@ pub async fn connect(ctx: &mut Ctx) -> Result<(), StepError> {
 }
 
 /// The client's health now, for `up` (registered or not) and `status`.
-pub async fn health(ctx: &mut Ctx) -> Result<Health, StepError> {
-    let wa = client(ctx).await?;
-    let session = admin_session(ctx, &wa).await?;
+pub async fn health(prov: &Provisioner) -> Result<Health, StepError> {
+    let wa = client(prov).await?;
+    let session = admin_session(prov, &wa).await?;
     wa.health(&session.token)
         .await
         .map_err(|e| wa_error("GET /v1/health", e))

@@ -1,5 +1,7 @@
 //! The one HTTP layer under every Google REST client: bearer token, timeout bounded by the
-//! caller's deadline, error bodies read into [`GoogleError`], retries by [`RetryPolicy`].
+//! caller's deadline, error bodies read into [`GoogleError`], retries by [`RetryPolicy`] for
+//! the requests that say they may be repeated ([`Idempotent`]), and the waits for long-running
+//! operations ([`GoogleClient::wait_operation`]).
 
 use reqwest::Method;
 use secrecy::ExposeSecret;
@@ -10,7 +12,62 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
+use super::clock::{Clock, SystemClock};
+use super::operation::{settle, LongRunningOperation, Pacing, Silent, WaitProgress, Waiter};
 use super::{Auth, GoogleError, RetryPolicy};
+
+/// May this request be sent again after a failure that may have reached the server (a 503, a
+/// timeout, a lost answer)?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotent {
+    /// Twice has the effect of once: a read, a whole-spec PUT or PATCH, a POST carrying a
+    /// `requestId`, a create whose repeat answers `ALREADY_EXISTS` that the caller adopts.
+    /// Retried by the client's [`RetryPolicy`].
+    Yes,
+    /// A repeat could act twice (a new secret version) or meet its own first attempt as
+    /// someone else's work. Sent once; the caller decides what a failure means.
+    No,
+}
+
+/// One call of a Google REST API.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub api: &'static str,
+    pub method: Method,
+    pub url: &'a Url,
+    pub body: Option<&'a Value>,
+    pub idempotent: Idempotent,
+}
+
+impl<'a> Request<'a> {
+    /// A GET: always safe to repeat.
+    pub fn get(api: &'static str, url: &'a Url) -> Self {
+        Request {
+            api,
+            method: Method::GET,
+            url,
+            body: None,
+            idempotent: Idempotent::Yes,
+        }
+    }
+
+    /// A call that changes something; `idempotent` says whether it may be repeated.
+    pub fn change(api: &'static str, method: Method, url: &'a Url, idempotent: Idempotent) -> Self {
+        Request {
+            api,
+            method,
+            url,
+            body: None,
+            idempotent,
+        }
+    }
+
+    /// With a JSON body.
+    pub fn body(mut self, body: &'a Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct GoogleClient {
@@ -18,10 +75,13 @@ pub struct GoogleClient {
     auth: Arc<Auth>,
     retry: RetryPolicy,
     timeout: Duration,
+    waiter: Waiter,
 }
 
 impl GoogleClient {
     /// `timeout` bounds each request; a request never outlives the caller's deadline either.
+    /// Pauses on the system clock and tells no one of its waits (see
+    /// [`with_clock`](Self::with_clock), [`with_progress`](Self::with_progress)).
     pub fn new(
         auth: Arc<Auth>,
         retry: RetryPolicy,
@@ -40,7 +100,24 @@ impl GoogleClient {
             auth,
             retry,
             timeout,
+            waiter: Waiter::new(Arc::new(SystemClock), Arc::new(Silent)),
         })
+    }
+
+    /// Retries and waits pause on `clock` (a test's [`ManualClock`](super::clock::ManualClock)).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.waiter = Waiter::new(clock, self.progress());
+        self
+    }
+
+    /// Every operation wait is told to `progress` (the provisioner's spinner).
+    pub fn with_progress(mut self, progress: Arc<dyn WaitProgress>) -> Self {
+        self.waiter = Waiter::new(self.waiter.clock().clone(), progress);
+        self
+    }
+
+    fn progress(&self) -> Arc<dyn WaitProgress> {
+        self.waiter.progress().clone()
     }
 
     pub fn auth(&self) -> &Arc<Auth> {
@@ -51,45 +128,77 @@ impl GoogleClient {
         self.retry
     }
 
-    /// Sends a request, retrying retryable failures, and decodes a 2xx JSON answer.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        api: &'static str,
-        method: Method,
-        url: &Url,
-        body: Option<&Value>,
-        deadline: Option<Instant>,
-    ) -> Result<T, GoogleError> {
-        self.retry
-            .run(deadline, || {
-                self.call_once(api, method.clone(), url, body, deadline)
-            })
-            .await
+    /// The loop every wait of this client goes through, on its clock and progress.
+    pub fn waiter(&self) -> &Waiter {
+        &self.waiter
     }
 
-    /// GETs a resource (retried like [`call`](Self::call)); `None` when the API answers 404.
+    /// Sends `request` (again, per the retry policy, when it is [`Idempotent::Yes`] and the
+    /// failure is retryable) and decodes a 2xx JSON answer.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        request: Request<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<T, GoogleError> {
+        match request.idempotent {
+            Idempotent::Yes => {
+                self.retry
+                    .run(self.waiter.clock().as_ref(), deadline, || {
+                        self.send_once(&request, deadline)
+                    })
+                    .await
+            }
+            Idempotent::No => self.send_once(&request, deadline).await,
+        }
+    }
+
+    /// GETs a resource (retried); `None` when the API answers 404.
     pub async fn get_if_exists<T: DeserializeOwned>(
         &self,
         api: &'static str,
         url: &Url,
         deadline: Option<Instant>,
     ) -> Result<Option<T>, GoogleError> {
-        match self.call(api, Method::GET, url, None, deadline).await {
+        match self.send(Request::get(api, url), deadline).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// One attempt, no retry.
-    pub async fn call_once<T: DeserializeOwned>(
+    /// Asks `request` (an operation's GET, or its `wait` method) until operation `name` is
+    /// done, pausing as `pacing` says, until `deadline`. A failed operation is
+    /// [`GoogleError::Operation`]; running out of time is [`GoogleError::Deadline`].
+    pub async fn wait_operation<Op>(
         &self,
-        api: &'static str,
-        method: Method,
-        url: &Url,
-        body: Option<&Value>,
+        name: &str,
+        request: Request<'_>,
+        deadline: Instant,
+        pacing: Pacing,
+    ) -> Result<Op, GoogleError>
+    where
+        Op: LongRunningOperation + DeserializeOwned,
+    {
+        let what = format!("{} operation {name}", request.api);
+        self.waiter
+            .until(&what, deadline, pacing, || async {
+                let op: Op = self.send(request.clone(), Some(deadline)).await?;
+                settle(request.api, op)
+            })
+            .await?
+            .or_deadline(&what)
+    }
+
+    /// One attempt.
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        request: &Request<'_>,
         deadline: Option<Instant>,
     ) -> Result<T, GoogleError> {
+        let Request {
+            api, method, url, ..
+        } = request;
+        let api = *api;
         let timeout = match deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
@@ -105,13 +214,13 @@ impl GoogleClient {
         let token = self.auth.token().await?;
         let mut req = self
             .http
-            .request(method.clone(), url.clone())
+            .request(method.clone(), (*url).clone())
             .timeout(timeout)
             .bearer_auth(token.expose_secret());
-        req = match body {
+        req = match request.body {
             Some(b) => req.json(b),
             // POSTs without a body still need a length for Google front ends.
-            None if method == Method::POST => req.header(reqwest::header::CONTENT_LENGTH, "0"),
+            None if *method == Method::POST => req.header(reqwest::header::CONTENT_LENGTH, "0"),
             None => req,
         };
         let resp = req

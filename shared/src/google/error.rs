@@ -1,7 +1,6 @@
 //! One error type for every Google REST API, and whether it is worth retrying.
 
 use serde_json::Value;
-use std::fmt;
 
 /// What went wrong calling a Google API.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -142,16 +141,6 @@ fn http_reason(status: u16) -> &'static str {
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("error")
-}
-
-/// Which API a client talks to, for messages.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiName(pub &'static str);
-
-impl fmt::Display for ApiName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! The retry policy: exponential backoff with full jitter, bounded by attempts and a deadline.
+//! The retry policy: exponential backoff with equal jitter (a random pause between half and
+//! all of each step), bounded by attempts and a deadline. Only requests marked
+//! [`Idempotent::Yes`](super::client::Idempotent) are retried (see
+//! [`GoogleClient::send`](super::GoogleClient::send)).
 
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use super::clock::Clock;
 use super::GoogleError;
 
 /// How often and how patiently to retry a retryable [`GoogleError`].
@@ -39,9 +43,10 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of attempts, or the next pause
-    /// would end past `deadline`.
+    /// would end past `deadline`; pauses on `clock`.
     pub async fn run<T, F, Fut>(
         &self,
+        clock: &dyn Clock,
         deadline: Option<Instant>,
         mut op: F,
     ) -> Result<T, GoogleError>
@@ -56,11 +61,11 @@ impl RetryPolicy {
                 Err(e) if !e.is_retryable() || attempt >= self.max_attempts => return Err(e),
                 Err(e) => {
                     let pause = self.backoff(attempt);
-                    if deadline.is_some_and(|d| Instant::now() + pause >= d) {
+                    if deadline.is_some_and(|d| clock.now() + pause >= d) {
                         return Err(e);
                     }
                     tracing::warn!(error = %e, attempt, pause_ms = pause.as_millis() as u64, "retrying Google API call");
-                    tokio::time::sleep(pause).await;
+                    clock.sleep(pause).await;
                     attempt += 1;
                 }
             }
@@ -71,13 +76,14 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::google::clock::ManualClock;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn fast() -> RetryPolicy {
+    fn policy() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 4,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(4),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(4),
             multiplier: 2.0,
         }
     }
@@ -100,10 +106,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retries_retryable_then_succeeds() {
+    async fn retries_retryable_then_succeeds_pausing_on_the_clock() {
+        let clock = ManualClock::new();
         let calls = AtomicU32::new(0);
-        let r = fast()
-            .run(None, || async {
+        let r = policy()
+            .run(&clock, None, || async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                     Err(unavailable())
                 } else {
@@ -113,50 +120,62 @@ mod tests {
             .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Two pauses, each within its step (1 s, then 2 s), no wall time spent.
+        let pauses = clock.pauses();
+        assert_eq!(pauses.len(), 2);
+        assert!(pauses[0] >= Duration::from_millis(500) && pauses[0] <= Duration::from_secs(1));
+        assert!(pauses[1] >= Duration::from_secs(1) && pauses[1] <= Duration::from_secs(2));
     }
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
+        let clock = ManualClock::new();
         let calls = AtomicU32::new(0);
-        let r: Result<(), _> = fast()
-            .run(None, || async {
+        let r: Result<(), _> = policy()
+            .run(&clock, None, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(unavailable())
             })
             .await;
         assert_eq!(r.unwrap_err().status(), Some(503));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(clock.pauses().len(), 3);
     }
 
     #[tokio::test]
     async fn never_retries_permanent_errors() {
+        let clock = ManualClock::new();
         let calls = AtomicU32::new(0);
-        let r: Result<(), _> = fast()
-            .run(None, || async {
+        let r: Result<(), _> = policy()
+            .run(&clock, None, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(GoogleError::from_response("x", 403, b""))
             })
             .await;
         assert_eq!(r.unwrap_err().status(), Some(403));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(clock.pauses().is_empty());
     }
 
     #[tokio::test]
-    async fn stops_before_the_deadline() {
+    async fn stops_before_a_pause_would_pass_the_deadline() {
+        let clock = ManualClock::new();
         let calls = AtomicU32::new(0);
         let slow = RetryPolicy {
             max_attempts: 100,
             initial_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(20),
-            ..fast()
+            ..policy()
         };
+        let deadline = clock.now() + Duration::from_secs(4);
         let r: Result<(), _> = slow
-            .run(Some(Instant::now() + Duration::from_millis(50)), || async {
+            .run(&clock, Some(deadline), || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(unavailable())
             })
             .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(clock.pauses().is_empty());
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::url_with_segments;
+use super::client::{url_with_segments, Idempotent, Request};
 use super::{GoogleClient, GoogleError};
 
 pub const API: &str = "Cloud Scheduler";
@@ -46,8 +46,8 @@ impl Scheduler {
         self.client.get_if_exists(API, &url, deadline).await
     }
 
-    /// Creates the job (`body.name` names it). One attempt: a retry would meet the first
-    /// attempt's job as `ALREADY_EXISTS`, which the caller adopts.
+    /// Creates the job (`body.name` names it). Sent once: a repeat would meet the first
+    /// attempt's job as `ALREADY_EXISTS`, which the caller adopts and checks.
     pub async fn create_job(
         &self,
         project: &str,
@@ -56,13 +56,12 @@ impl Scheduler {
         deadline: Option<Instant>,
     ) -> Result<Value, GoogleError> {
         let url = self.jobs(project, location);
-        self.client
-            .call_once(API, Method::POST, &url, Some(body), deadline)
-            .await
+        let request = Request::change(API, Method::POST, &url, Idempotent::No).body(body);
+        self.client.send(request, deadline).await
     }
 
     /// Updates the fields named in `update_mask` (comma-separated, e.g.
-    /// `schedule,pubsubTarget`).
+    /// `schedule,pubsubTarget`) to their values in `body`: the same patch twice is one.
     pub async fn patch_job(
         &self,
         project: &str,
@@ -74,13 +73,12 @@ impl Scheduler {
     ) -> Result<Value, GoogleError> {
         let mut url = url_with_segments(&self.jobs(project, location), [job]);
         url.query_pairs_mut().append_pair("updateMask", update_mask);
-        self.client
-            .call(API, Method::PATCH, &url, Some(body), deadline)
-            .await
+        let request = Request::change(API, Method::PATCH, &url, Idempotent::Yes).body(body);
+        self.client.send(request, deadline).await
     }
 
-    /// Resumes a paused job (the API refuses a job that is not `PAUSED` with
-    /// `FAILED_PRECONDITION`: a retry after a lost answer meets that; read the job to tell).
+    /// Resumes a paused job. Repeated after a lost answer, the API refuses it
+    /// (`FAILED_PRECONDITION`: not paused): the caller reads the job to tell.
     pub async fn resume_job(
         &self,
         project: &str,
@@ -92,14 +90,8 @@ impl Scheduler {
             &self.jobs(project, location),
             [format!("{job}:resume").as_str()],
         );
-        self.client
-            .call(
-                API,
-                Method::POST,
-                &url,
-                Some(&serde_json::json!({})),
-                deadline,
-            )
-            .await
+        let body = serde_json::json!({});
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
     }
 }

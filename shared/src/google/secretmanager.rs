@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::url_with_segments;
+use super::client::{url_with_segments, Idempotent, Request};
 use super::{GoogleClient, GoogleError};
 use crate::payload::SecretVersion;
 
@@ -53,10 +53,7 @@ impl SecretManager {
         let access = format!("{last}:access");
         segments.push(&access);
         let url = url_with_segments(&self.base, segments);
-        let resp: AccessResponse = self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await?;
+        let resp: AccessResponse = self.client.send(Request::get(API, &url), deadline).await?;
         let data = resp
             .payload
             .and_then(|p| p.data)
@@ -113,7 +110,7 @@ impl SecretManager {
         let url = url_with_segments(&self.base, version.split('/'));
         match self
             .client
-            .call::<serde_json::Value>(API, Method::GET, &url, None, deadline)
+            .send::<serde_json::Value>(Request::get(API, &url), deadline)
             .await
         {
             Ok(v) => Ok(v["state"].as_str().is_none_or(|s| s == "ENABLED")),
@@ -134,6 +131,8 @@ impl SecretManager {
     }
 
     /// Creates the secret (adopting an existing one) and adds `value` as its newest version.
+    /// The new version is sent once: a repeat after a lost answer would add a second one (a
+    /// failure is the caller's to report; the next run reads back what was stored).
     pub async fn store(
         &self,
         project: &str,
@@ -150,9 +149,11 @@ impl SecretManager {
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
             .collect();
         let body = serde_json::json!({"replication": {"automatic": {}}, "labels": labels});
+        // A repeated create answers ALREADY_EXISTS, which is adopted: safe to retry.
+        let create = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
         match self
             .client
-            .call::<serde_json::Value>(API, Method::POST, &url, Some(&body), deadline)
+            .send::<serde_json::Value>(create, deadline)
             .await
         {
             Ok(_) => {}
@@ -169,8 +170,9 @@ impl SecretManager {
             ],
         );
         let body = serde_json::json!({"payload": {"data": STANDARD.encode(value.expose_secret())}});
+        let add_version = Request::change(API, Method::POST, &add, Idempotent::No).body(&body);
         self.client
-            .call::<serde_json::Value>(API, Method::POST, &add, Some(&body), deadline)
+            .send::<serde_json::Value>(add_version, deadline)
             .await?;
         Ok(())
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::url_with_segments;
-use super::operation::wait_until_done;
+use super::client::{url_with_segments, Idempotent, Request};
+use super::operation::{failure_text, LongRunningOperation, OperationState, Pacing};
 use super::{GoogleClient, GoogleError};
 
 pub const API: &str = "Cloud SQL Admin";
@@ -41,6 +41,32 @@ pub struct SqlOperationError {
     pub code: Option<String>,
     pub message: Option<String>,
 }
+
+impl LongRunningOperation for SqlOperation {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn state(&self) -> OperationState {
+        if self.status != "DONE" {
+            return OperationState::Running(format!("status {}", self.status));
+        }
+        match &self.error {
+            Some(e) if !e.errors.is_empty() => OperationState::Failed(failure_text(
+                e.errors
+                    .iter()
+                    .map(|x| (x.code.as_deref(), x.message.as_deref())),
+            )),
+            _ => OperationState::Succeeded,
+        }
+    }
+}
+
+/// How often an operation is asked about: creating an instance takes minutes.
+const PACING: Pacing = Pacing {
+    first: Duration::from_millis(200),
+    max: Duration::from_secs(10),
+};
 
 #[derive(Debug, Clone)]
 pub struct SqlAdmin {
@@ -76,6 +102,8 @@ impl SqlAdmin {
         self.client.get_if_exists(API, &url, deadline).await
     }
 
+    /// Starts creating the instance. Sent once: a repeat would meet the first attempt's
+    /// instance as `ALREADY_EXISTS`, which the caller adopts and checks.
     pub async fn insert_instance(
         &self,
         project: &str,
@@ -83,25 +111,11 @@ impl SqlAdmin {
         deadline: Option<Instant>,
     ) -> Result<SqlOperation, GoogleError> {
         let url = self.url(project, &["instances"]);
-        self.client
-            .call_once(API, Method::POST, &url, Some(body), deadline)
-            .await
+        let request = Request::change(API, Method::POST, &url, Idempotent::No).body(body);
+        self.client.send(request, deadline).await
     }
 
-    pub async fn patch_instance(
-        &self,
-        project: &str,
-        name: &str,
-        body: &Value,
-        deadline: Option<Instant>,
-    ) -> Result<SqlOperation, GoogleError> {
-        let url = self.url(project, &["instances", name]);
-        self.client
-            .call(API, Method::PATCH, &url, Some(body), deadline)
-            .await
-    }
-
-    /// Polls an operation until DONE (or `deadline`); a failed operation is an error.
+    /// Waits for operation `name` until DONE or `deadline`; a failed one is an error.
     pub async fn wait_operation(
         &self,
         project: &str,
@@ -109,39 +123,9 @@ impl SqlAdmin {
         deadline: Instant,
     ) -> Result<SqlOperation, GoogleError> {
         let url = self.url(project, &["operations", name]);
-        let op: SqlOperation = wait_until_done(
-            &format!("Cloud SQL operation {name}"),
-            deadline,
-            Duration::from_millis(200),
-            Duration::from_secs(10),
-            || async {
-                let op: SqlOperation = self
-                    .client
-                    .call(API, Method::GET, &url, None, Some(deadline))
-                    .await?;
-                Ok((op.status == "DONE").then_some(op))
-            },
-        )
-        .await?;
-        match &op.error {
-            Some(e) if !e.errors.is_empty() => Err(GoogleError::Operation {
-                api: API,
-                name: op.name.clone(),
-                message: e
-                    .errors
-                    .iter()
-                    .map(|x| {
-                        format!(
-                            "{}: {}",
-                            x.code.as_deref().unwrap_or("ERROR"),
-                            x.message.as_deref().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }),
-            _ => Ok(op),
-        }
+        self.client
+            .wait_operation(name, Request::get(API, &url), deadline, PACING)
+            .await
     }
 
     pub async fn list_users(
@@ -151,36 +135,24 @@ impl SqlAdmin {
         deadline: Option<Instant>,
     ) -> Result<Vec<String>, GoogleError> {
         let url = self.url(project, &["instances", instance, "users"]);
-        let v: Value = self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await?;
+        let v: Value = self.client.send(Request::get(API, &url), deadline).await?;
         Ok(names(&v))
     }
 
-    /// Creates the user, or sets its password when it exists.
-    pub async fn put_user(
+    /// Creates the user with `password`. Sent once: a repeat would meet the first attempt's
+    /// user as `ALREADY_EXISTS`, which the caller adopts.
+    pub async fn create_user(
         &self,
         project: &str,
         instance: &str,
         user: &str,
         password: &str,
-        exists: bool,
         deadline: Option<Instant>,
     ) -> Result<SqlOperation, GoogleError> {
         let body = json!({"name": user, "password": password});
-        if exists {
-            let mut url = self.url(project, &["instances", instance, "users"]);
-            url.query_pairs_mut().append_pair("name", user);
-            self.client
-                .call(API, Method::PUT, &url, Some(&body), deadline)
-                .await
-        } else {
-            let url = self.url(project, &["instances", instance, "users"]);
-            self.client
-                .call(API, Method::POST, &url, Some(&body), deadline)
-                .await
-        }
+        let url = self.url(project, &["instances", instance, "users"]);
+        let request = Request::change(API, Method::POST, &url, Idempotent::No).body(&body);
+        self.client.send(request, deadline).await
     }
 
     pub async fn list_databases(
@@ -190,10 +162,7 @@ impl SqlAdmin {
         deadline: Option<Instant>,
     ) -> Result<Vec<String>, GoogleError> {
         let url = self.url(project, &["instances", instance, "databases"]);
-        let v: Value = self
-            .client
-            .call(API, Method::GET, &url, None, deadline)
-            .await?;
+        let v: Value = self.client.send(Request::get(API, &url), deadline).await?;
         Ok(names(&v))
     }
 }

@@ -29,7 +29,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::future::join_all;
-use keepalive_tests::keepalive::{free_port, keepalive_bin, Served};
+use keepalive_tests::binaries::{free_port, keepalive_bin, Served};
 use keepalive_tests::measure::{
     cpu_model, cpu_time, env_or, listen_drops, loadavg, median, ms, nofile_limit, percentile,
     post_once, range, status_kb,

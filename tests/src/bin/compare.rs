@@ -35,7 +35,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::future::join_all;
-use keepalive_tests::keepalive::{free_port, keepalive_bin, workspace_root};
+use keepalive_tests::binaries::{free_port, keepalive_bin, workspace_root};
 use keepalive_tests::measure::{
     cpu_model, cpu_time, env_or, listen_drops, loadavg, median, ms, nofile_limit, post_once,
     range_digits, status_kb,

@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use keepalive_tests::keepalive::Served;
+use keepalive_tests::binaries::Served;
 use keepalive_tests::{Behaviour, FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -1,8 +1,10 @@
-//! Running the real `keepalive` binary: as `serve` on a free port, or as a one-shot `check`.
+//! Running the real binaries: `keepalive serve` on a free port ([`Served`]), a one-shot
+//! `keepalive check` ([`run_check`]), a `provisioner` command ([`run_provisioner`]), or any
+//! child bounded in time ([`run_bounded`]).
 //!
-//! The binary is built once per test process with the same cargo and profile that runs the
-//! tests (`KEEPALIVE_BIN` overrides: point it at a release build to test that). Every child
-//! gets a clean environment: only what the test passes, plus PATH.
+//! Each binary is built once per test process with the same cargo and profile that runs the
+//! tests (`KEEPALIVE_BIN`, `PROVISIONER_BIN` override: point them at a release build to test
+//! that). Every child gets a clean environment: only what the test passes, plus PATH.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -9,12 +9,18 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::url_with_segments;
-use super::operation::wait_until_done;
+use super::client::{url_with_segments, Idempotent, Request};
+use super::operation::{failure_text, settle, LongRunningOperation, OperationState, Pacing, Poll};
 use super::{GoogleClient, GoogleError};
 
 pub const API: &str = "Cloud Run Admin";
 pub const DEFAULT_ENDPOINT: &str = "https://run.googleapis.com";
+
+/// How often a deployment is asked about: it takes a minute or two.
+const PACING: Pacing = Pacing {
+    first: Duration::from_millis(500),
+    max: Duration::from_secs(5),
+};
 
 /// A `google.longrunning.Operation`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -27,10 +33,30 @@ pub struct RunOperation {
     pub response: Option<Value>,
 }
 
+/// A `google.rpc.Status`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RpcStatus {
     pub code: Option<i64>,
     pub message: Option<String>,
+}
+
+impl LongRunningOperation for RunOperation {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn state(&self) -> OperationState {
+        match (&self.error, self.done) {
+            (Some(e), _) => {
+                let code = e.code.map(|c| format!("error code {c}"));
+                // The message says it all when there is one.
+                let code = code.filter(|_| e.message.as_deref().is_none_or(str::is_empty));
+                OperationState::Failed(failure_text([(code.as_deref(), e.message.as_deref())]))
+            }
+            (None, true) => OperationState::Succeeded,
+            (None, false) => OperationState::Running("deploying".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,8 +97,8 @@ impl CloudRun {
         self.client.get_if_exists(API, &url, deadline).await
     }
 
-    /// Starts creating the service (one attempt: a retried create would answer
-    /// `ALREADY_EXISTS` for the first one's work).
+    /// Starts creating the service. Sent once: a repeat would answer `ALREADY_EXISTS` for the
+    /// first attempt's work, which the caller could not tell from someone else's.
     pub async fn create_service(
         &self,
         project: &str,
@@ -83,12 +109,11 @@ impl CloudRun {
     ) -> Result<RunOperation, GoogleError> {
         let mut url = self.services(project, region);
         url.query_pairs_mut().append_pair("serviceId", service);
-        self.client
-            .call_once(API, Method::POST, &url, Some(body), deadline)
-            .await
+        let request = Request::change(API, Method::POST, &url, Idempotent::No).body(body);
+        self.client.send(request, deadline).await
     }
 
-    /// Replaces the service's spec (a new revision). Idempotent: retried.
+    /// Replaces the service's spec (a new revision); the same spec twice is one revision.
     pub async fn update_service(
         &self,
         project: &str,
@@ -98,68 +123,34 @@ impl CloudRun {
         deadline: Option<Instant>,
     ) -> Result<RunOperation, GoogleError> {
         let url = self.service(project, region, service);
-        self.client
-            .call(API, Method::PATCH, &url, Some(body), deadline)
-            .await
+        let request = Request::change(API, Method::PATCH, &url, Idempotent::Yes).body(body);
+        self.client.send(request, deadline).await
     }
 
-    /// `op` once done: as it is when the answer already says so, else polled (see
-    /// [`wait_operation`](Self::wait_operation)).
+    /// `op` once done: as it is when its answer already says so, else waited for (until
+    /// `deadline`). A failed operation is [`GoogleError::Operation`].
     pub async fn finish(
         &self,
         op: RunOperation,
         deadline: Instant,
     ) -> Result<RunOperation, GoogleError> {
-        if !op.done {
-            return self.wait_operation(&op.name, deadline).await;
-        }
-        match &op.error {
-            Some(e) => Err(GoogleError::Operation {
-                api: API,
-                name: op.name.clone(),
-                message: e
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| format!("error code {}", e.code.unwrap_or_default())),
-            }),
-            None => Ok(op),
+        let name = op.name.clone();
+        match settle(API, op)? {
+            Poll::Ready(op) => Ok(op),
+            Poll::Pending(_) => self.wait_operation(&name, deadline).await,
         }
     }
 
-    /// Polls `operation` (its full name) until done; an operation that ends in error is
-    /// [`GoogleError::Operation`].
+    /// Waits for `operation` (its full name) until done or `deadline`.
     pub async fn wait_operation(
         &self,
         operation: &str,
         deadline: Instant,
     ) -> Result<RunOperation, GoogleError> {
         let url = url_with_segments(&self.base, operation.split('/'));
-        wait_until_done(
-            &format!("{API} operation {operation}"),
-            deadline,
-            Duration::from_millis(500),
-            Duration::from_secs(5),
-            || async {
-                let op: RunOperation = self
-                    .client
-                    .call(API, Method::GET, &url, None, Some(deadline))
-                    .await?;
-                if !op.done {
-                    return Ok(None);
-                }
-                match &op.error {
-                    Some(e) => Err(GoogleError::Operation {
-                        api: API,
-                        name: operation.to_string(),
-                        message: e.message.clone().unwrap_or_else(|| {
-                            format!("error code {}", e.code.unwrap_or_default())
-                        }),
-                    }),
-                    None => Ok(Some(op)),
-                }
-            },
-        )
-        .await
+        self.client
+            .wait_operation(operation, Request::get(API, &url), deadline, PACING)
+            .await
     }
 
     pub async fn get_iam_policy(
@@ -173,13 +164,11 @@ impl CloudRun {
             &self.services(project, region),
             [format!("{service}:getIamPolicy").as_str()],
         );
-        self.client
-            .call(API, Method::GET, &url, None, deadline)
-            .await
+        self.client.send(Request::get(API, &url), deadline).await
     }
 
-    /// Sets the whole policy (with the etag it was read with, so a concurrent change is
-    /// refused rather than lost).
+    /// Sets the whole policy, with the etag it was read with (so a concurrent change is
+    /// refused rather than lost). Setting the same policy again changes nothing.
     pub async fn set_iam_policy(
         &self,
         project: &str,
@@ -192,14 +181,8 @@ impl CloudRun {
             &self.services(project, region),
             [format!("{service}:setIamPolicy").as_str()],
         );
-        self.client
-            .call(
-                API,
-                Method::POST,
-                &url,
-                Some(&json!({ "policy": policy })),
-                deadline,
-            )
-            .await
+        let body = json!({ "policy": policy });
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
     }
 }

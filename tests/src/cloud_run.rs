@@ -37,7 +37,7 @@
 //! Deleting a service removes it (and its IAM policy) at once; its operation then runs its
 //! polls like the others and answers the deleted service as `response`.
 
-use crate::server::Faults;
+use crate::server::{FakeState, Faults};
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex},
@@ -161,12 +161,6 @@ struct RunState {
     operation_polls: u32,
     fail_operation_next: VecDeque<String>,
     faults: Faults,
-}
-
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<RunState>>,
-    tokens: Arc<TokenRegistry>,
 }
 
 /// The fake Cloud Run Admin API v2.
@@ -867,7 +861,7 @@ impl FakeCloudRun {
             fail_operation_next: VecDeque::new(),
             faults: Faults::default(),
         }));
-        let ctx = Ctx {
+        let ctx = FakeState {
             state: state.clone(),
             tokens,
         };
@@ -959,7 +953,7 @@ impl FakeCloudRun {
 }
 
 async fn handle(
-    State(ctx): State<Ctx>,
+    State(ctx): State<FakeState<RunState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -1,0 +1,129 @@
+//! The firewall rule that lets HTTPS (443) and the keepalive's HTTP proxy (80) reach the VM's
+//! network tag.
+
+use shared::google::compute::model::FirewallAllowed;
+use shared::google::compute::{Firewall, Scope};
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::ensure::{read_back, Check, Created, Difference, Resource};
+use crate::{Provisioner, StepError};
+
+pub const PORTS: [&str; 2] = ["443", "80"];
+
+/// This number's firewall rule, as wanted.
+pub struct FirewallRule {
+    pub project: String,
+    pub name: String,
+    /// The VM's network tag the rule targets.
+    pub tag: String,
+}
+
+impl FirewallRule {
+    pub fn of(prov: &Provisioner) -> FirewallRule {
+        let n = prov.names();
+        FirewallRule {
+            project: prov.cfg.project.clone(),
+            name: n.firewall,
+            tag: n.network_tag,
+        }
+    }
+
+    pub fn spec(&self) -> Firewall {
+        Firewall {
+            name: self.name.clone(),
+            description: Some(
+                "HTTPS (443) and the keepalive's HTTP proxy (80) to the WhatsApp Business API client"
+                    .into(),
+            ),
+            network: Some("global/networks/default".into()),
+            direction: Some("INGRESS".into()),
+            priority: Some(1000),
+            allowed: vec![FirewallAllowed {
+                ip_protocol: "tcp".into(),
+                ports: PORTS.iter().map(|p| p.to_string()).collect(),
+            }],
+            source_ranges: vec!["0.0.0.0/0".into()],
+            target_tags: vec![self.tag.clone()],
+        }
+    }
+}
+
+impl Resource for FirewallRule {
+    type State = Firewall;
+
+    fn kind(&self) -> &'static str {
+        "firewall rule"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn read(&self, prov: &Provisioner) -> Result<Option<Firewall>, StepError> {
+        prov.google
+            .compute
+            .find_firewall(&self.project, &self.name, Some(prov.call_deadline()))
+            .await
+            .map_err(prov.google_failed(self.resource()))
+    }
+
+    fn plan(&self) -> Option<String> {
+        Some(format!("tcp {} to tag {}", PORTS.join(", "), self.tag))
+    }
+
+    async fn create(&self, prov: &Provisioner) -> Result<Created<Firewall>, StepError> {
+        let compute = &prov.google.compute;
+        let insert = compute
+            .insert_firewall(
+                &self.project,
+                &self.spec(),
+                Uuid::new_v4(),
+                Some(prov.call_deadline()),
+            )
+            .await;
+        match insert {
+            Ok(op) => {
+                compute
+                    .wait_operation(
+                        &self.project,
+                        &Scope::Global,
+                        &op.name,
+                        prov.wait_deadline(Duration::from_secs(300)),
+                    )
+                    .await
+                    .map_err(prov.google_failed(self.resource()))?;
+                let now = read_back(prov, self, "not found right after it was created").await?;
+                Ok(Created::New(now))
+            }
+            Err(e) if e.is_already_exists() => Ok(Created::AlreadyExists),
+            Err(e) => Err(prov.google_failed(self.resource())(e)),
+        }
+    }
+
+    /// Reported, not changed: a rule someone widened or narrowed is theirs to settle.
+    fn differences(&self, have: &Firewall, _: Check) -> Vec<Difference> {
+        let mut d = Vec::new();
+        for p in PORTS {
+            if !have.ports().any(|x| x == p) {
+                d.push(Difference::report(format!("port {p} is not allowed")));
+            }
+        }
+        if !have.target_tags.contains(&self.tag) {
+            d.push(Difference::report(format!(
+                "does not target tag {}",
+                self.tag
+            )));
+        }
+        d
+    }
+
+    fn detail(&self, have: &Firewall) -> Option<String> {
+        let ports: Vec<&str> = have.ports().collect();
+        Some(format!(
+            "tcp {} to tag {}",
+            ports.join(", "),
+            have.target_tags.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,301 @@
+//! What a number's Cloud Scheduler job publishes ([`JobPayload`], by platform) and how the job
+//! is rendered from its template ([`render_job`]): `scheduler.yaml` with its placeholders
+//! filled in, the payload mapping turned into `pubsubTarget.data` (base64 of compact JSON) and
+//! checked the way the keepalive will read it. The payload names the password's Secret
+//! Manager version, never the password.
+//!
+//! A new kind of number (a Cloud API number, say) is a new [`JobPayload`] variant with its
+//! template and placeholders; the job resource ([`super::job`]) stays as it is.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use shared::payload::Payload;
+
+/// The template of an On-Premises number's job, kept as a file at the top of the repository
+/// and read at build time.
+pub const SCHEDULER_TEMPLATE: &str = include_str!("../../../scheduler.yaml");
+
+/// The job's own fields, whatever it publishes.
+#[derive(Debug, Clone)]
+pub struct JobFields {
+    pub project: String,
+    /// Cloud Scheduler location.
+    pub region: String,
+    /// The job's id (`keepalive-whatsapp-4915112345678`).
+    pub job: String,
+    /// The topic's id (not its full name).
+    pub topic_id: String,
+    pub time_zone: String,
+}
+
+/// What the job publishes, by platform.
+#[derive(Debug, Clone)]
+pub enum JobPayload {
+    /// An On-Premises WhatsApp client on a VM (`keepalive-contract.md`).
+    OnPremises(OnPremisesTarget),
+}
+
+/// The On-Premises client a job keeps alive.
+#[derive(Debug, Clone)]
+pub struct OnPremisesTarget {
+    /// host[:port] or URL of the client's API.
+    pub whatsapp_hostname: String,
+    pub whatsapp_username: String,
+    /// The Secret Manager version holding the password.
+    pub password_secret: String,
+    pub vm: String,
+    pub zone: String,
+}
+
+impl JobPayload {
+    /// The template the job is rendered from.
+    pub fn template(&self) -> &'static str {
+        match self {
+            JobPayload::OnPremises(_) => SCHEDULER_TEMPLATE,
+        }
+    }
+
+    /// The placeholders this payload fills in, beyond the job's own.
+    fn placeholders(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            JobPayload::OnPremises(t) => vec![
+                ("${WHATSAPP_HOSTNAME}", t.whatsapp_hostname.as_str()),
+                ("${WHATSAPP_USERNAME}", &t.whatsapp_username),
+                ("${PASSWORD_SECRET}", &t.password_secret),
+                ("${VM}", &t.vm),
+                ("${ZONE}", &t.zone),
+            ],
+        }
+    }
+
+    /// Whether `payload` (an existing job's) is of this kind: only then are its extra fields
+    /// kept (see [`keep_extra_payload_fields`]).
+    pub fn is_kind_of(&self, payload: &Map<String, Value>) -> bool {
+        match self {
+            JobPayload::OnPremises(_) => payload.contains_key("vm"),
+        }
+    }
+
+    /// Where its credentials come from, in words (never a secret).
+    pub fn describe(&self) -> String {
+        match self {
+            JobPayload::OnPremises(t) => format!("password from {}", t.password_secret),
+        }
+    }
+}
+
+/// Renders `payload`'s template into the Cloud Scheduler job's JSON.
+pub fn render_job(job: &JobFields, payload: &JobPayload) -> Result<Value, String> {
+    render_template(payload.template(), job, payload)
+}
+
+/// Renders `template` (the text of `scheduler.yaml` or alike): placeholders filled in,
+/// `pubsubTarget.payload` turned into `data`.
+pub fn render_template(
+    template: &str,
+    job: &JobFields,
+    payload: &JobPayload,
+) -> Result<Value, String> {
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("${PROJECT}", &job.project),
+        ("${REGION}", &job.region),
+        ("${JOB_NAME}", &job.job),
+        ("${TOPIC}", &job.topic_id),
+        ("${TIME_ZONE}", &job.time_zone),
+    ];
+    pairs.extend(payload.placeholders());
+    for (name, value) in &pairs {
+        if value.is_empty() || value.contains(['"', '\\', '\n', '\r']) {
+            return Err(format!(
+                "scheduler.yaml: {name} would be {value:?}, which cannot stand in a double-quoted YAML string"
+            ));
+        }
+    }
+    // Substitute line by line, leaving comments alone (they show placeholders as examples).
+    let mut text = String::with_capacity(template.len());
+    for line in template.lines() {
+        if line.trim_start().starts_with('#') {
+            text.push_str(line);
+        } else {
+            let mut l = line.to_string();
+            for (name, value) in &pairs {
+                l = l.replace(name, value);
+            }
+            if let Some(start) = l.find("${") {
+                let end = l[start..].find('}').map_or(l.len(), |e| start + e + 1);
+                return Err(format!(
+                    "scheduler.yaml: unknown placeholder {}",
+                    &l[start..end]
+                ));
+            }
+            text.push_str(&l);
+        }
+        text.push('\n');
+    }
+    let mut rendered: Value = serde_norway::from_str(&text)
+        .map_err(|e| format!("scheduler.yaml: not valid YAML: {e}"))?;
+    let target = rendered
+        .get_mut("pubsubTarget")
+        .and_then(Value::as_object_mut)
+        .ok_or("scheduler.yaml: no pubsubTarget mapping")?;
+    let mapping = target
+        .remove("payload")
+        .ok_or("scheduler.yaml: pubsubTarget has no payload")?;
+    let data = serde_json::to_vec(&mapping).map_err(|e| e.to_string())?;
+    // What the keepalive will do with it: refuse a template whose payload it would refuse.
+    Payload::parse(&data)
+        .map_err(|e| format!("scheduler.yaml: the rendered payload is not valid: {e}"))?;
+    target.insert("data".into(), Value::String(STANDARD.encode(&data)));
+    Ok(rendered)
+}
+
+/// The JSON payload inside a `pubsubTarget`'s `data`.
+pub fn decoded_payload(target: &Value) -> Option<Value> {
+    target["data"]
+        .as_str()
+        .and_then(|d| STANDARD.decode(d).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// A payload for printing: every password field's value replaced.
+pub fn redacted(payload: &Value) -> Value {
+    let mut p = payload.clone();
+    if let Some(map) = p.as_object_mut() {
+        for (k, v) in map.iter_mut() {
+            if k.to_ascii_lowercase().contains("password") && !k.ends_with("Secret") {
+                *v = json!("<redacted>");
+            }
+        }
+    }
+    p
+}
+
+/// `want` with the payload fields an existing job of the same kind carries that the template
+/// does not set (SMTP settings added by hand, say) kept; a clear `whatsAppPassword` is never
+/// kept: the template's secret reference replaces it.
+pub fn keep_extra_payload_fields(have: &Value, want: &Value, kind: &JobPayload) -> Value {
+    let (Some(old), Some(new)) = (
+        decoded_payload(&have["pubsubTarget"]),
+        decoded_payload(&want["pubsubTarget"]),
+    ) else {
+        return want.clone();
+    };
+    let (Some(old), Some(mut new)) = (old.as_object().cloned(), new.as_object().cloned()) else {
+        return want.clone();
+    };
+    if !kind.is_kind_of(&old) {
+        return want.clone();
+    }
+    for (k, v) in old {
+        if k != "whatsAppPassword" && !new.contains_key(&k) {
+            new.insert(k, v);
+        }
+    }
+    let mut out = want.clone();
+    let data = serde_json::to_vec(&Value::Object(new)).expect("JSON");
+    out["pubsubTarget"]["data"] = Value::String(STANDARD.encode(data));
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn job_fields() -> JobFields {
+        JobFields {
+            project: "acme-prod".into(),
+            region: "europe-west3".into(),
+            job: "keepalive-whatsapp-4915112345678".into(),
+            topic_id: "whatsapp-keepalive".into(),
+            time_zone: "Etc/UTC".into(),
+        }
+    }
+
+    pub fn on_premises() -> OnPremisesTarget {
+        OnPremisesTarget {
+            whatsapp_hostname: "34.89.1.2".into(),
+            whatsapp_username: "admin".into(),
+            password_secret:
+                "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
+                    .into(),
+            vm: "whatsapp-4915112345678".into(),
+            zone: "europe-west3-c".into(),
+        }
+    }
+
+    pub fn rendered() -> Value {
+        render_job(&job_fields(), &JobPayload::OnPremises(on_premises())).unwrap()
+    }
+
+    #[test]
+    fn the_template_renders_into_a_job_with_a_valid_payload() {
+        let job = rendered();
+        assert_eq!(
+            job["name"],
+            "projects/acme-prod/locations/europe-west3/jobs/keepalive-whatsapp-4915112345678"
+        );
+        assert_eq!(job["schedule"], "*/5 * * * *");
+        assert_eq!(job["timeZone"], "Etc/UTC");
+        assert_eq!(
+            job["pubsubTarget"]["topicName"],
+            "projects/acme-prod/topics/whatsapp-keepalive"
+        );
+        assert!(job["pubsubTarget"].get("payload").is_none());
+        let data = STANDARD
+            .decode(job["pubsubTarget"]["data"].as_str().unwrap())
+            .unwrap();
+        let payload: Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(payload["whatsAppHostname"], "34.89.1.2");
+        assert_eq!(
+            payload["whatsAppPasswordSecret"],
+            "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
+        );
+        assert!(payload.get("whatsAppPassword").is_none());
+        let p = Payload::parse(&data).unwrap();
+        assert_eq!(p.vm, "whatsapp-4915112345678");
+        assert_eq!(job["retryConfig"]["retryCount"], 0);
+    }
+
+    #[test]
+    fn a_value_that_breaks_the_yaml_is_refused() {
+        let mut t = on_premises();
+        t.whatsapp_hostname = "34.89.1.2\" evil: \"x".into();
+        assert!(render_job(&job_fields(), &JobPayload::OnPremises(t))
+            .unwrap_err()
+            .contains("${WHATSAPP_HOSTNAME}"));
+        let mut t = on_premises();
+        t.vm = String::new();
+        assert!(render_job(&job_fields(), &JobPayload::OnPremises(t)).is_err());
+        let e = render_template(
+            "name: \"${NOPE}\"\n",
+            &job_fields(),
+            &JobPayload::OnPremises(on_premises()),
+        )
+        .unwrap_err();
+        assert!(e.contains("${NOPE}"), "{e}");
+    }
+
+    #[test]
+    fn extra_payload_fields_of_the_same_kind_are_kept_and_a_clear_password_never() {
+        let want = rendered();
+        let mut payload = decoded_payload(&want["pubsubTarget"]).unwrap();
+        payload["whatsAppPassword"] = json!("clear-text-pw");
+        payload["smtpHost"] = json!("smtp.example.com");
+        let mut have = want.clone();
+        have["pubsubTarget"]["data"] = json!(STANDARD.encode(payload.to_string()));
+        let kind = JobPayload::OnPremises(on_premises());
+
+        let merged = keep_extra_payload_fields(&have, &want, &kind);
+        let p = decoded_payload(&merged["pubsubTarget"]).unwrap();
+        assert_eq!(p["smtpHost"], "smtp.example.com");
+        assert!(p.get("whatsAppPassword").is_none(), "{p}");
+
+        // Another kind's payload (no `vm`): nothing of it is carried over.
+        let mut other = json!({"phoneNumberId": "1", "smtpHost": "smtp.example.com"});
+        have["pubsubTarget"]["data"] = json!(STANDARD.encode(other.to_string()));
+        assert_eq!(keep_extra_payload_fields(&have, &want, &kind), want);
+        other["password"] = json!("x");
+        assert_eq!(redacted(&other)["password"], "<redacted>");
+    }
+}

@@ -1,0 +1,40 @@
+//! What the provisioner manages, one file per kind of resource. Each holds its spec (what
+//! `number.toml` asks for), how to read and create it, and how what exists differs, as a
+//! [`Resource`](crate::ensure::Resource) that [`ensure`](crate::ensure::ensure) drives.
+//!
+//! - Steps 1 and 2 (`database`, `vm`): [`address`], [`secret`], [`sql_instance`],
+//!   [`database_user`], [`firewall`], [`instance`].
+//! - Step 6 (`keepalive`): [`topic`], [`service`] (Cloud Run), [`invoker`] (who may call it),
+//!   [`subscription`], [`grant`] (Pub/Sub IAM), [`job`] (Cloud Scheduler), whose message is
+//!   built in [`job_payload`]; [`iam_policy`] is the policy arithmetic both IAM kinds share.
+
+pub mod address;
+pub mod database_user;
+pub mod firewall;
+pub mod grant;
+pub mod iam_policy;
+pub mod instance;
+pub mod invoker;
+pub mod job;
+pub mod job_payload;
+pub mod secret;
+pub mod service;
+pub mod sql_instance;
+pub mod subscription;
+pub mod topic;
+
+use serde_json::Value;
+
+/// A JSON value in words: `unset` for null, a string without its quotes.
+pub(crate) fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "unset".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Seconds of a protobuf JSON duration (`"600s"`, `"600.5s"`); `None` if absent or malformed.
+pub fn duration_s(v: &Value) -> Option<f64> {
+    v.as_str()?.strip_suffix('s')?.parse().ok()
+}

@@ -1,0 +1,138 @@
+//! Generated passwords kept in Secret Manager: generated and stored before they are used, so a
+//! crash after that point cannot lose one; read back by every later run.
+
+use secrecy::SecretString;
+
+use crate::ensure::{Created, Resource};
+use crate::{Provisioner, StepError};
+
+const LABELS: [(&str, &str); 1] = [("managed-by", "whatsapp-provisioner")];
+
+/// A secret holding a generated `len`-character password.
+pub struct GeneratedPassword {
+    pub project: String,
+    pub secret: String,
+    pub len: usize,
+}
+
+impl GeneratedPassword {
+    async fn store_new(&self, prov: &Provisioner) -> Result<SecretString, StepError> {
+        let password = generate_password(self.len);
+        prov.google
+            .secrets
+            .store(
+                &self.project,
+                &self.secret,
+                &password,
+                &LABELS,
+                Some(prov.call_deadline()),
+            )
+            .await
+            .map_err(prov.google_failed(self.resource()))?;
+        Ok(password)
+    }
+}
+
+impl Resource for GeneratedPassword {
+    type State = SecretString;
+
+    fn kind(&self) -> &'static str {
+        "secret"
+    }
+
+    fn name(&self) -> &str {
+        &self.secret
+    }
+
+    fn resource(&self) -> String {
+        format!("secret {}", self.secret)
+    }
+
+    async fn read(&self, prov: &Provisioner) -> Result<Option<SecretString>, StepError> {
+        prov.google
+            .secrets
+            .latest(&self.project, &self.secret, Some(prov.call_deadline()))
+            .await
+            .map_err(prov.google_failed(self.resource()))
+    }
+
+    fn plan(&self) -> Option<String> {
+        Some(format!("a generated {}-character password", self.len))
+    }
+
+    /// A secret someone else created meanwhile is adopted by the store: the new version wins.
+    async fn create(&self, prov: &Provisioner) -> Result<Created<SecretString>, StepError> {
+        Ok(Created::New(self.store_new(prov).await?))
+    }
+
+    fn detail(&self, _: &SecretString) -> Option<String> {
+        Some("value kept in Secret Manager; `provisioner secrets show` reveals it".into())
+    }
+}
+
+/// The latest value of secret `secret`, or a new `len`-character password, generated and
+/// stored there first. `true`: it is new.
+pub async fn stored_or_new(
+    prov: &Provisioner,
+    secret: &str,
+    len: usize,
+) -> Result<(SecretString, bool), StepError> {
+    let wanted = GeneratedPassword {
+        project: prov.cfg.project.clone(),
+        secret: secret.to_string(),
+        len,
+    };
+    if let Some(p) = wanted.read(prov).await? {
+        return Ok((p, false));
+    }
+    Ok((wanted.store_new(prov).await?, true))
+}
+
+/// A password from the operating system's CSPRNG with upper, lower, digit and special
+/// characters (each at least once), `len` characters long.
+pub fn generate_password(len: usize) -> SecretString {
+    use rand::rngs::OsRng;
+    use rand::seq::{IndexedRandom, SliceRandom};
+    use rand::TryRngCore;
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const DIGIT: &[u8] = b"23456789";
+    // No quote, backslash, `$`, `#` or `%`: the value passes through env files and shells.
+    const SPECIAL: &[u8] = b"!*+-.:=?@^_~";
+    let mut rng = OsRng.unwrap_err();
+    let all: Vec<u8> = [UPPER, LOWER, DIGIT, SPECIAL].concat();
+    let mut out: Vec<u8> = [UPPER, LOWER, DIGIT, SPECIAL]
+        .iter()
+        .map(|set| *set.choose(&mut rng).expect("non-empty set"))
+        .collect();
+    while out.len() < len {
+        out.push(*all.choose(&mut rng).expect("non-empty set"));
+    }
+    out.shuffle(&mut rng);
+    SecretString::from(String::from_utf8(out).expect("ASCII"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn generated_passwords_meet_the_rules() {
+        for len in [8, 32, 64] {
+            for _ in 0..200 {
+                let p = generate_password(len);
+                let p = p.expose_secret();
+                assert_eq!(p.len(), len);
+                assert!(p.bytes().any(|b| b.is_ascii_uppercase()));
+                assert!(p.bytes().any(|b| b.is_ascii_lowercase()));
+                assert!(p.bytes().any(|b| b.is_ascii_digit()));
+                assert!(p.bytes().any(|b| !b.is_ascii_alphanumeric()));
+            }
+        }
+        assert_ne!(
+            generate_password(64).expose_secret(),
+            generate_password(64).expose_secret()
+        );
+    }
+}
