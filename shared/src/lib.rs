@@ -8,6 +8,8 @@
 //! - [`google`]: tokens, errors, retries, operations, and the Compute Engine and Secret
 //!   Manager clients.
 //! - [`telemetry`]: Cloud Logging JSON or readable text.
+//! - [`tls_roots`]: the system's root certificates (`SSL_CERT_FILE`) for `https://` endpoints.
+//! - [`webhook`]: Meta's verification handshake against a bot's webhook endpoint.
 
 pub mod envelope;
 pub mod google;
@@ -16,4 +18,6 @@ pub mod payload;
 pub mod pubsub;
 pub mod telemetry;
 pub mod tls_pin;
+pub mod tls_roots;
+pub mod webhook;
 pub mod whatsapp;
