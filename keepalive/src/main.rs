@@ -6,6 +6,8 @@
 //! foreground.
 
 mod check;
+#[allow(dead_code)]
+mod cloud;
 mod config;
 mod decide;
 mod events;
