@@ -16,10 +16,13 @@
 //! - [`run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
 //!   policies).
 //! - [`scheduler::FakeScheduler`]: Cloud Scheduler v1 (jobs).
+//! - [`graph::FakeGraph`]: Meta's Graph API for WhatsApp numbers (Cloud API), and
+//!   [`webhook::FakeWebhook`], a bot's webhook endpoint answering Meta's handshake.
 //! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
 //!   service-account key file pointing at the token endpoint.
 
 pub mod compute;
+pub mod graph;
 pub mod keepalive;
 pub mod measure;
 pub mod pubsub;
@@ -31,6 +34,7 @@ pub mod server;
 pub mod smtp;
 pub mod sqladmin;
 pub mod token;
+pub mod webhook;
 pub mod whatsapp;
 
 use std::{
@@ -39,6 +43,7 @@ use std::{
 };
 
 pub use compute::{ComputeRoute, FakeCompute};
+pub use graph::{Entity, FakeGraph, FakeToken, GraphFault};
 pub use pubsub::FakePubSub;
 pub use run::FakeCloudRun;
 pub use scheduler::FakeScheduler;
@@ -46,6 +51,7 @@ pub use secretmanager::FakeSecretManager;
 pub use server::{HttpServer, RecordedRequest, SelfSignedCert, TempDir};
 pub use sqladmin::{FakeSqlAdmin, SqlRoute};
 pub use token::{FakeTokenServer, TokenRegistry, FAKE_CLIENT_EMAIL, FAKE_PROJECT};
+pub use webhook::{FakeWebhook, WebhookFault};
 pub use whatsapp::{Behaviour, FakeWhatsApp, Health};
 
 /// The Google side of a test: token endpoint, Compute Engine, Secret Manager and Cloud SQL
