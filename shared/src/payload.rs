@@ -5,7 +5,7 @@
 //! (`whatsAppHostname`, `whatsAppUsername`, `whatsAppPassword`, `vm`, `zone`), plus `project`,
 //! `whatsAppPasswordSecret` and the five optional SMTP fields. Unknown fields are ignored.
 //!
-//! A payload with `phoneNumberId` is a Cloud API number ([`cloud::CloudPayload`]); [`Target`]
+//! A payload with `phoneNumberId` is a Cloud API number ([`cloud::CloudPayload`]); [`AnyPayload`]
 //! tells the two kinds apart.
 
 pub mod cloud;
@@ -126,17 +126,17 @@ impl PayloadParseError {
 
 /// What a message asks to check: an On-Premises VM or a Cloud API number.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub enum AnyPayload {
     /// A payload with `vm` (`keepalive-contract.md`).
     OnPremises(Payload),
     /// A payload with `phoneNumberId` (`cloud-api-contract.md`).
     CloudApi(cloud::CloudPayload),
 }
 
-impl Target {
+impl AnyPayload {
     /// Parses the JSON bytes of a payload of either kind. `phoneNumberId` makes it a Cloud
     /// API payload; with `vm` as well it is refused, naming `phoneNumberId`.
-    pub fn parse(bytes: &[u8]) -> Result<Target, PayloadParseError> {
+    pub fn parse(bytes: &[u8]) -> Result<AnyPayload, PayloadParseError> {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| PayloadParseError::NotJson(describe_json_error(&e)))?;
         let map = match value {
@@ -145,7 +145,7 @@ impl Target {
         };
         let present = |k: &str| map.get(k).is_some_and(|v| !v.is_null());
         if !present("phoneNumberId") {
-            return Ok(Target::OnPremises(Payload::from_map(&map)?));
+            return Ok(AnyPayload::OnPremises(Payload::from_map(&map)?));
         }
         if present("vm") {
             return Err(PayloadError::new(
@@ -155,7 +155,7 @@ impl Target {
             )
             .into());
         }
-        Ok(Target::CloudApi(cloud::CloudPayload::from_map(&map)?))
+        Ok(AnyPayload::CloudApi(cloud::CloudPayload::from_map(&map)?))
     }
 }
 
@@ -536,33 +536,33 @@ mod tests {
     #[test]
     fn target_kinds() {
         assert!(matches!(
-            Target::parse(original().to_string().as_bytes()),
-            Ok(Target::OnPremises(_))
+            AnyPayload::parse(original().to_string().as_bytes()),
+            Ok(AnyPayload::OnPremises(_))
         ));
         let cloud = json!({"phoneNumberId": "1", "wabaId": "2",
             "accessTokenSecret": "projects/p/secrets/t/versions/1"});
         assert!(matches!(
-            Target::parse(cloud.to_string().as_bytes()),
-            Ok(Target::CloudApi(_))
+            AnyPayload::parse(cloud.to_string().as_bytes()),
+            Ok(AnyPayload::CloudApi(_))
         ));
         // Both: named phoneNumberId, whichever is otherwise valid.
         let mut both = original();
         both["phoneNumberId"] = json!("1");
-        let err = Target::parse(both.to_string().as_bytes()).unwrap_err();
+        let err = AnyPayload::parse(both.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.field(), Some("phoneNumberId"), "{err}");
         let mut both = cloud.clone();
         both["vm"] = json!("whatsapp-1");
         assert_eq!(
-            Target::parse(both.to_string().as_bytes())
+            AnyPayload::parse(both.to_string().as_bytes())
                 .unwrap_err()
                 .field(),
             Some("phoneNumberId")
         );
         // A null phoneNumberId is absent: the On-Premises fields are then asked for.
-        let err = Target::parse(br#"{"phoneNumberId": null}"#).unwrap_err();
+        let err = AnyPayload::parse(br#"{"phoneNumberId": null}"#).unwrap_err();
         assert_eq!(err.field(), Some("whatsAppHostname"), "{err}");
         assert!(matches!(
-            Target::parse(b"[]"),
+            AnyPayload::parse(b"[]"),
             Err(PayloadParseError::NotObject(_))
         ));
     }

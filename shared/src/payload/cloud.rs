@@ -180,7 +180,7 @@ fn parse_webhook_url(raw: &str) -> Result<WebhookTarget, PayloadError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{PayloadParseError, Target};
+    use super::super::{AnyPayload, PayloadParseError};
     use super::*;
     use serde_json::json;
 
@@ -193,9 +193,9 @@ mod tests {
     }
 
     fn parse(v: Value) -> Result<CloudPayload, PayloadParseError> {
-        match Target::parse(v.to_string().as_bytes())? {
-            Target::CloudApi(p) => Ok(p),
-            Target::OnPremises(_) => panic!("parsed as an On-Premises payload: {v}"),
+        match AnyPayload::parse(v.to_string().as_bytes())? {
+            AnyPayload::CloudApi(p) => Ok(p),
+            AnyPayload::OnPremises(_) => panic!("parsed as an On-Premises payload: {v}"),
         }
     }
 
