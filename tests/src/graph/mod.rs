@@ -49,6 +49,8 @@ pub enum GraphFault {
     Hang,
     /// The connection is dropped (in a batch: the item is `null`).
     Close,
+    /// `{"success": true}`, and nothing changes: a write Meta acknowledged that did not take.
+    Ignore,
 }
 
 impl GraphFault {

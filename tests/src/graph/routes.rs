@@ -241,6 +241,7 @@ async fn take_fault_outcome(
         }
         GraphFault::Hang => Some(Outcome::Hang),
         GraphFault::Close => Some(Outcome::Close),
+        GraphFault::Ignore => Some(Outcome::Answer(200, json!({"success": true}))),
     }
 }
 

@@ -121,6 +121,12 @@ async fn faults_per_number_and_path() {
     let e = c.subscribe_app(&token(), "9999", None).await.unwrap_err();
     assert!(e.is_permission(), "{e}");
     fake.clear_faults();
+    // A write acknowledged that did not take.
+    fake.unsubscribe("9999", APP);
+    fake.fail_next("POST 9999/subscribed_apps", 1, GraphFault::Ignore);
+    c.subscribe_app(&token(), "9999", None).await.unwrap();
+    assert!(fake.subscribed_apps("9999").is_empty());
+    fake.subscribe("9999", APP);
 
     for (code, status) in [(190, 401), (3, 500), (200, 403), (100, 400), (368, 403)] {
         fake.fail_next("1111", 1, GraphFault::error(code));
