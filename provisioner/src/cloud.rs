@@ -1,5 +1,6 @@
 //! The Google API clients of a provisioner run, on the endpoints the environment names.
 
+use shared::events_publisher::PubSubTarget;
 use shared::google::client::parse_endpoint;
 use shared::google::compute::Compute;
 use shared::google::run::CloudRun;
@@ -7,7 +8,6 @@ use shared::google::scheduler::Scheduler;
 use shared::google::secretmanager::SecretManager;
 use shared::google::sqladmin::SqlAdmin;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
-use shared::pubsub::PubSubTarget;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;

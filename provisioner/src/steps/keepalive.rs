@@ -18,8 +18,8 @@ use base64::Engine;
 use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{Subscription, Topic, UpdateSubscriptionRequest};
 use serde_json::{json, Value};
+use shared::events_publisher::google_error;
 use shared::payload::Payload;
-use shared::pubsub::google_error;
 use std::time::Duration;
 
 use super::{address, Ctx};
