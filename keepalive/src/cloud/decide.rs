@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::observe::{GraphReads, Handshake, Observation};
+use crate::verdict::Verdict;
 
 /// Quoted texts (Meta's messages, descriptions) are cut to this many characters.
 const MAX_QUOTE_CHARS: usize = 300;
@@ -64,6 +65,16 @@ pub enum Severity {
     Warning,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Alert => "alert",
+            Severity::Repaired => "repaired",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub kind: Kind,
@@ -86,16 +97,6 @@ impl Finding {
             detail: detail.into(),
         }
     }
-}
-
-/// The verdicts of a Cloud API check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Healthy,
-    Warning,
-    Repaired,
-    Alert,
 }
 
 /// A change the keepalive may make (only with `"repair": true`, never under `--dry-run`).

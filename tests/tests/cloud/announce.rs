@@ -25,22 +25,29 @@ async fn one_event_per_alert_warning_and_repair() {
     assert!(w.g.pubsub.published().is_empty());
 
     // Warning, repaired, alert: one each.
-    w.graph.update_number(PHONE, |n| n.quality_rating = "YELLOW".into());
+    w.graph
+        .update_number(PHONE, |n| n.quality_rating = "YELLOW".into());
     let warning = w.check(&w.payload(), &[]).await.outcome();
-    w.graph.update_number(PHONE, |n| n.quality_rating = "GREEN".into());
+    w.graph
+        .update_number(PHONE, |n| n.quality_rating = "GREEN".into());
     w.graph.unsubscribe(WABA, APP);
     let repaired = w.check(&w.repairing(), &[]).await.outcome();
-    w.graph.update_number(PHONE, |n| n.status = "FLAGGED".into());
+    w.graph
+        .update_number(PHONE, |n| n.status = "FLAGGED".into());
     let alert = w.check(&w.payload(), &[]).await.outcome();
     let published = w.g.pubsub.published();
     assert_eq!(published.len(), 3, "{published:?}");
-    for (m, (o, verdict)) in published
-        .iter()
-        .zip([(&warning, "warning"), (&repaired, "repaired"), (&alert, "alert")])
-    {
+    for (m, (o, verdict)) in published.iter().zip([
+        (&warning, "warning"),
+        (&repaired, "repaired"),
+        (&alert, "alert"),
+    ]) {
         assert_eq!(o["verdict"], verdict, "{o}");
         assert_eq!(m.topic, TOPIC);
-        assert_eq!(o["event"], Value::String(format!("published {}", m.message_id)));
+        assert_eq!(
+            o["event"],
+            Value::String(format!("published {}", m.message_id))
+        );
         let e = m.json().expect("the event is JSON");
         assert_eq!(e["type"], format!("keepalive.{verdict}"));
         assert_eq!(e["verdict"], verdict);
@@ -83,36 +90,57 @@ fn with_smtp(w: &World, smtp: &SmtpServer, payload: Value) -> Value {
 async fn mail_on_alert_and_repaired_only() {
     let mut w = World::new().await;
     let mut smtp = SmtpServer::start(Mode::StartTls, SMTP_USER, SMTP_PASSWORD).await;
-    w.set_env("KEEPALIVE_SMTP_CA_FILE", &pki().await.ca_file.display().to_string());
+    w.set_env(
+        "KEEPALIVE_SMTP_CA_FILE",
+        &pki().await.ca_file.display().to_string(),
+    );
     let quiet = Duration::from_millis(500);
 
     // Healthy and warning: no mail.
-    let o = w.check(&with_smtp(&w, &smtp, w.payload()), &[]).await.outcome();
+    let o = w
+        .check(&with_smtp(&w, &smtp, w.payload()), &[])
+        .await
+        .outcome();
     assert_eq!(o["verdict"], "healthy");
-    w.graph.update_number(PHONE, |n| n.quality_rating = "RED".into());
-    let o = w.check(&with_smtp(&w, &smtp, w.payload()), &[]).await.outcome();
+    w.graph
+        .update_number(PHONE, |n| n.quality_rating = "RED".into());
+    let o = w
+        .check(&with_smtp(&w, &smtp, w.payload()), &[])
+        .await
+        .outcome();
     assert_eq!(o["verdict"], "warning");
     assert!(o.get("mail").is_none(), "{o}");
     smtp.settle(quiet).await;
     assert!(smtp.messages().is_empty(), "{:?}", smtp.seen);
 
     // Repaired: one mail naming the number and what was put back.
-    w.graph.update_number(PHONE, |n| n.quality_rating = "GREEN".into());
+    w.graph
+        .update_number(PHONE, |n| n.quality_rating = "GREEN".into());
     w.graph.unsubscribe(WABA, APP);
-    let o = w.check(&with_smtp(&w, &smtp, w.repairing()), &[]).await.outcome();
+    let o = w
+        .check(&with_smtp(&w, &smtp, w.repairing()), &[])
+        .await
+        .outcome();
     assert_eq!(o["verdict"], "repaired", "{o}");
     assert_eq!(o["mail"], "sent", "{o}");
     let msg = smtp.wait_for("message").await;
     let subject = msg["subject"].as_str().unwrap();
-    assert!(subject.contains("acme-de") && subject.contains("repaired"), "{subject}");
+    assert!(
+        subject.contains("acme-de") && subject.contains("repaired"),
+        "{subject}"
+    );
     let body = msg["body"].as_str().unwrap();
     for want in [PHONE, WABA, "subscription", o["reason"].as_str().unwrap()] {
         assert!(body.contains(want), "body lacks {want:?}:\n{body}");
     }
 
     // Alert: one mail.
-    w.graph.update_number(PHONE, |n| n.platform_type = "ON_PREMISE".into());
-    let o = w.check(&with_smtp(&w, &smtp, w.payload()), &[]).await.outcome();
+    w.graph
+        .update_number(PHONE, |n| n.platform_type = "ON_PREMISE".into());
+    let o = w
+        .check(&with_smtp(&w, &smtp, w.payload()), &[])
+        .await
+        .outcome();
     assert_eq!(o["verdict"], "alert");
     assert_eq!(o["mail"], "sent", "{o}");
     let msg = smtp.wait_for("message").await;

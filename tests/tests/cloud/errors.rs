@@ -36,7 +36,10 @@ async fn a_missing_permission_is_an_alert_without_retries() {
     let run = w.check(&w.payload(), &[]).await;
     let o = run.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
-    assert!(kinds(&o).iter().all(|k| k == "permission") && !kinds(&o).is_empty(), "{o}");
+    assert!(
+        kinds(&o).iter().all(|k| k == "permission") && !kinds(&o).is_empty(),
+        "{o}"
+    );
     assert!(o["reason"].as_str().unwrap().contains("200"), "{o}");
     assert_eq!(w.graph.count("GET", PHONE), 1);
 
@@ -47,7 +50,10 @@ async fn a_missing_permission_is_an_alert_without_retries() {
         let o = run.outcome();
         assert_eq!(kinds(&o), ["permission"], "{code}: {o}");
         assert!(
-            o["findings"][0]["detail"].as_str().unwrap().contains(&format!("code {code}")),
+            o["findings"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("code {code}")),
             "{o}"
         );
         assert_eq!(w.graph.count("GET", PHONE), 1, "{code}: not retried");
@@ -82,13 +88,22 @@ async fn throttling_and_5xx_are_retried_then_pass() {
         ("page limit (32)", GraphFault::error(32)),
         ("502", GraphFault::Status(502)),
         ("503", GraphFault::Status(503)),
-        ("slower than the request timeout", GraphFault::Delay(Duration::from_millis(1500))),
+        (
+            "slower than the request timeout",
+            GraphFault::Delay(Duration::from_millis(1500)),
+        ),
     ];
     for (name, fault) in faults {
         let w = World::new().await;
         w.graph.fail_next(PHONE, 2, fault);
         let run = w.check(&w.payload(), &[]).await;
-        assert_eq!(verdict(&run), "healthy", "{name}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(
+            verdict(&run),
+            "healthy",
+            "{name}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
         assert_eq!(run.code, Some(0), "{name}");
         assert_eq!(w.graph.count("GET", PHONE), 3, "{name}");
     }
@@ -126,26 +141,40 @@ async fn debug_token_failing_only_makes_the_expiry_unknown() {
     // ... but a dead token there is a dead token.
     let w = World::new().await;
     w.graph.fail_always("debug_token", GraphFault::error(190));
-    assert_eq!(kinds(&w.check(&w.payload(), &[]).await.outcome()), ["token"]);
+    assert_eq!(
+        kinds(&w.check(&w.payload(), &[]).await.outcome()),
+        ["token"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_that_cannot_be_read() {
     let w = World::new().await;
     let mut p = w.payload();
-    p["accessTokenSecret"] =
-        serde_json::json!(format!("projects/{}/secrets/nope/versions/1", keepalive_tests::FAKE_PROJECT));
+    p["accessTokenSecret"] = serde_json::json!(format!(
+        "projects/{}/secrets/nope/versions/1",
+        keepalive_tests::FAKE_PROJECT
+    ));
     let run = w.check(&p, &[]).await;
     let o = run.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert_eq!(kinds(&o), ["token"]);
-    assert!(o["reason"].as_str().unwrap().contains("accessTokenSecret"), "{o}");
-    assert_eq!(w.graph.request_count(), 0, "nothing asked of Meta without a token");
+    assert!(
+        o["reason"].as_str().unwrap().contains("accessTokenSecret"),
+        "{o}"
+    );
+    assert_eq!(
+        w.graph.request_count(),
+        0,
+        "nothing asked of Meta without a token"
+    );
 
     let w = World::new().await;
     let mut p = w.payload();
-    p["webhookVerifyTokenSecret"] =
-        serde_json::json!(format!("projects/{}/secrets/nope/versions/1", keepalive_tests::FAKE_PROJECT));
+    p["webhookVerifyTokenSecret"] = serde_json::json!(format!(
+        "projects/{}/secrets/nope/versions/1",
+        keepalive_tests::FAKE_PROJECT
+    ));
     let o = w.check(&p, &[]).await.outcome();
     assert_eq!(kinds(&o), ["handshake"], "{o}");
     assert_eq!(w.hook.handshake_count(), 0);

@@ -47,14 +47,25 @@ async fn the_graph_version_is_the_path_prefix() {
     let mut w = World::new().await;
     let run = w.check(&w.payload(), &[]).await;
     assert_eq!(run.code, Some(0));
-    assert!(w.graph.requests().iter().all(|r| r.path.starts_with("/v26.0/")));
+    assert!(w
+        .graph
+        .requests()
+        .iter()
+        .all(|r| r.path.starts_with("/v26.0/")));
     w.set_env("KEEPALIVE_GRAPH_VERSION", "v25.0");
     w.graph.clear_requests();
     assert_eq!(w.check(&w.payload(), &[]).await.code, Some(0));
-    assert!(w.graph.requests().iter().all(|r| r.path.starts_with("/v25.0/")));
+    assert!(w
+        .graph
+        .requests()
+        .iter()
+        .all(|r| r.path.starts_with("/v25.0/")));
 }
 
-/// One case of the table: how to break a healthy number, the kinds and verdict expected.
+/// How a case breaks a healthy number.
+type Breakage = Box<dyn Fn(&World)>;
+
+/// One case of the table: the kinds and verdict expected.
 struct Case {
     name: &'static str,
     kinds: &'static [&'static str],
@@ -68,7 +79,11 @@ async fn run_case(w: &World, case: &Case) {
     assert_eq!(kinds(&o), case.kinds, "{}: {o}", case.name);
     assert_eq!(run.code, Some(1), "{}", case.name);
     for f in o["findings"].as_array().unwrap() {
-        assert!(!f["detail"].as_str().unwrap().is_empty(), "{}: {f}", case.name);
+        assert!(
+            !f["detail"].as_str().unwrap().is_empty(),
+            "{}: {f}",
+            case.name
+        );
     }
     assert!(w.writes().is_empty(), "{}: {:?}", case.name, w.writes());
     w.assert_tokens_only_where_allowed();
@@ -76,36 +91,83 @@ async fn run_case(w: &World, case: &Case) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_status_and_quality() {
-    let cases: Vec<(Case, Box<dyn Fn(&World)>)> = vec![
+    let cases: Vec<(Case, Breakage)> = vec![
         (
-            Case { name: "On-Premises", kinds: &["platform"], verdict: "alert" },
-            Box::new(|w| w.graph.update_number(PHONE, |n| n.platform_type = "ON_PREMISE".into())),
-        ),
-        (
-            Case { name: "not registered", kinds: &["platform"], verdict: "alert" },
+            Case {
+                name: "On-Premises",
+                kinds: &["platform"],
+                verdict: "alert",
+            },
             Box::new(|w| {
-                w.graph.update_number(PHONE, |n| n.platform_type = "NOT_APPLICABLE".into())
+                w.graph
+                    .update_number(PHONE, |n| n.platform_type = "ON_PREMISE".into())
             }),
         ),
         (
-            Case { name: "flagged", kinds: &["status"], verdict: "alert" },
-            Box::new(|w| w.graph.update_number(PHONE, |n| n.status = "FLAGGED".into())),
+            Case {
+                name: "not registered",
+                kinds: &["platform"],
+                verdict: "alert",
+            },
+            Box::new(|w| {
+                w.graph
+                    .update_number(PHONE, |n| n.platform_type = "NOT_APPLICABLE".into())
+            }),
         ),
         (
-            Case { name: "restricted", kinds: &["status"], verdict: "alert" },
-            Box::new(|w| w.graph.update_number(PHONE, |n| n.status = "RESTRICTED".into())),
+            Case {
+                name: "flagged",
+                kinds: &["status"],
+                verdict: "alert",
+            },
+            Box::new(|w| {
+                w.graph
+                    .update_number(PHONE, |n| n.status = "FLAGGED".into())
+            }),
         ),
         (
-            Case { name: "pending", kinds: &["status"], verdict: "alert" },
-            Box::new(|w| w.graph.update_number(PHONE, |n| n.status = "PENDING".into())),
+            Case {
+                name: "restricted",
+                kinds: &["status"],
+                verdict: "alert",
+            },
+            Box::new(|w| {
+                w.graph
+                    .update_number(PHONE, |n| n.status = "RESTRICTED".into())
+            }),
         ),
         (
-            Case { name: "quality yellow", kinds: &["quality"], verdict: "warning" },
-            Box::new(|w| w.graph.update_number(PHONE, |n| n.quality_rating = "YELLOW".into())),
+            Case {
+                name: "pending",
+                kinds: &["status"],
+                verdict: "alert",
+            },
+            Box::new(|w| {
+                w.graph
+                    .update_number(PHONE, |n| n.status = "PENDING".into())
+            }),
         ),
         (
-            Case { name: "quality red", kinds: &["quality"], verdict: "warning" },
-            Box::new(|w| w.graph.update_number(PHONE, |n| n.quality_rating = "RED".into())),
+            Case {
+                name: "quality yellow",
+                kinds: &["quality"],
+                verdict: "warning",
+            },
+            Box::new(|w| {
+                w.graph
+                    .update_number(PHONE, |n| n.quality_rating = "YELLOW".into())
+            }),
+        ),
+        (
+            Case {
+                name: "quality red",
+                kinds: &["quality"],
+                verdict: "warning",
+            },
+            Box::new(|w| {
+                w.graph
+                    .update_number(PHONE, |n| n.quality_rating = "RED".into())
+            }),
         ),
     ];
     for (case, brk) in cases {
@@ -123,10 +185,18 @@ async fn health_status_is_judged_entity_by_entity() {
         Entity::blocked(
             "WABA",
             WABA,
-            &[(141000, "The WhatsApp Business Account is restricted", "Request a review in Business Support Home")],
+            &[(
+                141000,
+                "The WhatsApp Business Account is restricted",
+                "Request a review in Business Support Home",
+            )],
         ),
     );
-    let case = Case { name: "WABA blocked", kinds: &["blocked"], verdict: "alert" };
+    let case = Case {
+        name: "WABA blocked",
+        kinds: &["blocked"],
+        verdict: "alert",
+    };
     run_case(&w, &case).await;
     let o = w.check(&w.payload(), &[]).await.outcome();
     let detail = o["findings"][0]["detail"].as_str().unwrap();
@@ -136,7 +206,10 @@ async fn health_status_is_judged_entity_by_entity() {
 
     // Calling blocked only: Meta's overall value reads BLOCKED, messaging is fine.
     let w = World::new().await;
-    w.graph.set_entity(PHONE, Entity::available("PHONE_NUMBER", PHONE).sip_blocked());
+    w.graph.set_entity(
+        PHONE,
+        Entity::available("PHONE_NUMBER", PHONE).sip_blocked(),
+    );
     let run = w.check(&w.payload(), &[]).await;
     assert_eq!(verdict(&run), "healthy", "{}", run.stdout);
     assert_eq!(run.code, Some(0));
@@ -146,21 +219,42 @@ async fn health_status_is_judged_entity_by_entity() {
         PHONE,
         Entity::limited("PHONE_NUMBER", PHONE, &["Messaging limit lowered to 250"]),
     );
-    run_case(&w, &Case { name: "limited", kinds: &["limited"], verdict: "warning" }).await;
+    run_case(
+        &w,
+        &Case {
+            name: "limited",
+            kinds: &["limited"],
+            verdict: "warning",
+        },
+    )
+    .await;
     let o = w.check(&w.payload(), &[]).await.outcome();
-    assert!(o["findings"][0]["detail"].as_str().unwrap().contains("limit lowered to 250"));
+    assert!(o["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("limit lowered to 250"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_expiring_soon_is_a_warning() {
     let w = World::new().await;
     let soon = OffsetDateTime::now_utc() + time::Duration::days(3);
-    w.graph.add_token(ACCESS_TOKEN, FakeToken::valid(APP).expiring_at(soon));
-    run_case(&w, &Case { name: "expiry", kinds: &["expiry"], verdict: "warning" }).await;
+    w.graph
+        .add_token(ACCESS_TOKEN, FakeToken::valid(APP).expiring_at(soon));
+    run_case(
+        &w,
+        &Case {
+            name: "expiry",
+            kinds: &["expiry"],
+            verdict: "warning",
+        },
+    )
+    .await;
 
     // Beyond KEEPALIVE_TOKEN_WARN_S: nothing to say.
     let mut w = World::new().await;
-    w.graph.add_token(ACCESS_TOKEN, FakeToken::valid(APP).expiring_at(soon));
+    w.graph
+        .add_token(ACCESS_TOKEN, FakeToken::valid(APP).expiring_at(soon));
     w.set_env("KEEPALIVE_TOKEN_WARN_S", "86400");
     assert_eq!(w.check(&w.payload(), &[]).await.code, Some(0));
 }
@@ -170,17 +264,47 @@ async fn subscription_and_webhook_without_repair() {
     let w = World::new().await;
     w.graph.unsubscribe(WABA, APP);
     w.graph.subscribe(WABA, OTHER_APP);
-    run_case(&w, &Case { name: "app not subscribed", kinds: &["subscription"], verdict: "alert" }).await;
+    run_case(
+        &w,
+        &Case {
+            name: "app not subscribed",
+            kinds: &["subscription"],
+            verdict: "alert",
+        },
+    )
+    .await;
 
     let w = World::new().await;
-    w.graph.update_number(PHONE, |n| n.webhook_override = Some("https://old-bot.example.com/hook".into()));
-    run_case(&w, &Case { name: "override elsewhere", kinds: &["webhook"], verdict: "alert" }).await;
+    w.graph.update_number(PHONE, |n| {
+        n.webhook_override = Some("https://old-bot.example.com/hook".into())
+    });
+    run_case(
+        &w,
+        &Case {
+            name: "override elsewhere",
+            kinds: &["webhook"],
+            verdict: "alert",
+        },
+    )
+    .await;
     let o = w.check(&w.payload(), &[]).await.outcome();
-    assert!(o["findings"][0]["detail"].as_str().unwrap().contains("old-bot.example.com"));
+    assert!(o["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("old-bot.example.com"));
 
     let w = World::new().await;
-    w.graph.set_waba_override(WABA, Some("https://waba-level.example.com/hook"));
-    run_case(&w, &Case { name: "WABA override elsewhere", kinds: &["webhook"], verdict: "alert" }).await;
+    w.graph
+        .set_waba_override(WABA, Some("https://waba-level.example.com/hook"));
+    run_case(
+        &w,
+        &Case {
+            name: "WABA override elsewhere",
+            kinds: &["webhook"],
+            verdict: "alert",
+        },
+    )
+    .await;
 
     // appId names another app than the token's: judged against appId.
     let w = World::new().await;
@@ -214,7 +338,10 @@ async fn the_handshake() {
     // The bot expects another verify token.
     let w = World::new().await;
     w.hook.set_verify_token("another-token");
-    assert_eq!(kinds(&w.check(&w.payload(), &[]).await.outcome()), ["handshake"]);
+    assert_eq!(
+        kinds(&w.check(&w.payload(), &[]).await.outcome()),
+        ["handshake"]
+    );
 
     // A fresh challenge each time, digits only.
     let w = World::new().await;
@@ -232,11 +359,18 @@ async fn the_handshake() {
         .collect();
     assert_eq!(challenges.len(), 2);
     assert_ne!(challenges[0], challenges[1]);
-    assert!(challenges.iter().all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit())));
+    assert!(challenges
+        .iter()
+        .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit())));
     let r = &w.hook.requests()[0];
     let q: Vec<(String, String)> =
-        form_urlencoded::parse(r.query.as_deref().unwrap_or_default().as_bytes()).into_owned().collect();
-    assert!(q.contains(&("hub.mode".into(), "subscribe".into())), "{q:?}");
+        form_urlencoded::parse(r.query.as_deref().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    assert!(
+        q.contains(&("hub.mode".into(), "subscribe".into())),
+        "{q:?}"
+    );
     assert!(q.contains(&("hub.verify_token".into(), VERIFY_TOKEN.into())));
     assert_eq!(r.method, "GET");
 }
@@ -252,7 +386,10 @@ async fn a_certificate_that_does_not_verify_fails_the_handshake() {
     let o = w.check(&w.payload(), &[]).await.outcome();
     assert_eq!(kinds(&o), ["handshake"], "{o}");
     assert!(
-        o["findings"][0]["detail"].as_str().unwrap().contains("reached"),
+        o["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reached"),
         "{o}"
     );
 }

@@ -70,7 +70,10 @@ async fn a_wrong_override_is_put_back_with_the_verify_token() {
         .find(|r| r.method == "POST" && r.path.ends_with(PHONE))
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
-    assert_eq!(body["webhook_configuration"]["override_callback_uri"], w.hook.callback_url());
+    assert_eq!(
+        body["webhook_configuration"]["override_callback_uri"],
+        w.hook.callback_url()
+    );
     assert_eq!(body["webhook_configuration"]["verify_token"], VERIFY_TOKEN);
     assert_eq!(w.graph.count("GET", PHONE), 2, "read back");
     assert_only_repair_writes(&w);
@@ -81,12 +84,16 @@ async fn a_wrong_override_is_put_back_with_the_verify_token() {
 async fn subscription_first_then_the_override() {
     let w = World::new().await;
     w.graph.unsubscribe(WABA, APP);
-    w.graph.set_waba_override(WABA, Some("https://elsewhere.example.com/"));
+    w.graph
+        .set_waba_override(WABA, Some("https://elsewhere.example.com/"));
     let o = w.check(&w.repairing(), &[]).await.outcome();
     assert_eq!(o["verdict"], "repaired", "{o}");
     assert_eq!(
         w.writes(),
-        [format!("POST {}", subscriptions_path()), format!("POST {PHONE}")]
+        [
+            format!("POST {}", subscriptions_path()),
+            format!("POST {PHONE}")
+        ]
     );
     let results: Vec<&str> = o["repairs"]
         .as_array()
@@ -147,7 +154,13 @@ async fn a_refused_repair_is_an_alert() {
     assert_eq!(o["verdict"], "alert", "{o}");
     assert_eq!(run.code, Some(1));
     assert_eq!(o["repairs"][0]["result"], "failed", "{o}");
-    assert!(o["findings"][0]["detail"].as_str().unwrap().contains("code 200"), "{o}");
+    assert!(
+        o["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("code 200"),
+        "{o}"
+    );
     assert!(w.graph.subscribed_apps(WABA).is_empty());
     // Tried once (a permission is not retried), the override after it not at all.
     assert_eq!(w.writes(), [format!("POST {}", subscriptions_path())]);
@@ -157,22 +170,38 @@ async fn a_refused_repair_is_an_alert() {
 async fn a_repair_that_does_not_take_is_an_alert() {
     let w = World::new().await;
     w.graph.unsubscribe(WABA, APP);
-    w.graph
-        .fail_next(&format!("POST {}", subscriptions_path()), 1, GraphFault::Ignore);
+    w.graph.fail_next(
+        &format!("POST {}", subscriptions_path()),
+        1,
+        GraphFault::Ignore,
+    );
     let o = w.check(&w.repairing(), &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert_eq!(o["repairs"][0]["result"], "not taken", "{o}");
-    assert!(o["findings"][0]["detail"].as_str().unwrap().contains("did not take"), "{o}");
+    assert!(
+        o["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did not take"),
+        "{o}"
+    );
 
     let w = World::new().await;
     w.graph.update_number(PHONE, |n| {
         n.webhook_override = Some("https://old-bot.example.com/hook".into())
     });
-    w.graph.fail_next(&format!("POST {PHONE}"), 1, GraphFault::Ignore);
+    w.graph
+        .fail_next(&format!("POST {PHONE}"), 1, GraphFault::Ignore);
     let o = w.check(&w.repairing(), &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert_eq!(o["repairs"][0]["result"], "not taken", "{o}");
-    assert!(o["findings"][0]["detail"].as_str().unwrap().contains("old-bot.example.com"), "{o}");
+    assert!(
+        o["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("old-bot.example.com"),
+        "{o}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +212,10 @@ async fn another_app_than_the_tokens_is_never_subscribed() {
     let o = w.check(&p, &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert!(
-        o["findings"][0]["detail"].as_str().unwrap().contains("not the token's app"),
+        o["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not the token's app"),
         "{o}"
     );
     assert!(w.writes().is_empty(), "{:?}", w.writes());
@@ -196,7 +228,8 @@ async fn the_override_only_with_a_passing_handshake_and_a_verify_token() {
         n.webhook_override = Some("https://old-bot.example.com/hook".into())
     });
     // Our own handshake fails: Meta would refuse the override, so it is not attempted.
-    w.hook.fail_always(keepalive_tests::WebhookFault::Status(403));
+    w.hook
+        .fail_always(keepalive_tests::WebhookFault::Status(403));
     let o = w.check(&w.repairing(), &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert_eq!(kinds(&o), ["webhook", "handshake"], "{o}");
@@ -205,14 +238,20 @@ async fn the_override_only_with_a_passing_handshake_and_a_verify_token() {
     // Without the verify token the override cannot be set: not attempted.
     w.hook.clear_faults();
     let mut p = w.repairing();
-    p.as_object_mut().unwrap().remove("webhookVerifyTokenSecret");
+    p.as_object_mut()
+        .unwrap()
+        .remove("webhookVerifyTokenSecret");
     let o = w.check(&p, &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
-    assert!(o["findings"][0]["detail"].as_str().unwrap().contains("webhookVerifyTokenSecret"));
+    assert!(o["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("webhookVerifyTokenSecret"));
     assert!(w.writes().is_empty(), "{:?}", w.writes());
 
     // Meta refuses the override (its own handshake, 2200): an alert.
-    w.graph.fail_always(&format!("POST {PHONE}"), GraphFault::error(2200));
+    w.graph
+        .fail_always(&format!("POST {PHONE}"), GraphFault::error(2200));
     let o = w.check(&w.repairing(), &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert_eq!(o["repairs"][0]["result"], "failed", "{o}");

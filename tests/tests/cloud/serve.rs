@@ -16,7 +16,10 @@ fn binary_headers() -> Vec<(&'static str, &'static str)> {
         ("content-type", "application/json"),
         ("ce-specversion", "1.0"),
         ("ce-type", EVENT_TYPE),
-        ("ce-source", "//pubsub.googleapis.com/projects/fake-project/topics/keepalive"),
+        (
+            "ce-source",
+            "//pubsub.googleapis.com/projects/fake-project/topics/keepalive",
+        ),
         ("ce-id", "1234567890"),
     ]
 }
@@ -42,7 +45,12 @@ async fn post_forms(url: &str, p: &Value) -> Vec<(u16, Value)> {
             push_envelope(p).to_string().into_bytes(),
         )
         .await,
-        post(url, &binary_headers(), push_envelope(p).to_string().into_bytes()).await,
+        post(
+            url,
+            &binary_headers(),
+            push_envelope(p).to_string().into_bytes(),
+        )
+        .await,
         post(
             url,
             &[("content-type", "application/cloudevents+json")],
@@ -57,19 +65,32 @@ async fn each_message_form_checks_the_number() {
     let w = World::new().await;
     let s = Served::start(&w.env);
     for (status, o) in post_forms(&s.url(), &w.payload()).await {
-        assert_eq!((status, o["verdict"].as_str()), (200, Some("healthy")), "{o}");
-        for key in ["phoneNumberId", "wabaId", "name", "reason", "findings", "repairs"] {
+        assert_eq!(
+            (status, o["verdict"].as_str()),
+            (200, Some("healthy")),
+            "{o}"
+        );
+        for key in [
+            "phoneNumberId",
+            "wabaId",
+            "name",
+            "reason",
+            "findings",
+            "repairs",
+        ] {
             assert!(o.get(key).is_some(), "outcome lacks {key}: {o}");
         }
     }
     assert_eq!(w.graph.count("GET", PHONE), 3);
     // An alert is handled too: 200.
-    w.graph.update_number(PHONE, |n| n.status = "FLAGGED".into());
+    w.graph
+        .update_number(PHONE, |n| n.status = "FLAGGED".into());
     for (status, o) in post_forms(&s.url(), &w.payload()).await {
         assert_eq!((status, o["verdict"].as_str()), (200, Some("alert")), "{o}");
     }
     // A repair through each form: the first repairs, the others find nothing to do.
-    w.graph.update_number(PHONE, |n| n.status = "CONNECTED".into());
+    w.graph
+        .update_number(PHONE, |n| n.status = "CONNECTED".into());
     w.graph.unsubscribe(WABA, APP);
     let verdicts: Vec<String> = post_forms(&s.url(), &w.repairing())
         .await
@@ -95,14 +116,26 @@ async fn malformed_payloads_are_400_naming_the_field_and_nothing_is_asked() {
         ("phoneNumberId", json!({"vm": "whatsapp-1"})),
         ("accessToken", json!({"accessToken": ACCESS_TOKEN})),
         ("phoneNumberId", json!({"phoneNumberId": "12x"})),
-        ("phoneNumberId", json!({"phoneNumberId": 106540352242922u64})),
+        (
+            "phoneNumberId",
+            json!({"phoneNumberId": 106540352242922u64}),
+        ),
         ("wabaId", json!({"wabaId": ""})),
         ("wabaId", json!({"wabaId": null})),
         ("accessTokenSecret", json!({"accessTokenSecret": null})),
-        ("accessTokenSecret", json!({"accessTokenSecret": "meta-token"})),
+        (
+            "accessTokenSecret",
+            json!({"accessTokenSecret": "meta-token"}),
+        ),
         ("appId", json!({"appId": "my-app"})),
-        ("webhookUrl", json!({"webhookUrl": "http://bot.example.com/hook"})),
-        ("webhookVerifyTokenSecret", json!({"webhookVerifyTokenSecret": 5})),
+        (
+            "webhookUrl",
+            json!({"webhookUrl": "http://bot.example.com/hook"}),
+        ),
+        (
+            "webhookVerifyTokenSecret",
+            json!({"webhookVerifyTokenSecret": 5}),
+        ),
         ("repair", json!({"repair": "yes"})),
         ("name", json!({"name": ["a"]})),
     ];
@@ -140,7 +173,9 @@ async fn malformed_payloads_are_400_naming_the_field_and_nothing_is_asked() {
     let (status, _) = post(
         &s.url(),
         &[("content-type", "application/json")],
-        json!({"message": {"data": STANDARD.encode("[1]")}}).to_string().into_bytes(),
+        json!({"message": {"data": STANDARD.encode("[1]")}})
+            .to_string()
+            .into_bytes(),
     )
     .await;
     assert_eq!(status, 400);
@@ -169,6 +204,10 @@ async fn graph_throttling_until_the_deadline_is_503() {
         push_envelope(&w.payload()).to_string().into_bytes(),
     )
     .await;
-    assert_eq!((status, body["verdict"].as_str()), (200, Some("healthy")), "{body}");
+    assert_eq!(
+        (status, body["verdict"].as_str()),
+        (200, Some("healthy")),
+        "{body}"
+    );
     w.assert_no_secrets("serve's logs", &s.logs());
 }

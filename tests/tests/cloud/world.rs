@@ -6,7 +6,9 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keepalive_tests::keepalive::{run_check, CheckRun};
-use keepalive_tests::{FakeGraph, FakeToken, FakeWebhook, GoogleFakes, RecordedRequest, FAKE_PROJECT};
+use keepalive_tests::{
+    FakeGraph, FakeToken, FakeWebhook, GoogleFakes, RecordedRequest, FAKE_PROJECT,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -172,7 +174,10 @@ impl World {
                 self.assert_absent(VERIFY_TOKEN, "a Graph request", &rest);
             }
             if r.path.ends_with("debug_token") {
-                assert_eq!(param(r.query.as_deref(), "input_token").as_deref(), Some(ACCESS_TOKEN));
+                assert_eq!(
+                    param(r.query.as_deref(), "input_token").as_deref(),
+                    Some(ACCESS_TOKEN)
+                );
             }
         }
         for r in self.hook.requests() {
@@ -226,7 +231,10 @@ fn pairs(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn param(query: Option<&str>, name: &str) -> Option<String> {
-    pairs(query).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 fn without_param(query: Option<&str>, name: &str) -> String {
@@ -239,7 +247,10 @@ fn without_param(query: Option<&str>, name: &str) -> String {
 
 /// The verdict of a run.
 pub fn verdict(run: &CheckRun) -> String {
-    run.outcome()["verdict"].as_str().unwrap_or_default().to_string()
+    run.outcome()["verdict"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The kinds of the outcome's findings, in order.
