@@ -4,6 +4,7 @@
 use super::*;
 use serde_json::{json, Value};
 use shared::google::GoogleError;
+use shared::graph::SubscribedApp;
 use shared::webhook::HandshakeFailure;
 use time::macros::datetime;
 use url::Url;

@@ -13,6 +13,7 @@
 
 pub mod act;
 pub mod decide;
+pub mod findings;
 pub mod observe;
 
 use serde::Serialize;

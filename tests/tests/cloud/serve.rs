@@ -211,3 +211,19 @@ async fn graph_throttling_until_the_deadline_is_503() {
     );
     w.assert_no_secrets("serve's logs", &s.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssl_cert_file_without_certificates_is_named_at_start() {
+    let mut w = World::new().await;
+    let path = w.g.dir().join("not-a-bundle.pem");
+    std::fs::write(&path, "no certificate here\n").unwrap();
+    w.set_env("SSL_CERT_FILE", &path.display().to_string());
+    let run = w.check(&w.payload(), &[]).await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("SSL_CERT_FILE"),
+        "{v}"
+    );
+    assert_eq!(w.graph.request_count(), 0);
+}
