@@ -18,7 +18,7 @@
 //! | act | `onprem/act.rs` | under the VM's lock: read the VM, the guard (`onprem/guard.rs`), reset, wait |
 //! | decide | `onprem/decide.rs` | the verdict from what became of the reset |
 //! | observe | `cloud/observe.rs` | the token, then the Graph reads and the bot's handshake, concurrently |
-//! | decide | `cloud/decide.rs` | findings and severities, the repairs that are safe, pure, in tables of cases |
+//! | decide | `cloud/decide.rs` | findings (`cloud/findings.rs`, the table row by row) and the repairs that are safe; pure, in tables of cases |
 //! | act | `cloud/act.rs` | the repairs (subscription, then the override), each read back |
 //! | decide | `cloud/decide.rs` | the verdict from what became of the repairs |
 //! | report | `report/` | the outcome, its log line, the mail and the event (`onprem.rs`, `cloud.rs`); never changes the verdict |

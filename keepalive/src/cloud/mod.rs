@@ -5,8 +5,8 @@
 //! One check, in the order [`check`] runs it:
 //! 1. `observe.rs`: the token (and verify token) from Secret Manager, then concurrently the
 //!    number, the WABA's subscribed apps, `debug_token` and the bot's handshake.
-//! 2. `decide.rs` ([`decide::assess`]): every finding with its severity, and the repairs that
-//!    could put some right.
+//! 2. `decide.rs` ([`decide::assess`]): every finding with its severity (`findings.rs`: the
+//!    contract's table, row by row), and the repairs that could put some right.
 //! 3. `act.rs` (only with `"repair": true`, never under `--dry-run`): the repairs, each read
 //!    back.
 //! 4. `decide.rs` ([`decide::conclude`]): the verdict.
