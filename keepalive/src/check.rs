@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::error::CheckError;
-use crate::onprem;
 use crate::report::{Conclusion, Details, Outcome};
 use crate::service::Service;
 use crate::target::Target;
+use crate::{cloud, onprem};
 
 /// Per-check options.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,6 +62,14 @@ fn conclude<'a>(
                 details: Details::OnPrem(details),
             })
         }),
+        Target::Cloud(payload) => Box::pin(async move {
+            let (judgement, details) = cloud::check(svc, payload, opts.dry_run, deadline).await?;
+            Ok(Conclusion {
+                verdict: judgement.verdict,
+                reason: judgement.reason,
+                details: Details::Cloud(details),
+            })
+        }),
     }
 }
 
@@ -88,7 +96,9 @@ mod tests {
             br#"{"whatsAppHostname":"127.0.0.1:9","whatsAppUsername":"admin","whatsAppPassword":"x","vm":"vm","zone":"z","project":"p"}"#,
         )
         .unwrap();
-        let Target::OnPrem(payload) = &target;
+        let Target::OnPrem(payload) = &target else {
+            unreachable!("an On-Premises payload")
+        };
         let deadline = Instant::now() + Duration::from_secs(1);
         let outer = std::mem::size_of_val(&check(&svc, &target, CheckOptions::default()));
         assert!(outer <= 1024, "{outer} bytes");

@@ -10,6 +10,7 @@ use lettre::transport::smtp::client::Certificate;
 use shared::events_publisher::PubSubTarget;
 use shared::google::client::parse_endpoint;
 use shared::google::{compute, secretmanager};
+use shared::graph;
 use std::time::Duration;
 use url::Url;
 
@@ -43,6 +44,19 @@ pub struct Config {
     pub mail: MailConfig,
     /// Where events go (`KEEPALIVE_EVENTS_TOPIC`); `None`: no events.
     pub events: Option<EventsConfig>,
+    /// Meta's Graph API, for Cloud API numbers.
+    pub graph: GraphConfig,
+}
+
+/// Where the Graph API is, and when a token's expiry is worth a warning.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// `KEEPALIVE_GRAPH_ENDPOINT`, default `https://graph.facebook.com`.
+    pub endpoint: Url,
+    /// `KEEPALIVE_GRAPH_VERSION`, default the newest version the team has tested.
+    pub version: String,
+    /// `KEEPALIVE_TOKEN_WARN_S`: warn this long before the access token expires (7 days).
+    pub token_warn: Duration,
 }
 
 /// How notification mails are sent; the same for every payload (which names the relay).
@@ -127,6 +141,22 @@ impl Config {
             google_timeout: Duration::from_secs(30),
             mail: mail(env)?,
             events: events(env)?,
+            graph: GraphConfig {
+                endpoint: endpoint("KEEPALIVE_GRAPH_ENDPOINT", graph::DEFAULT_GRAPH_ENDPOINT)?,
+                version: graph::parse_version(
+                    "KEEPALIVE_GRAPH_VERSION",
+                    &get("KEEPALIVE_GRAPH_VERSION")
+                        .unwrap_or_else(|| graph::DEFAULT_GRAPH_VERSION.to_string()),
+                )
+                .map_err(ConfigError)?,
+                token_warn: Duration::from_secs(number(
+                    env,
+                    "KEEPALIVE_TOKEN_WARN_S",
+                    604_800u64,
+                    0,
+                    366 * 86_400,
+                )?),
+            },
         })
     }
 
@@ -233,6 +263,16 @@ mod tests {
         assert_eq!(c.mail.timeout, Duration::from_secs(20));
         assert!(c.mail.extra_root_ca_pem.is_none());
         assert!(c.events.is_none());
+        assert_eq!(c.graph.endpoint.as_str(), "https://graph.facebook.com/");
+        assert_eq!(c.graph.version, "v26.0");
+        assert_eq!(c.graph.token_warn, Duration::from_secs(604_800));
+        let c = cfg(&[
+            ("KEEPALIVE_GRAPH_VERSION", "v25.0"),
+            ("KEEPALIVE_TOKEN_WARN_S", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.graph.version, "v25.0");
+        assert!(c.graph.token_warn.is_zero());
     }
 
     #[test]
@@ -247,6 +287,10 @@ mod tests {
             ("KEEPALIVE_ATTEMPTS", "-1"),
             ("KEEPALIVE_DEADLINE_S", "1.5"),
             ("KEEPALIVE_COMPUTE_ENDPOINT", "not a url"),
+            ("KEEPALIVE_GRAPH_ENDPOINT", "graph.facebook.com"),
+            ("KEEPALIVE_GRAPH_VERSION", "26"),
+            ("KEEPALIVE_GRAPH_VERSION", "v26.0/../x"),
+            ("KEEPALIVE_TOKEN_WARN_S", "a week"),
             ("KEEPALIVE_SECRETMANAGER_ENDPOINT", "ftp://x"),
             ("KEEPALIVE_EVENTS_TOPIC", "topic"),
             ("KEEPALIVE_EVENTS_TOPIC", "projects/p/topics/"),

@@ -14,4 +14,8 @@ pub enum CheckError {
     NoProject(String),
     #[error("the check did not finish within the deadline of {} s", .0.as_secs())]
     Deadline(Duration),
+    /// A Cloud API check: a Graph read or repair (or a secret) still failing after its
+    /// retries with an error a retry may fix (`cloud/decide.rs` says which).
+    #[error("{0}")]
+    Unfinished(String),
 }

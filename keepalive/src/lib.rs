@@ -1,5 +1,7 @@
-//! `keepalive`: keeps WhatsApp Business numbers alive. Health-checks each tenant's client
-//! when a Pub/Sub message asks, and resets its VM when — and only when — it is really down.
+//! `keepalive`: keeps WhatsApp Business numbers alive. When a Pub/Sub message asks, checks
+//! one target: an On-Premises client on its own VM (reset when, and only when, it is really
+//! down), or a number on Meta's Cloud API (findings, and with `"repair": true` a lost
+//! subscription or webhook override put back).
 //!
 //! The path of one message, file by file:
 //!
@@ -15,16 +17,21 @@
 //! | decide | `onprem/decide.rs` | every verdict, pure, in a table of cases |
 //! | act | `onprem/act.rs` | under the VM's lock: read the VM, the guard (`onprem/guard.rs`), reset, wait |
 //! | decide | `onprem/decide.rs` | the verdict from what became of the reset |
-//! | report | `report/` | the outcome, its log line, the mail and the event; never changes the verdict |
+//! | observe | `cloud/observe.rs` | the token, then the Graph reads and the bot's handshake, concurrently |
+//! | decide | `cloud/decide.rs` | findings (`cloud/findings.rs`, the table row by row) and the repairs that are safe; pure, in tables of cases |
+//! | act | `cloud/act.rs` | the repairs (subscription, then the override), each read back |
+//! | decide | `cloud/decide.rs` | the verdict from what became of the repairs |
+//! | report | `report/` | the outcome, its log line, the mail and the event (`onprem.rs`, `cloud.rs`); never changes the verdict |
 //!
 //! `verdict.rs` holds the verdicts every kind ends in, `error.rs` the [`CheckError`] of a check
 //! that could not be completed (503, redelivered).
 //!
-//! A new kind of target (Cloud API numbers) is a variant of [`Target`] and of
-//! [`report::Details`], its own module beside `onprem/` (observe, decide, act), an arm in
-//! `check.rs`, and a [`report::TargetReport`] for its mail, event and log line.
+//! A kind of target is a variant of [`Target`] and of [`report::Details`], its own module
+//! (observe, decide, act), an arm in `check.rs`, and a [`report::TargetReport`] for its mail,
+//! event and log line.
 
 pub mod check;
+pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod onprem;

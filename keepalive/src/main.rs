@@ -14,7 +14,7 @@ use std::sync::Arc;
 #[command(
     name = "keepalive",
     version,
-    about = "Health-checks a WhatsApp Business API client and resets its VM when it is down"
+    about = "Checks a WhatsApp Business number: an On-Premises client (reset when down) or a Cloud API number (findings, repairs)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,13 +26,14 @@ enum Command {
     /// Serve Pub/Sub push requests and CloudEvents on 0.0.0.0:$PORT (the default).
     Serve,
     /// Check one tenant now and print the outcome as JSON.
-    /// Exit status: 0 nothing to do, 1 found down (reset issued or, with --dry-run, due) or
-    /// alert, 2 invalid input or the check could not be completed.
+    /// Exit status: 0 nothing to do (healthy, in grace, skipped), 1 something a person should
+    /// see (a reset issued or, with --dry-run, due; an alert; a warning; a repair), 2 invalid
+    /// input or the check could not be completed.
     Check {
         /// The scheduler payload (JSON) to check; `-` reads standard input.
         #[arg(long, value_name = "FILE|-")]
         payload: String,
-        /// Decide, but never call a mutating Compute Engine method.
+        /// Decide, but change nothing: no reset, no repair, no mail, no event.
         #[arg(long)]
         dry_run: bool,
     },

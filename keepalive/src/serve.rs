@@ -76,9 +76,10 @@ async fn handle(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
         Err(e) => {
             tracing::error!(target_name = %target.label(), message_id = %message_id, error = %e, "check could not be completed; asking Pub/Sub to redeliver");
             let status = match e {
-                CheckError::Google(_) | CheckError::NoProject(_) | CheckError::Deadline(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                CheckError::Google(_)
+                | CheckError::NoProject(_)
+                | CheckError::Deadline(_)
+                | CheckError::Unfinished(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(status, e.to_string(), None)
         }

@@ -4,6 +4,8 @@
 use shared::google::compute::Compute;
 use shared::google::secretmanager::SecretManager;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
+use shared::graph::GraphClient;
+use shared::tls_roots::SystemRoots;
 use shared::whatsapp::WhatsAppClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,10 @@ pub struct Service {
     pub vm_locks: KeyedLocks,
     /// Mails and events, after the verdict.
     pub reporter: Reporter,
+    /// Meta's Graph API (Cloud API numbers); TLS verified against the system's roots.
+    pub graph: GraphClient,
+    /// The bots' webhook endpoints (the handshake): the system's roots, no redirects.
+    pub hooks: reqwest::Client,
 }
 
 impl Service {
@@ -49,7 +55,31 @@ impl Service {
             GoogleClient::new(auth.clone(), retry, config.google_timeout)
                 .map_err(|e| e.to_string())?,
         );
+        let roots = SystemRoots::load()?;
+        if roots.count == 0 {
+            tracing::warn!("no root certificates found (set SSL_CERT_FILE): every https:// call to the Graph API and to webhook endpoints will fail");
+        }
+        let graph_http = roots
+            .client_builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|e| format!("cannot build the Graph API client: {e}"))?;
+        let hooks = roots
+            .client_builder()
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        let graph = GraphClient::new(
+            graph_http,
+            config.graph.endpoint.clone(),
+            config.graph.version.clone(),
+            config.request_timeout,
+        )
+        .with_retry(retry);
         Ok(Service {
+            graph,
+            hooks,
             whatsapp_http: WhatsAppClient::http_client(),
             auth,
             compute: Compute::new(google.clone(), &config.compute_endpoint),

@@ -18,6 +18,10 @@ pub enum Verdict {
     Reset,
     /// A person must act; nothing the keepalive may do would help.
     Alert,
+    /// Cloud API: something a person should see soon (quality, a limit, the token's expiry).
+    Warning,
+    /// Cloud API: a subscription or webhook override was put back (and read back).
+    Repaired,
 }
 
 impl Verdict {
@@ -28,6 +32,8 @@ impl Verdict {
             Verdict::Skipped => "skipped",
             Verdict::Reset => "reset",
             Verdict::Alert => "alert",
+            Verdict::Warning => "warning",
+            Verdict::Repaired => "repaired",
         }
     }
 
@@ -40,19 +46,22 @@ impl Verdict {
     pub fn severity(self) -> Severity {
         match self {
             Verdict::Healthy | Verdict::Grace | Verdict::Skipped => Severity::Info,
-            Verdict::Reset => Severity::Warning,
+            Verdict::Reset | Verdict::Warning | Verdict::Repaired => Severity::Warning,
             Verdict::Alert => Severity::Error,
         }
     }
 
     /// A notification mail goes out, when the payload names a relay (never on a dry run).
     pub fn sends_mail(self) -> bool {
-        matches!(self, Verdict::Reset | Verdict::Alert)
+        matches!(self, Verdict::Reset | Verdict::Alert | Verdict::Repaired)
     }
 
     /// An event is published, when `KEEPALIVE_EVENTS_TOPIC` is set (never on a dry run).
     pub fn publishes_event(self) -> bool {
-        matches!(self, Verdict::Reset | Verdict::Alert)
+        matches!(
+            self,
+            Verdict::Reset | Verdict::Alert | Verdict::Warning | Verdict::Repaired
+        )
     }
 }
 
@@ -61,7 +70,7 @@ impl Verdict {
 pub enum Severity {
     /// Nothing to do.
     Info,
-    /// The keepalive acted (or would have, under `--dry-run`).
+    /// The keepalive acted (or would have, under `--dry-run`), or a person should look soon.
     Warning,
     /// A person must act.
     Error,

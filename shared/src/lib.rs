@@ -11,6 +11,8 @@
 //!   publisher, and the topic and subscription clients the provisioner uses.
 //! - [`telemetry`]: Cloud Logging JSON or readable text.
 //! - [`tls_pin`]: trusting exactly one certificate (a pinned SHA-256 fingerprint).
+//! - [`tls_roots`]: the system's root certificates (`SSL_CERT_FILE`) for `https://` endpoints.
+//! - [`webhook`]: Meta's verification handshake against a bot's webhook endpoint.
 
 pub mod envelope;
 pub mod events_publisher;
@@ -19,4 +21,6 @@ pub mod graph;
 pub mod payload;
 pub mod telemetry;
 pub mod tls_pin;
+pub mod tls_roots;
+pub mod webhook;
 pub mod whatsapp;

@@ -3,9 +3,11 @@
 //!
 //! - `outcome.rs`: the [`Outcome`], and [`TargetReport`], what each kind says in a report.
 //! - `onprem.rs`: what the On-Premises kind says (mail wording, event, log line).
+//! - `cloud.rs`: what the Cloud API kind says.
 //! - `mail.rs`: sending a mail over SMTP with STARTTLS.
 //! - `events.rs`: publishing an event to Pub/Sub.
 
+pub mod cloud;
 pub mod events;
 pub mod mail;
 pub mod onprem;

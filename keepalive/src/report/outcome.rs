@@ -5,8 +5,8 @@ use serde::Serialize;
 use super::events::Event;
 use super::mail::Notice;
 use super::Announced;
-use crate::onprem;
 use crate::verdict::Verdict;
+use crate::{cloud, onprem};
 
 /// A kind's check, concluded: its verdict, the reason, and the kind's own fields.
 #[derive(Debug, Clone)]
@@ -22,6 +22,7 @@ pub struct Conclusion {
 #[serde(untagged)]
 pub enum Details {
     OnPrem(onprem::Details),
+    Cloud(cloud::Details),
 }
 
 impl Details {
@@ -29,6 +30,7 @@ impl Details {
     pub fn report(&self) -> &dyn TargetReport {
         match self {
             Details::OnPrem(d) => d,
+            Details::Cloud(d) => d,
         }
     }
 }
