@@ -1,34 +1,20 @@
-//! `keepalive`: keeps self-hosted WhatsApp Business API clients alive.
-//!
-//! The path of one message: `serve.rs` (HTTP, decode) → `check.rs` (observe the client with
-//! retries) → `decide.rs` (what to do) → `guard.rs` (one reset per VM per grace window) →
-//! Compute Engine reset → `notify.rs` (mail). `check` runs the same path once, in the
-//! foreground.
-
-mod check;
-mod config;
-mod decide;
-mod events;
-mod guard;
-mod notify;
-mod serve;
+//! The `keepalive` command: parse the command line, read the configuration, build the
+//! service, then `serve` or `check`. Everything else is the library (`lib.rs` has the map).
 
 use clap::{Parser, Subcommand};
-use shared::payload::Payload;
+use keepalive::report::log_outcome;
+use keepalive::{check, serve, CheckOptions, Config, Service, Target};
 use shared::telemetry::{self, Output};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use check::{CheckOptions, Checker, Outcome};
-use decide::Verdict;
-
 #[derive(Parser)]
 #[command(
     name = "keepalive",
     version,
-    about = "Health-checks a WhatsApp Business API client and resets its VM when it is down"
+    about = "Checks a WhatsApp Business number: an On-Premises client (reset when down) or a Cloud API number (findings, repairs)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,13 +26,14 @@ enum Command {
     /// Serve Pub/Sub push requests and CloudEvents on 0.0.0.0:$PORT (the default).
     Serve,
     /// Check one tenant now and print the outcome as JSON.
-    /// Exit status: 0 nothing to do, 1 found down (reset issued or, with --dry-run, due) or
-    /// alert, 2 invalid input or the check could not be completed.
+    /// Exit status: 0 nothing to do (healthy, in grace, skipped), 1 something a person should
+    /// see (a reset issued or, with --dry-run, due; an alert; a warning; a repair), 2 invalid
+    /// input or the check could not be completed.
     Check {
         /// The scheduler payload (JSON) to check; `-` reads standard input.
         #[arg(long, value_name = "FILE|-")]
         payload: String,
-        /// Decide, but never call a mutating Compute Engine method.
+        /// Decide, but change nothing: no reset, no repair, no mail, no event.
         #[arg(long)]
         dry_run: bool,
     },
@@ -60,17 +47,10 @@ fn main() -> ExitCode {
     } else {
         Output::Stderr
     });
-    let config = match config::Config::from_env() {
+    let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&format!("invalid configuration: {e}"), None, !serving),
     };
-    if config.worst_case_health_time() >= config.deadline {
-        tracing::warn!(
-            worst_case_ms = config.worst_case_health_time().as_millis() as u64,
-            deadline_s = config.deadline.as_secs(),
-            "KEEPALIVE_ATTEMPTS × 2 × KEEPALIVE_REQUEST_TIMEOUT_MS + the retry delays may exceed KEEPALIVE_DEADLINE_S: a slow client may be answered 503 instead of reset"
-        );
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,13 +64,13 @@ fn main() -> ExitCode {
             )
         }
     };
-    let checker = match Checker::new(config) {
-        Ok(c) => Arc::new(c),
+    let service = match Service::new(config) {
+        Ok(s) => s,
         Err(e) => return fail(&e, None, !serving),
     };
     runtime.block_on(async move {
         match cli.command {
-            None | Some(Command::Serve) => match serve::serve(checker).await {
+            None | Some(Command::Serve) => match serve::serve(Arc::new(service)).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot serve");
@@ -98,35 +78,36 @@ fn main() -> ExitCode {
                 }
             },
             Some(Command::Check { payload, dry_run }) => {
-                run_check(&checker, &payload, dry_run).await
+                run_check(&service, &payload, dry_run).await
             }
         }
     })
 }
 
-async fn run_check(checker: &Checker, source: &str, dry_run: bool) -> ExitCode {
+async fn run_check(service: &Service, source: &str, dry_run: bool) -> ExitCode {
     let bytes = match read_payload(source) {
         Ok(b) => b,
         Err(e) => return fail(&e, None, true),
     };
-    let payload = match Payload::parse(&bytes) {
-        Ok(p) => p,
+    let target = match Target::parse(&bytes) {
+        Ok(t) => t,
         Err(e) => return fail(&e.to_string(), Some(e.field().unwrap_or("payload")), true),
     };
-    match checker.check(&payload, CheckOptions { dry_run }).await {
+    match check(service, &target, CheckOptions { dry_run }).await {
         Ok(outcome) => {
             log_outcome(&outcome, None);
             match serde_json::to_string(&outcome) {
                 Ok(s) => println!("{s}"),
                 Err(e) => return fail(&format!("cannot print the outcome: {e}"), None, true),
             }
-            match outcome.verdict {
-                Verdict::Healthy | Verdict::Grace | Verdict::Skipped => ExitCode::SUCCESS,
-                Verdict::Reset | Verdict::Alert => ExitCode::from(1),
+            if outcome.verdict.wants_attention() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             }
         }
         Err(e) => fail(
-            &format!("check of {} could not be completed: {e}", payload.vm),
+            &format!("check of {} could not be completed: {e}", target.label()),
             None,
             true,
         ),
@@ -158,27 +139,5 @@ fn read_payload(source: &str) -> Result<Vec<u8>, String> {
         let path = PathBuf::from(source);
         std::fs::read(&path)
             .map_err(|e| format!("cannot read the payload file {}: {e}", path.display()))
-    }
-}
-
-/// One log line per handled message, at a severity that matches the verdict.
-pub(crate) fn log_outcome(o: &Outcome, message_id: Option<&str>) {
-    let project = o.project.as_deref().unwrap_or("");
-    let message_id = message_id.unwrap_or("");
-    let verdict = o.verdict.as_str();
-    match o.verdict {
-        Verdict::Healthy | Verdict::Grace | Verdict::Skipped => tracing::info!(
-            vm = %o.vm, zone = %o.zone, project, verdict, reason = %o.reason, attempts = o.attempts,
-            duration_ms = o.duration_ms, message_id, "check done"
-        ),
-        Verdict::Reset => tracing::warn!(
-            vm = %o.vm, zone = %o.zone, project, verdict, reason = %o.reason, attempts = o.attempts,
-            operation = o.operation.as_deref().unwrap_or(""), dry_run = o.dry_run,
-            duration_ms = o.duration_ms, message_id, "check done: VM reset"
-        ),
-        Verdict::Alert => tracing::error!(
-            vm = %o.vm, zone = %o.zone, project, verdict, reason = %o.reason, attempts = o.attempts,
-            duration_ms = o.duration_ms, message_id, "check done: needs a person"
-        ),
     }
 }

@@ -1,5 +1,6 @@
-//! `keepalive serve`: the Cloud Run service. A thin adapter: decode the message, call the
-//! check, map its result to a status code. 200 handled, 400 never valid, 503 retry later.
+//! `keepalive serve`: the Cloud Run service. A thin adapter: decode the message
+//! (`shared::envelope`), parse its payload ([`Target`]), call the check, map its result to a
+//! status code. 200 handled, 400 never valid, 503 retry later.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,16 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::check::{CheckError, CheckOptions, Checker};
+use crate::check::{check, CheckOptions};
+use crate::error::CheckError;
+use crate::report::log_outcome;
+use crate::service::Service;
+use crate::target::Target;
 
 /// How long checks in flight may run on after SIGTERM or SIGINT (Cloud Run kills at 10 s).
 pub const DRAIN: Duration = Duration::from_secs(9);
 
-pub fn router(checker: Arc<Checker>) -> Router {
+pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/", post(handle))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .with_state(checker)
+        .with_state(service)
 }
 
 fn error(status: StatusCode, message: String, field: Option<&str>) -> Response {
@@ -34,7 +39,7 @@ fn error(status: StatusCode, message: String, field: Option<&str>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Response {
     let message = match envelope::decode(&headers, &body) {
         Ok(m) => m,
         Err(e) => {
@@ -47,8 +52,8 @@ async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: B
         }
     };
     let message_id = message.message_id.clone().unwrap_or_default();
-    let payload = match Payload::parse(&message.data) {
-        Ok(p) => p,
+    let target = match Target::parse(&message.data) {
+        Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, message_id = %message_id, form = ?message.form, "rejected an invalid payload");
             // A payload that is not a JSON object is the fault of `message.data`.
@@ -61,19 +66,20 @@ async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: B
     };
     let partial = Payload::partial_smtp_fields(&message.data);
     if !partial.is_empty() {
-        tracing::warn!(vm = %payload.vm, present = ?partial, "some but not all five smtp fields are set: no mail will be sent");
+        tracing::warn!(target_name = %target.label(), present = ?partial, "some but not all five smtp fields are set: no mail will be sent");
     }
-    match checker.check(&payload, CheckOptions::default()).await {
+    match check(&service, &target, CheckOptions::default()).await {
         Ok(outcome) => {
-            crate::log_outcome(&outcome, Some(&message_id));
+            log_outcome(&outcome, Some(&message_id));
             (StatusCode::OK, Json(outcome)).into_response()
         }
         Err(e) => {
-            tracing::error!(vm = %payload.vm, zone = %payload.zone, message_id = %message_id, error = %e, "check could not be completed; asking Pub/Sub to redeliver");
+            tracing::error!(target_name = %target.label(), message_id = %message_id, error = %e, "check could not be completed; asking Pub/Sub to redeliver");
             let status = match e {
-                CheckError::Google(_) | CheckError::NoProject(_) | CheckError::Deadline(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                CheckError::Google(_)
+                | CheckError::NoProject(_)
+                | CheckError::Deadline(_)
+                | CheckError::Unfinished(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(status, e.to_string(), None)
         }
@@ -81,16 +87,16 @@ async fn handle(State(checker): State<Arc<Checker>>, headers: HeaderMap, body: B
 }
 
 /// Serves until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
-pub async fn serve(checker: Arc<Checker>) -> std::io::Result<()> {
+pub async fn serve(service: Arc<Service>) -> std::io::Result<()> {
     // Listen for the signals before the port is open, so none is missed once we are ready.
     let signal = shutdown_signal()?;
-    let port = checker.config.port;
+    let port = service.config.port;
     let listener = listen(port)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "keepalive listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut drain_rx = stop_rx.clone();
-    let server = axum::serve(listener, router(checker)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, router(service)).with_graceful_shutdown(async move {
         signal.await;
         let _ = stop_tx.send(true);
     });

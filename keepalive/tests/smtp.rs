@@ -1,25 +1,21 @@
-//! `notify` against a real SMTP server (aiosmtpd, `tests/smtp/server.py`) on loopback:
-//! STARTTLS with a certificate made at test time by `openssl`, AUTH, the mail itself; and the
-//! failures: wrong password, refused connection, silent server, no STARTTLS, untrusted
-//! certificate. The server is required: if it cannot start, the tests fail and say how to
-//! install it (`.ci/install-test-deps`). Every wait is bounded.
+//! Sending a mail (`keepalive::report::mail`) to a real SMTP server (aiosmtpd,
+//! `tests/smtp/server.py`, run by `keepalive_tests::smtp`) on loopback: STARTTLS with a
+//! certificate made at test time by `openssl`, AUTH, the mail itself; and the failures: wrong
+//! password, refused connection, silent server, no STARTTLS, untrusted certificate. The server
+//! is required: if it cannot start, the tests fail and say how to install it
+//! (`.ci/install-test-deps`). Every wait is bounded.
 
-#[path = "../src/notify.rs"]
-#[allow(dead_code)]
-mod notify;
-
-/// The SMTP server and its certificates, shared with the end-to-end mail tests
-/// (`tests/tests/mail.rs`), whose package this one does not depend on.
-#[path = "../../tests/src/smtp.rs"]
-#[allow(dead_code)]
-mod smtp_server;
-
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use notify::{notice_for, send, MailOptions, Notice, NotifyError};
+use keepalive::config::{Config, MailConfig};
+use keepalive::onprem::Details;
+use keepalive::report::mail::{send, MailError, Notice};
+use keepalive::report::TargetReport;
+use keepalive::Verdict;
+use keepalive_tests::smtp::{self as smtp_server, pki, Mode, SmtpServer};
 use secrecy::SecretString;
 use shared::payload::SmtpSettings;
-use smtp_server::{pki, Mode, SmtpServer};
 
 const USER: &str = "keepalive-mailer";
 const PASSWORD: &str = "Pw-7f3c!q9#zz";
@@ -56,33 +52,39 @@ impl Settings for SmtpServer {
     }
 }
 
-fn trusting_opts() -> MailOptions {
+fn trusting_opts() -> MailConfig {
     let pki_pem = smtp_server::existing_pki()
         .expect("pki made by SmtpServer::start")
         .ca_pem
         .clone();
-    MailOptions {
+    MailConfig {
         timeout: SEND_TIMEOUT,
         extra_root_ca_pem: Some(pki_pem),
     }
 }
 
+/// The On-Premises kind's details for `VM`.
+fn details(zone: &str, project: &str) -> Details {
+    Details {
+        vm: VM.into(),
+        zone: zone.into(),
+        project: Some(project.into()),
+        attempts: 3,
+        dry_run: false,
+        operation: None,
+        request_id: None,
+    }
+}
+
 fn reset_notice() -> Notice {
-    notice_for(
-        "reset",
-        REASON,
-        VM,
-        "europe-west3-c",
-        "acme-wa",
-        "2025-01-02T03:04:05Z",
-    )
+    details("europe-west3-c", "acme-wa").notice(Verdict::Reset, REASON, "2025-01-02T03:04:05Z")
 }
 
 fn assert_no_password(text: &str) {
     assert!(!text.contains(PASSWORD), "the password leaked into: {text}");
 }
 
-fn assert_err_clean(err: &NotifyError) {
+fn assert_err_clean(err: &MailError) {
     eprintln!("error as reported: {err}");
     assert_no_password(&err.to_string());
     assert_no_password(&format!("{err:?}"));
@@ -142,14 +144,7 @@ async fn alert_mail_to_several_recipients() {
     let mut server = start_server(Mode::StartTls).await;
     let mut settings = server.settings(PASSWORD);
     settings.to = format!("{TO}, Second Person <second@example.net>");
-    let notice = notice_for(
-        "alert",
-        "number unregistered",
-        VM,
-        "us-east1-b",
-        "acme",
-        "now",
-    );
+    let notice = details("us-east1-b", "acme").notice(Verdict::Alert, "number unregistered", "now");
     assert_eq!(
         notice.subject,
         format!("[keepalive] ALERT {VM}: number unregistered")
@@ -176,7 +171,7 @@ async fn wrong_password_is_auth_rejected_without_the_password() {
     let err = send(&server.settings(&wrong), &reset_notice(), &trusting_opts())
         .await
         .expect_err("a wrong password must fail");
-    assert!(matches!(err, NotifyError::AuthRejected { .. }), "{err:?}");
+    assert!(matches!(err, MailError::AuthRejected { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
         text.contains("rejected the credentials") && text.contains(USER),
@@ -204,7 +199,7 @@ async fn refused_connection_fails_fast() {
         from: FROM.into(),
         to: TO.into(),
     };
-    let opts = MailOptions {
+    let opts = MailConfig {
         timeout: Duration::from_secs(5),
         extra_root_ca_pem: None,
     };
@@ -216,7 +211,7 @@ async fn refused_connection_fails_fast() {
         started.elapsed()
     );
     assert!(
-        matches!(err, NotifyError::ConnectionRefused { .. }),
+        matches!(err, MailError::ConnectionRefused { .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("refused the connection"), "{err}");
@@ -242,7 +237,7 @@ async fn silent_server_times_out_within_the_bound() {
         from: FROM.into(),
         to: TO.into(),
     };
-    let opts = MailOptions {
+    let opts = MailConfig {
         timeout: Duration::from_millis(800),
         extra_root_ca_pem: None,
     };
@@ -259,7 +254,7 @@ async fn silent_server_times_out_within_the_bound() {
         took >= Duration::from_millis(700) && took < Duration::from_secs(5),
         "took {took:?}"
     );
-    assert!(matches!(err, NotifyError::Timeout { .. }), "{err:?}");
+    assert!(matches!(err, MailError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("timed out"), "{err}");
     assert_err_clean(&err);
     hold.abort();
@@ -276,7 +271,7 @@ async fn server_without_starttls_gets_no_credentials() {
     )
     .await
     .expect_err("no STARTTLS must fail");
-    assert!(matches!(err, NotifyError::NoStartTls { .. }), "{err:?}");
+    assert!(matches!(err, MailError::NoStartTls { .. }), "{err:?}");
     assert!(err.to_string().contains("STARTTLS"), "{err}");
     assert_err_clean(&err);
     server.wait_for("closed").await;
@@ -295,14 +290,14 @@ async fn server_without_starttls_gets_no_credentials() {
 #[tokio::test]
 async fn untrusted_certificate_is_a_tls_error_and_gets_no_credentials() {
     let mut server = start_server(Mode::StartTls).await;
-    let opts = MailOptions {
+    let opts = MailConfig {
         timeout: SEND_TIMEOUT,
         extra_root_ca_pem: None, // the test CA is not among the system's roots
     };
     let err = send(&server.settings(PASSWORD), &reset_notice(), &opts)
         .await
         .expect_err("an unknown issuer must fail");
-    assert!(matches!(err, NotifyError::Tls { .. }), "{err:?}");
+    assert!(matches!(err, MailError::Tls { .. }), "{err:?}");
     assert!(err.to_string().contains("TLS"), "{err}");
     assert_err_clean(&err);
     server.wait_for("closed").await;
@@ -323,7 +318,7 @@ async fn bad_addresses_name_the_field() {
         from: FROM.into(),
         to: TO.into(),
     };
-    let opts = MailOptions {
+    let opts = MailConfig {
         timeout: Duration::from_secs(2),
         extra_root_ca_pem: None,
     };
@@ -333,7 +328,7 @@ async fn bad_addresses_name_the_field() {
     assert!(
         matches!(
             err,
-            NotifyError::BadAddress {
+            MailError::BadAddress {
                 field: "smtpFrom",
                 ..
             }
@@ -348,7 +343,7 @@ async fn bad_addresses_name_the_field() {
     assert!(
         matches!(
             err,
-            NotifyError::BadAddress {
+            MailError::BadAddress {
                 field: "smtpTo",
                 ..
             }
@@ -364,7 +359,7 @@ async fn bad_addresses_name_the_field() {
     assert!(
         matches!(
             err,
-            NotifyError::BadAddress {
+            MailError::BadAddress {
                 field: "smtpFrom",
                 ..
             }
@@ -376,27 +371,26 @@ async fn bad_addresses_name_the_field() {
     let mut bad_host = base;
     bad_host.host = "smtp://mail.example.com".into();
     let err = send(&bad_host, &reset_notice(), &opts).await.unwrap_err();
-    assert!(matches!(err, NotifyError::BadHost { .. }), "{err:?}");
+    assert!(matches!(err, MailError::BadHost { .. }), "{err:?}");
     assert!(err.to_string().contains("smtpHost"), "{err}");
 }
 
 #[tokio::test]
-async fn ca_file_option_is_read_and_checked() {
+async fn ca_file_setting_is_read_and_checked() {
     let pki = pki().await;
-    let ca_path = pki.dir.join("ca.pem");
-    let opts = MailOptions::from_values(Some(ca_path.to_str().unwrap()), Some("2500")).unwrap();
-    assert_eq!(opts.extra_root_ca_pem.as_deref(), Some(&pki.ca_pem[..]));
-    assert_eq!(opts.timeout, Duration::from_millis(2500));
-
-    let err = MailOptions::from_values(Some(pki.key.to_str().unwrap()), None).unwrap_err();
-    assert!(err.to_string().contains("KEEPALIVE_SMTP_CA_FILE"), "{err}");
-
-    // from_env reads the same variables (not set here, so the defaults unless the caller set them).
-    if std::env::var_os("KEEPALIVE_SMTP_CA_FILE").is_none()
-        && std::env::var_os("KEEPALIVE_SMTP_TIMEOUT_MS").is_none()
-    {
-        let opts = MailOptions::from_env().unwrap();
-        assert_eq!(opts.timeout, notify::DEFAULT_TIMEOUT);
-        assert!(opts.extra_root_ca_pem.is_none());
-    }
+    let config = |vars: &[(&str, &std::path::Path)]| {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.display().to_string()))
+            .collect();
+        Config::from_lookup(&move |k| env.get(k).cloned())
+    };
+    let c = config(&[("KEEPALIVE_SMTP_CA_FILE", &pki.dir.join("ca.pem"))]).unwrap();
+    assert_eq!(c.mail.extra_root_ca_pem.as_deref(), Some(&pki.ca_pem[..]));
+    // A key is not a certificate: refused at start, naming the variable.
+    let err = config(&[("KEEPALIVE_SMTP_CA_FILE", &pki.key)]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("KEEPALIVE_SMTP_CA_FILE"),
+        "{err}"
+    );
 }

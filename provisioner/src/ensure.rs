@@ -286,7 +286,7 @@ mod tests {
     use super::*;
     use crate::config::NumberConfig;
     use crate::environment::Environment;
-    use shared::pubsub::PubSubTarget;
+    use shared::events_publisher::PubSubTarget;
     use std::cell::RefCell;
 
     /// A provisioner whose Google clients point at a closed port: these tests call none.

@@ -2,7 +2,7 @@
 //! unusable value is [`EnvError`] (exit status 2) naming the variable.
 
 use shared::google::client::parse_endpoint;
-use shared::pubsub::PubSubTarget;
+use shared::events_publisher::PubSubTarget;
 use std::time::Duration;
 use url::Url;
 

@@ -9,7 +9,7 @@ use shared::google::scheduler::Scheduler;
 use shared::google::secretmanager::SecretManager;
 use shared::google::sqladmin::SqlAdmin;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
-use shared::pubsub::PubSubTarget;
+use shared::events_publisher::PubSubTarget;
 use std::sync::Arc;
 use std::time::Duration;
 

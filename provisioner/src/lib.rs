@@ -17,7 +17,7 @@
 //! | resources | [`resources`]: one file per kind (address, firewall, instance, sql_instance, database_user, secret, topic, service, invoker, subscription, grant, job, job_payload) | each kind's spec, how to read and create it, and how what exists differs |
 //! | one loop | [`ensure::ensure`] | read → differences → create or adopt → update, `--dry-run`, one [`report`] line per resource |
 //! | waits | [`progress`] | a spinner or log lines for every wait, through the shared waiter |
-//! | Google APIs | [`google_apis`] → `shared::google::{compute, sqladmin, secretmanager, cloud_run, scheduler}`, `shared::pubsub` | one typed client per API on one HTTP layer: retries only for idempotent calls, one long-running-operation waiter |
+//! | Google APIs | [`google_apis`] → `shared::google::{compute, sqladmin, secretmanager, cloud_run, scheduler}`, `shared::events_publisher` | one typed client per API on one HTTP layer: retries only for idempotent calls, one long-running-operation waiter |
 //!
 //! Following `provisioner keepalive`: `main.rs` → [`steps::keepalive::run`] → for the service,
 //! [`ensure::ensure`] with [`resources::service::KeepaliveService`] → its `read`

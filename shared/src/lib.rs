@@ -7,13 +7,20 @@
 //!   typed answers, batches.
 //! - [`google`]: tokens, errors, retries, operations, and the Compute Engine and Secret
 //!   Manager clients.
+//! - [`events_publisher`]: Pub/Sub through `google-cloud-pubsub`: the keepalive's event
+//!   publisher, and the topic and subscription clients the provisioner uses.
 //! - [`telemetry`]: Cloud Logging JSON or readable text.
+//! - [`tls_pin`]: trusting exactly one certificate (a pinned SHA-256 fingerprint).
+//! - [`tls_roots`]: the system's root certificates (`SSL_CERT_FILE`) for `https://` endpoints.
+//! - [`webhook`]: Meta's verification handshake against a bot's webhook endpoint.
 
 pub mod envelope;
+pub mod events_publisher;
 pub mod google;
 pub mod graph;
 pub mod payload;
-pub mod pubsub;
 pub mod telemetry;
 pub mod tls_pin;
+pub mod tls_roots;
+pub mod webhook;
 pub mod whatsapp;

@@ -4,6 +4,11 @@
 //! unusable host. Drop-in compatible with the five-key payload of the original Node.js function
 //! (`whatsAppHostname`, `whatsAppUsername`, `whatsAppPassword`, `vm`, `zone`), plus `project`,
 //! `whatsAppPasswordSecret` and the five optional SMTP fields. Unknown fields are ignored.
+//!
+//! A payload with `phoneNumberId` is a Cloud API number ([`cloud::CloudPayload`]); [`AnyPayload`]
+//! tells the two kinds apart.
+
+pub mod cloud;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
@@ -56,6 +61,11 @@ impl SecretVersion {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The `P` of `projects/P/secrets/S/versions/V`.
+    pub fn project(&self) -> &str {
+        self.0.split('/').nth(1).unwrap_or_default()
     }
 }
 
@@ -111,6 +121,41 @@ impl PayloadParseError {
             PayloadParseError::Field(e) => Some(e.field),
             _ => None,
         }
+    }
+}
+
+/// What a message asks to check: an On-Premises VM or a Cloud API number.
+#[derive(Debug, Clone)]
+pub enum AnyPayload {
+    /// A payload with `vm` (`keepalive-contract.md`).
+    OnPremises(Payload),
+    /// A payload with `phoneNumberId` (`cloud-api-contract.md`).
+    CloudApi(cloud::CloudPayload),
+}
+
+impl AnyPayload {
+    /// Parses the JSON bytes of a payload of either kind. `phoneNumberId` makes it a Cloud
+    /// API payload; with `vm` as well it is refused, naming `phoneNumberId`.
+    pub fn parse(bytes: &[u8]) -> Result<AnyPayload, PayloadParseError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| PayloadParseError::NotJson(describe_json_error(&e)))?;
+        let map = match value {
+            Value::Object(map) => map,
+            other => return Err(PayloadParseError::NotObject(json_type(&other))),
+        };
+        let present = |k: &str| map.get(k).is_some_and(|v| !v.is_null());
+        if !present("phoneNumberId") {
+            return Ok(AnyPayload::OnPremises(Payload::from_map(&map)?));
+        }
+        if present("vm") {
+            return Err(PayloadError::new(
+                "phoneNumberId",
+                "cannot be given with `vm`: a payload names either a Cloud API number \
+                 (phoneNumberId) or an On-Premises VM (vm), not both",
+            )
+            .into());
+        }
+        Ok(AnyPayload::CloudApi(cloud::CloudPayload::from_map(&map)?))
     }
 }
 
@@ -486,5 +531,39 @@ mod tests {
         v["somethingElse"] = json!({"x": 1});
         let p = parse(v).unwrap();
         assert!(!format!("{p:?}").contains("s3cret!"));
+    }
+
+    #[test]
+    fn target_kinds() {
+        assert!(matches!(
+            AnyPayload::parse(original().to_string().as_bytes()),
+            Ok(AnyPayload::OnPremises(_))
+        ));
+        let cloud = json!({"phoneNumberId": "1", "wabaId": "2",
+            "accessTokenSecret": "projects/p/secrets/t/versions/1"});
+        assert!(matches!(
+            AnyPayload::parse(cloud.to_string().as_bytes()),
+            Ok(AnyPayload::CloudApi(_))
+        ));
+        // Both: named phoneNumberId, whichever is otherwise valid.
+        let mut both = original();
+        both["phoneNumberId"] = json!("1");
+        let err = AnyPayload::parse(both.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field(), Some("phoneNumberId"), "{err}");
+        let mut both = cloud.clone();
+        both["vm"] = json!("whatsapp-1");
+        assert_eq!(
+            AnyPayload::parse(both.to_string().as_bytes())
+                .unwrap_err()
+                .field(),
+            Some("phoneNumberId")
+        );
+        // A null phoneNumberId is absent: the On-Premises fields are then asked for.
+        let err = AnyPayload::parse(br#"{"phoneNumberId": null}"#).unwrap_err();
+        assert_eq!(err.field(), Some("whatsAppHostname"), "{err}");
+        assert!(matches!(
+            AnyPayload::parse(b"[]"),
+            Err(PayloadParseError::NotObject(_))
+        ));
     }
 }

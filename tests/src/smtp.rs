@@ -3,11 +3,8 @@
 //! with the `openssl` command at test time.
 //!
 //! The server is required: if it cannot start, [`SmtpServer::start`] panics and says how to
-//! install what it needs (`bash .ci/install-test-deps`). Every wait is bounded.
-//!
-//! This file uses only `std`, `tokio` and `serde_json`, and nothing else of this crate, so that
-//! `keepalive/tests/smtp.rs` (whose package does not depend on this one) can include it with
-//! `#[path]`.
+//! install what it needs (`bash .ci/install-test-deps`). Every wait is bounded. Used by the
+//! end-to-end mail tests (`tests/tests/mail.rs`) and by `keepalive/tests/smtp.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,10 +25,9 @@ const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The server exits by itself after this long, should every other way of stopping it fail.
 const SERVER_LIFETIME_S: u32 = 300;
 
-/// The server script, found from the package that compiles this file (`tests/` or
-/// `keepalive/`: both sit next to `tests/`).
+/// The server script, beside this package's sources.
 pub fn server_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/server.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp/server.py")
 }
 
 // ---------------------------------------------------------------------------------------------

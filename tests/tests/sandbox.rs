@@ -1,6 +1,7 @@
 //! The README's first command, `cargo run -p keepalive-tests --bin sandbox`, end to end: the
 //! real `keepalive serve` against the simulated WhatsApp client and Google APIs, every step
-//! as the sandbox describes it (it exits 1 otherwise), and the password in none of its output.
+//! as the sandbox describes it (it exits 1 otherwise), and neither the password nor a token in
+//! any of its output.
 
 use keepalive_tests::binaries::{keepalive_bin, run_bounded};
 use std::process::Command;
@@ -17,9 +18,16 @@ fn the_sandbox_runs_every_step_as_described() {
     assert!(out.contains("Every step went as described."), "{out}");
     assert!(out.contains("carried out 1 reset(s)"), "{out}");
     assert!(out.contains("SIGTERM: draining"), "{out}");
-    assert!(
-        !run.output().contains("Sandbox-Passw0rd"),
-        "the password reached the output:\n{}",
-        run.output()
-    );
+    assert!(out.contains("verdict=repaired"), "{out}");
+    for secret in [
+        "Sandbox-Passw0rd",
+        "Sandbox-AccessT0ken",
+        "Sandbox-VerifyT0ken",
+    ] {
+        assert!(
+            !run.output().contains(secret),
+            "{secret} reached the output:\n{}",
+            run.output()
+        );
+    }
 }

@@ -7,7 +7,7 @@
 use google_cloud_pubsub::client::SubscriptionAdmin;
 use google_cloud_pubsub::model::{Subscription, UpdateSubscriptionRequest};
 use serde_json::{json, Value};
-use shared::pubsub::google_error;
+use shared::events_publisher::google_error;
 
 use super::topic::pubsub_failed;
 use super::{duration_s, show};

@@ -3,7 +3,7 @@
 
 use google_cloud_pubsub::client::TopicAdmin;
 use google_cloud_pubsub::model::Topic;
-use shared::pubsub::google_error;
+use shared::events_publisher::google_error;
 
 use crate::ensure::{Created, Resource};
 use crate::{Provisioner, StepError};

@@ -1,15 +1,19 @@
 //! The local sandbox: one complete keepalive cycle on this machine, no Google account.
 //!
 //! Starts the simulated WhatsApp client, Compute Engine API, OAuth token endpoint and Secret
-//! Manager from `tests/`, starts the real `keepalive serve` against them, and plays what Cloud
-//! Scheduler and Pub/Sub would send, narrating each step.
+//! Manager from `tests/`, and for a Cloud API number Meta's Graph API and a bot's webhook
+//! endpoint, starts the real `keepalive serve` against them, and plays what Cloud Scheduler
+//! and Pub/Sub would send, narrating each step: an On-Premises client on its VM (steps 1-5),
+//! then a number on Meta's Cloud API (steps 6-8).
 //!
 //! Run: `cargo run -p keepalive-tests --bin sandbox`
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keepalive_tests::binaries::Served;
-use keepalive_tests::{Behaviour, FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
+use keepalive_tests::{
+    Behaviour, Entity, FakeGraph, FakeToken, FakeWebhook, FakeWhatsApp, GoogleFakes, FAKE_PROJECT,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,9 +23,18 @@ const VM: &str = "whatsapp-4915112345678";
 const ZONE: &str = "europe-west3-c";
 const SECRET: &str = "projects/fake-project/secrets/whatsapp-4915112345678-admin";
 
+// The Cloud API number: its Graph ids, its app, the secrets the keepalive reads.
+const PHONE: &str = "106540352242922";
+const WABA: &str = "102290129340398";
+const APP: &str = "634974688087057";
+const ACCESS_TOKEN: &str = "Sandbox-AccessT0ken-kept-in-Secret-Manager";
+const VERIFY_TOKEN: &str = "Sandbox-VerifyT0ken-kept-in-Secret-Manager";
+
 struct Sandbox {
     wa: FakeWhatsApp,
     g: GoogleFakes,
+    graph: FakeGraph,
+    hook: FakeWebhook,
     keepalive: Served,
     shown_logs: usize,
     payload: Value,
@@ -59,6 +72,31 @@ async fn main() {
     let version = g.secrets.put(SECRET, password);
     println!("   the WhatsApp password is stored as {version}");
 
+    let graph = FakeGraph::start().await;
+    println!("   Meta's Graph API (simulated) ....... {}", graph.url());
+    let hook = FakeWebhook::start_tls(VERIFY_TOKEN).await;
+    println!(
+        "   the bot's webhook endpoint ......... {} (HTTPS)",
+        hook.callback_url()
+    );
+    graph.add_app(APP, "LoyJoy Bot", Some(&hook.callback_url()));
+    graph.add_token(ACCESS_TOKEN, FakeToken::valid(APP));
+    graph.add_number(PHONE, WABA, "+49 151 1234567");
+    graph.subscribe(WABA, APP);
+    println!("   number {PHONE} of WABA {WABA}: CONNECTED on the Cloud API, app {APP} subscribed");
+    let token_version = g
+        .secrets
+        .put("projects/fake-project/secrets/meta-token", ACCESS_TOKEN);
+    let verify_version = g.secrets.put(
+        "projects/fake-project/secrets/bot-verify-token",
+        VERIFY_TOKEN,
+    );
+    println!("   the system-user token is stored as {token_version}");
+    println!("   the webhook's verify token is stored as {verify_version}");
+    // The endpoint's certificate is self-signed: the keepalive trusts it as it would a CA.
+    let ca = g.dir().join("webhook-ca.pem");
+    std::fs::write(&ca, hook.certificate_pem().expect("a TLS endpoint")).expect("write the CA");
+
     let mut env: BTreeMap<String, String> = g.env().into_iter().collect();
     for (k, v) in [
         ("KEEPALIVE_REQUEST_TIMEOUT_MS", "1000"),
@@ -73,6 +111,8 @@ async fn main() {
         env.insert(k.into(), v.into());
     }
     env.insert("HOME".into(), g.dir().display().to_string());
+    env.insert("KEEPALIVE_GRAPH_ENDPOINT".into(), graph.url());
+    env.insert("SSL_CERT_FILE".into(), ca.display().to_string());
     println!("   building and starting `keepalive serve` (the real binary) ...");
     let keepalive = Served::start(&env);
     println!(
@@ -93,9 +133,20 @@ async fn main() {
     });
     println!("\n   The scheduler payload (no password in it, only a Secret Manager reference):");
     println!("   {payload}");
+    let cloud_payload = json!({
+        "phoneNumberId": PHONE,
+        "wabaId": WABA,
+        "accessTokenSecret": token_version,
+        "webhookUrl": hook.callback_url(),
+        "webhookVerifyTokenSecret": verify_version,
+        "repair": true,
+        "name": "acme-de",
+    });
     let mut s = Sandbox {
         wa,
         g,
+        graph,
+        hook,
         keepalive,
         shown_logs: 0,
         payload,
@@ -149,10 +200,28 @@ async fn main() {
     s.show_logs();
 
     s.wa.clear_behaviours();
+    s.cloud_steps(&cloud_payload).await;
     println!(
-        "\n== Done. Compute Engine carried out {} reset(s) of {VM} (the guard absorbed the rest).",
+        "\n== Done. Compute Engine carried out {} reset(s) of {VM} (the guard absorbed the rest);",
         s.g.compute.resets(VM)
     );
+    let writes: Vec<String> = s
+        .graph
+        .calls()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    println!(
+        "   the Graph API saw {} change(s): {} (never a register or deregister).",
+        writes.len(),
+        writes.join(", ")
+    );
+    if writes != [format!("POST {WABA}/subscribed_apps")] {
+        s.surprises.push(format!(
+            "Graph changes {writes:?}, not the one subscription"
+        ));
+    }
     let resets = s.g.compute.resets(VM);
     if resets != 1 {
         s.surprises
@@ -187,6 +256,85 @@ async fn main() {
 }
 
 impl Sandbox {
+    /// Steps 6-8: a number on Meta's Cloud API.
+    async fn cloud_steps(&mut self, payload: &Value) {
+        println!("\n   The scheduler payload of a Cloud API number (tokens only as Secret Manager references):");
+        println!("   {payload}");
+        self.step(
+            6,
+            "A number on Meta's Cloud API. The keepalive reads the number (status, health, webhook), the WABA's subscribed apps and the token at once, and runs Meta's verification handshake against the bot's endpoint.",
+        )
+        .await;
+        self.deliver_cloud(payload, "healthy").await;
+
+        self.step(
+            7,
+            "Someone removes the app's subscription to the WABA: Meta stops sending the bot its messages, silently. With \"repair\": true the keepalive subscribes the app again and reads it back.",
+        )
+        .await;
+        self.graph.unsubscribe(WABA, APP);
+        self.deliver_cloud(payload, "repaired").await;
+        println!(
+            "   apps subscribed to WABA {WABA} now: {:?}",
+            self.graph.subscribed_apps(WABA)
+        );
+
+        self.step(
+            8,
+            "Meta blocks the WABA (a policy violation). No repair can fix that: an alert, with Meta's reason and what to do.",
+        )
+        .await;
+        self.graph.set_entity(
+            PHONE,
+            Entity::blocked(
+                "WABA",
+                WABA,
+                &[(
+                    141000,
+                    "The WhatsApp Business Account is restricted for a policy violation",
+                    "Request a review in Business Support Home",
+                )],
+            ),
+        );
+        self.deliver_cloud(payload, "alert").await;
+        println!(
+            "   the bot's endpoint answered {} handshake(s)",
+            self.hook.handshake_count()
+        );
+    }
+
+    /// Delivers a Cloud API payload once; it should be 200 with verdict `expected`.
+    async fn deliver_cloud(&mut self, payload: &Value, expected: &str) {
+        let (status, o) = post(&self.keepalive.url(), payload).await;
+        if status != 200 || o["verdict"] != expected {
+            self.surprises.push(format!(
+                "answered {status} verdict {}, not 200 {expected}",
+                o["verdict"]
+            ));
+        }
+        println!(
+            "   -> {status} verdict={} ({} ms)",
+            o["verdict"].as_str().unwrap_or("?"),
+            o["durationMs"]
+        );
+        println!("      reason: {}", o["reason"].as_str().unwrap_or(""));
+        for f in o["findings"].as_array().into_iter().flatten() {
+            println!(
+                "      finding [{}] {}",
+                f["severity"].as_str().unwrap_or("?"),
+                f["kind"].as_str().unwrap_or("?")
+            );
+        }
+        for r in o["repairs"].as_array().into_iter().flatten() {
+            println!(
+                "      repair {}: {}",
+                r["action"].as_str().unwrap_or("?"),
+                r["result"].as_str().unwrap_or("?")
+            );
+        }
+        self.show_logs();
+    }
+
     async fn step(&mut self, n: u32, text: &str) {
         println!("\n== Step {n}: {text}");
     }

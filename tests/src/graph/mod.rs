@@ -7,9 +7,10 @@
 //! of the error table.
 //!
 //! Tokens only count in `Authorization: Bearer`; an `access_token` parameter is not read (see
-//! [`FakeGraph::access_token_requests`]). Faults are keyed by a call's relative path
-//! (`1111/register`) or its first segment (a number or WABA id, `debug_token`, `` for the
-//! batch call itself); inside a batch they hit only their item (a hang there is a `null`).
+//! [`FakeGraph::access_token_requests`]). Faults are keyed by a method and a path
+//! (`POST 9999/subscribed_apps`), a call's relative path (`1111/register`) or its first
+//! segment (a number or WABA id, `debug_token`, `` for the batch call itself), the most
+//! precise first; inside a batch they hit only their item (a hang there is a `null`).
 //! A webhook override is accepted only for an app subscribed to the WABA, and (unless
 //! [`FakeGraph::set_handshake`] turns it off) after Meta's handshake against the URL, which
 //! must be on 127.0.0.1 or localhost.
@@ -48,6 +49,8 @@ pub enum GraphFault {
     Hang,
     /// The connection is dropped (in a batch: the item is `null`).
     Close,
+    /// `{"success": true}`, and nothing changes: a write Meta acknowledged that did not take.
+    Ignore,
     /// The call is carried out (a register registers), then no answer comes: a client that
     /// crashed or timed out after Meta acted.
     LoseAnswer,
@@ -346,7 +349,8 @@ impl FakeGraph {
         };
     }
 
-    /// The next `n` calls to `target` (a relative path, or its first segment) get `fault`.
+    /// The next `n` calls to `target` (`METHOD path`, a relative path, or its first segment)
+    /// get `fault`.
     pub fn fail_next(&self, target: &str, n: usize, fault: GraphFault) {
         lock(&self.state)
             .faults

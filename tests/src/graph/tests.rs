@@ -115,6 +115,19 @@ async fn faults_per_number_and_path() {
     assert!(c.phone_number(&token(), "1111", None).await.is_ok());
     fake.clear_faults();
 
+    // A fault for one method only: the read passes, the write is refused.
+    fake.fail_always("POST 9999/subscribed_apps", GraphFault::error(200));
+    assert!(c.subscribed_apps(&token(), "9999", None).await.is_ok());
+    let e = c.subscribe_app(&token(), "9999", None).await.unwrap_err();
+    assert!(e.is_permission(), "{e}");
+    fake.clear_faults();
+    // A write acknowledged that did not take.
+    fake.unsubscribe("9999", APP);
+    fake.fail_next("POST 9999/subscribed_apps", 1, GraphFault::Ignore);
+    c.subscribe_app(&token(), "9999", None).await.unwrap();
+    assert!(fake.subscribed_apps("9999").is_empty());
+    fake.subscribe("9999", APP);
+
     for (code, status) in [(190, 401), (3, 500), (200, 403), (100, 400), (368, 403)] {
         fake.fail_next("1111", 1, GraphFault::error(code));
         let e = c.phone_number(&token(), "1111", None).await.unwrap_err();

@@ -1,5 +1,7 @@
-//! Pub/Sub through the `google-cloud-pubsub` crate: where to reach it, the clients, and its
-//! errors in the words of [`GoogleError`].
+//! Publishing to Pub/Sub through the `google-cloud-pubsub` crate: where to reach it, the
+//! keepalive's event publisher, the topic and subscription clients the provisioner uses, and
+//! the crate's errors in the words of [`GoogleError`]. (Decoding what Pub/Sub pushes to the
+//! keepalive is [`crate::envelope`].)
 //!
 //! `PUBSUB_EMULATOR_HOST=host:port` points every client at an emulator (or a test fake) over
 //! plain HTTP with anonymous credentials, the convention of every Google client library.

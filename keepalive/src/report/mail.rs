@@ -1,6 +1,6 @@
-//! E-mail notices on every reset and every alert, as the original Node.js function sent them
-//! with nodemailer: SMTP submission (port 587 unless `smtpHost` names another), STARTTLS
-//! required, then AUTH with the payload's credentials.
+//! Sending a notification mail, as the original Node.js function sent them with nodemailer:
+//! SMTP submission (port 587 unless `smtpHost` names another), STARTTLS required, then AUTH
+//! with the payload's credentials. What a mail says is the kind's (`report/onprem.rs`).
 //!
 //! A server that does not offer STARTTLS, or whose certificate does not verify, never sees the
 //! credentials or the mail. Extra trusted roots (a private relay's CA, or a test's) come from
@@ -21,72 +21,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use shared::payload::SmtpSettings;
 
+use crate::config::{MailConfig, SMTP_CA_FILE_ENV};
+
 /// The submission port, used when `smtpHost` carries none.
 pub const DEFAULT_PORT: u16 = 587;
-/// Names a PEM file of extra root certificates to trust for SMTP's STARTTLS.
-pub const CA_FILE_ENV: &str = "KEEPALIVE_SMTP_CA_FILE";
-/// Bound on one whole send, in milliseconds (connect, STARTTLS, AUTH, the mail, QUIT).
-pub const TIMEOUT_ENV: &str = "KEEPALIVE_SMTP_TIMEOUT_MS";
-/// Default bound on one whole send.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How mail is sent; the same for every payload.
-#[derive(Debug, Clone)]
-pub struct MailOptions {
-    /// Upper bound on one whole [`send`].
-    pub timeout: Duration,
-    /// PEM certificates trusted in addition to the system's roots (from `KEEPALIVE_SMTP_CA_FILE`).
-    pub extra_root_ca_pem: Option<Vec<u8>>,
-}
-
-impl Default for MailOptions {
-    fn default() -> Self {
-        MailOptions {
-            timeout: DEFAULT_TIMEOUT,
-            extra_root_ca_pem: None,
-        }
-    }
-}
-
-impl MailOptions {
-    /// Reads `KEEPALIVE_SMTP_CA_FILE` (optional) and `KEEPALIVE_SMTP_TIMEOUT_MS` (default 20000).
-    pub fn from_env() -> Result<Self, NotifyError> {
-        let ca_file = std::env::var(CA_FILE_ENV).ok();
-        let timeout_ms = std::env::var(TIMEOUT_ENV).ok();
-        Self::from_values(ca_file.as_deref(), timeout_ms.as_deref())
-    }
-
-    /// [`MailOptions::from_env`] on given values (unset or empty: the default).
-    pub fn from_values(
-        ca_file: Option<&str>,
-        timeout_ms: Option<&str>,
-    ) -> Result<Self, NotifyError> {
-        let mut opts = MailOptions::default();
-        if let Some(raw) = timeout_ms.map(str::trim).filter(|s| !s.is_empty()) {
-            match raw.parse::<u64>() {
-                Ok(ms) if ms > 0 => opts.timeout = Duration::from_millis(ms),
-                _ => {
-                    return Err(NotifyError::Config {
-                        var: TIMEOUT_ENV,
-                        problem: format!("must be a positive number of milliseconds, got {raw:?}"),
-                    })
-                }
-            }
-        }
-        if let Some(path) = ca_file.filter(|s| !s.trim().is_empty()) {
-            let pem = std::fs::read(path).map_err(|e| NotifyError::Config {
-                var: CA_FILE_ENV,
-                problem: format!("cannot read {path}: {e}"),
-            })?;
-            check_pem(&pem).map_err(|problem| NotifyError::Config {
-                var: CA_FILE_ENV,
-                problem: format!("{path}: {problem}"),
-            })?;
-            opts.extra_root_ca_pem = Some(pem);
-        }
-        Ok(opts)
-    }
-}
 
 /// One mail: a subject line and a plain-text body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +35,7 @@ pub struct Notice {
 
 /// Why a mail could not be sent. No variant ever holds the SMTP password.
 #[derive(thiserror::Error, Debug)]
-pub enum NotifyError {
+pub enum MailError {
     /// `smtpFrom` or `smtpTo` is not an address (`field` is the payload key).
     #[error("payload field `{field}` is not a usable e-mail address: {problem}")]
     BadAddress {
@@ -145,8 +83,8 @@ pub enum NotifyError {
 pub async fn send(
     settings: &SmtpSettings,
     notice: &Notice,
-    opts: &MailOptions,
-) -> Result<(), NotifyError> {
+    opts: &MailConfig,
+) -> Result<(), MailError> {
     let redactor = Redactor::new(&settings.username, settings.password.expose_secret());
     send_inner(settings, notice, opts, &redactor)
         .await
@@ -156,9 +94,9 @@ pub async fn send(
 async fn send_inner(
     settings: &SmtpSettings,
     notice: &Notice,
-    opts: &MailOptions,
+    opts: &MailConfig,
     redactor: &Redactor,
-) -> Result<(), NotifyError> {
+) -> Result<(), MailError> {
     let (host, port) = parse_host(&settings.host)?;
     let server = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -168,7 +106,7 @@ async fn send_inner(
     let message = build_message(settings, notice)?;
 
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-        .map_err(|e| NotifyError::Tls {
+        .map_err(|e| MailError::Tls {
             server: server.clone(),
             detail: e.to_string(),
         })?
@@ -179,8 +117,8 @@ async fn send_inner(
             settings.password.expose_secret().to_owned(),
         ));
     if let Some(pem) = &opts.extra_root_ca_pem {
-        let tls_error = |e: lettre::transport::smtp::Error| NotifyError::Config {
-            var: CA_FILE_ENV,
+        let tls_error = |e: lettre::transport::smtp::Error| MailError::Config {
+            var: SMTP_CA_FILE_ENV,
             problem: format!("holds no usable certificate: {e}"),
         };
         let params = TlsParameters::builder(host.clone())
@@ -192,7 +130,7 @@ async fn send_inner(
     let transport: AsyncSmtpTransport<Tokio1Executor> = builder.build();
 
     match tokio::time::timeout(opts.timeout, transport.send(message)).await {
-        Err(_elapsed) => Err(NotifyError::Timeout {
+        Err(_elapsed) => Err(MailError::Timeout {
             server,
             after: opts.timeout,
         }),
@@ -207,60 +145,9 @@ async fn send_inner(
     }
 }
 
-/// The mail for one outcome of a check.
-pub fn notice_for(
-    verdict: &str,
-    reason: &str,
-    vm: &str,
-    zone: &str,
-    project: &str,
-    time: &str,
-) -> Notice {
-    let short_reason = one_line(reason, 120);
-    let (subject, opening) = match verdict {
-        "reset" => (
-            format!("[keepalive] VM {vm} reset: {short_reason}"),
-            format!("The keepalive reset the VM {vm}: its WhatsApp Business API client was down."),
-        ),
-        "alert" => (
-            format!("[keepalive] ALERT {vm}: {short_reason}"),
-            format!(
-                "The keepalive raised an alert for the VM {vm}. A reset would not help: \
-                 this needs a person."
-            ),
-        ),
-        other => (
-            format!("[keepalive] VM {vm} {other}: {short_reason}"),
-            format!("The keepalive checked the VM {vm}: {other}."),
-        ),
-    };
-    let mut body = format!(
-        "{opening}\n\n\
-         Reason:  {reason}\n\
-         VM:      {vm}\n\
-         Zone:    {zone}\n\
-         Project: {project}\n\
-         Time:    {time}\n\
-         Verdict: {verdict}\n"
-    );
-    if ![project, zone, vm]
-        .iter()
-        .any(|v| v.is_empty() || *v == "-")
-    {
-        body.push_str(&format!(
-            "\nConsole: https://console.cloud.google.com/compute/instancesDetail/zones/{zone}/instances/{vm}?project={project}\n"
-        ));
-    }
-    body.push_str("\n-- \nSent by the WhatsApp Business API keepalive.\n");
-    Notice {
-        subject: one_line(&subject, 200),
-        body,
-    }
-}
-
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address → (host, port).
-fn parse_host(raw: &str) -> Result<(String, u16), NotifyError> {
-    let bad = |problem: String| NotifyError::BadHost { problem };
+fn parse_host(raw: &str) -> Result<(String, u16), MailError> {
+    let bad = |problem: String| MailError::BadHost { problem };
     let raw = raw.trim();
     if raw.is_empty() {
         return Err(bad("it is empty".into()));
@@ -302,17 +189,17 @@ fn parse_host(raw: &str) -> Result<(String, u16), NotifyError> {
     Ok((host.to_string(), port))
 }
 
-fn build_message(settings: &SmtpSettings, notice: &Notice) -> Result<Message, NotifyError> {
-    let from = Mailbox::from_str(settings.from.trim()).map_err(|e| NotifyError::BadAddress {
+fn build_message(settings: &SmtpSettings, notice: &Notice) -> Result<Message, MailError> {
+    let from = Mailbox::from_str(settings.from.trim()).map_err(|e| MailError::BadAddress {
         field: "smtpFrom",
         problem: format!("{:?}: {e}", shorten(&settings.from)),
     })?;
-    let to = Mailboxes::from_str(settings.to.trim()).map_err(|e| NotifyError::BadAddress {
+    let to = Mailboxes::from_str(settings.to.trim()).map_err(|e| MailError::BadAddress {
         field: "smtpTo",
         problem: format!("{:?}: {e}", shorten(&settings.to)),
     })?;
     if to.iter().next().is_none() {
-        return Err(NotifyError::BadAddress {
+        return Err(MailError::BadAddress {
             field: "smtpTo",
             problem: "names no recipient".into(),
         });
@@ -324,7 +211,7 @@ fn build_message(settings: &SmtpSettings, notice: &Notice) -> Result<Message, No
         .subject(one_line(&notice.subject, 200))
         .header(ContentType::TEXT_PLAIN)
         .body(notice.body.clone())
-        .map_err(|e| NotifyError::Message(e.to_string()))
+        .map_err(|e| MailError::Message(e.to_string()))
 }
 
 /// Maps lettre's error to ours by what went wrong, not where lettre raised it.
@@ -334,37 +221,37 @@ fn classify(
     username: &str,
     timeout: Duration,
     redactor: &Redactor,
-) -> NotifyError {
+) -> MailError {
     let detail = redactor.redact(&err.to_string());
     if err.is_timeout() {
-        return NotifyError::Timeout {
+        return MailError::Timeout {
             server,
             after: timeout,
         };
     }
     if err.is_tls() {
-        return NotifyError::Tls { server, detail };
+        return MailError::Tls { server, detail };
     }
     if let Some(io) = io_source(err) {
         // The I/O error says what happened; lettre's wrappers only add "Connection error: ".
         let detail = redactor.redact(&io.to_string());
         return match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => NotifyError::ConnectionRefused { server },
-            std::io::ErrorKind::TimedOut => NotifyError::Timeout {
+            std::io::ErrorKind::ConnectionRefused => MailError::ConnectionRefused { server },
+            std::io::ErrorKind::TimedOut => MailError::Timeout {
                 server,
                 after: timeout,
             },
             // tokio-rustls reports handshake and certificate failures as InvalidData.
-            std::io::ErrorKind::InvalidData => NotifyError::Tls { server, detail },
-            _ => NotifyError::Connection { server, detail },
+            std::io::ErrorKind::InvalidData => MailError::Tls { server, detail },
+            _ => MailError::Connection { server, detail },
         };
     }
     if err.is_client() {
         if detail.contains("STARTTLS") {
-            return NotifyError::NoStartTls { server };
+            return MailError::NoStartTls { server };
         }
         if detail.contains("authentication mechanism") {
-            return NotifyError::AuthRejected {
+            return MailError::AuthRejected {
                 server,
                 username: username.to_string(),
                 detail: "the server offers no AUTH mechanism this client speaks (PLAIN, LOGIN)"
@@ -374,13 +261,13 @@ fn classify(
     }
     match err.status().map(|c| c.to_string()) {
         // 535 credentials invalid, 534 mechanism too weak, 454 temporary auth failure.
-        Some(code) if matches!(code.as_str(), "535" | "534" | "454") => NotifyError::AuthRejected {
+        Some(code) if matches!(code.as_str(), "535" | "534" | "454") => MailError::AuthRejected {
             server,
             username: username.to_string(),
             detail,
         },
-        Some(_) => NotifyError::Rejected { server, detail },
-        None => NotifyError::Smtp { server, detail },
+        Some(_) => MailError::Rejected { server, detail },
+        None => MailError::Smtp { server, detail },
     }
 }
 
@@ -425,51 +312,51 @@ impl Redactor {
         out
     }
 
-    fn scrub(&self, err: NotifyError) -> NotifyError {
+    fn scrub(&self, err: MailError) -> MailError {
         let r = |s: String| self.redact(&s);
         match err {
-            NotifyError::BadAddress { field, problem } => NotifyError::BadAddress {
+            MailError::BadAddress { field, problem } => MailError::BadAddress {
                 field,
                 problem: r(problem),
             },
-            NotifyError::BadHost { problem } => NotifyError::BadHost {
+            MailError::BadHost { problem } => MailError::BadHost {
                 problem: r(problem),
             },
-            NotifyError::Config { var, problem } => NotifyError::Config {
+            MailError::Config { var, problem } => MailError::Config {
                 var,
                 problem: r(problem),
             },
-            NotifyError::Message(m) => NotifyError::Message(r(m)),
-            NotifyError::ConnectionRefused { server } => {
-                NotifyError::ConnectionRefused { server: r(server) }
+            MailError::Message(m) => MailError::Message(r(m)),
+            MailError::ConnectionRefused { server } => {
+                MailError::ConnectionRefused { server: r(server) }
             }
-            NotifyError::Connection { server, detail } => NotifyError::Connection {
+            MailError::Connection { server, detail } => MailError::Connection {
                 server: r(server),
                 detail: r(detail),
             },
-            NotifyError::NoStartTls { server } => NotifyError::NoStartTls { server: r(server) },
-            NotifyError::Tls { server, detail } => NotifyError::Tls {
+            MailError::NoStartTls { server } => MailError::NoStartTls { server: r(server) },
+            MailError::Tls { server, detail } => MailError::Tls {
                 server: r(server),
                 detail: r(detail),
             },
-            NotifyError::AuthRejected {
+            MailError::AuthRejected {
                 server,
                 username,
                 detail,
-            } => NotifyError::AuthRejected {
+            } => MailError::AuthRejected {
                 server: r(server),
                 username: r(username),
                 detail: r(detail),
             },
-            NotifyError::Rejected { server, detail } => NotifyError::Rejected {
+            MailError::Rejected { server, detail } => MailError::Rejected {
                 server: r(server),
                 detail: r(detail),
             },
-            NotifyError::Timeout { server, after } => NotifyError::Timeout {
+            MailError::Timeout { server, after } => MailError::Timeout {
                 server: r(server),
                 after,
             },
-            NotifyError::Smtp { server, detail } => NotifyError::Smtp {
+            MailError::Smtp { server, detail } => MailError::Smtp {
                 server: r(server),
                 detail: r(detail),
             },
@@ -478,38 +365,12 @@ impl Redactor {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn check_pem(pem: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(pem);
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-    }
-    Certificate::from_pem(pem)
-        .map(|_| ())
-        .map_err(|e| format!("holds an unreadable certificate: {e}"))
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Control characters and runs of white space become one space; cut at `max` characters.
-fn one_line(text: &str, max: usize) -> String {
+pub fn one_line(text: &str, max: usize) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let cleaned: String = joined
         .chars()
@@ -529,23 +390,8 @@ fn shorten(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod unit_tests {
+mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), want, "{input:?}");
-        }
-    }
 
     #[test]
     fn host_forms() {
@@ -578,38 +424,5 @@ mod unit_tests {
         assert!(!out.contains(&plain), "{out}");
         assert!(!out.contains(&base64(b"pa55word")), "{out}");
         assert!(out.starts_with("535 nope [redacted]"), "{out}");
-    }
-
-    #[test]
-    fn subject_is_one_bounded_line() {
-        let n = notice_for("reset", "a\r\nb\tc", "vm-1", "z", "p", "t");
-        assert_eq!(n.subject, "[keepalive] VM vm-1 reset: a b c");
-        let long = "x".repeat(500);
-        let n = notice_for("alert", &long, "vm-1", "z", "p", "t");
-        assert!(n.subject.chars().count() <= 200);
-        assert!(n.body.contains(&long));
-        assert!(n.body.contains("instances/vm-1?project=p"), "{}", n.body);
-        let n = notice_for("reset", "r", "vm-1", "z", "-", "t");
-        assert!(!n.body.contains("console.cloud.google.com"), "{}", n.body);
-    }
-
-    #[test]
-    fn options_from_values() {
-        let o = MailOptions::from_values(None, None).unwrap();
-        assert_eq!(o.timeout, DEFAULT_TIMEOUT);
-        assert!(o.extra_root_ca_pem.is_none());
-        let o = MailOptions::from_values(Some(""), Some("1500")).unwrap();
-        assert_eq!(o.timeout, Duration::from_millis(1500));
-        let e = MailOptions::from_values(None, Some("soon"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(TIMEOUT_ENV), "{e}");
-        let e = MailOptions::from_values(Some("/nonexistent/ca.pem"), None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(CA_FILE_ENV) && e.contains("/nonexistent/ca.pem"),
-            "{e}"
-        );
     }
 }

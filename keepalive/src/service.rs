@@ -1,0 +1,109 @@
+//! [`Service`]: the configuration and every client a check needs, built once per process and
+//! shared by all checks (`serve` holds it for its lifetime, `check` for one run).
+
+use shared::google::compute::Compute;
+use shared::google::secretmanager::SecretManager;
+use shared::google::{Auth, GoogleClient, RetryPolicy};
+use shared::graph::GraphClient;
+use shared::tls_roots::SystemRoots;
+use shared::whatsapp::WhatsAppClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::report::Reporter;
+
+pub struct Service {
+    pub config: Config,
+    /// The HTTP client every WhatsApp client is reached through (one connection pool).
+    pub whatsapp_http: reqwest::Client,
+    /// Google access tokens, and the project of the credentials.
+    pub auth: Arc<Auth>,
+    pub compute: Compute,
+    pub secrets: SecretManager,
+    /// Bounds the WhatsApp clients probed at once: each probing check holds about seven
+    /// connections (~0.2 MB); a burst of a thousand tenants would otherwise hold 7,000.
+    pub probing: tokio::sync::Semaphore,
+    /// Checks of the same VM in this process take turns (see `onprem/act.rs`).
+    pub vm_locks: KeyedLocks,
+    /// Mails and events, after the verdict.
+    pub reporter: Reporter,
+    /// Meta's Graph API (Cloud API numbers); TLS verified against the system's roots.
+    pub graph: GraphClient,
+    /// The bots' webhook endpoints (the handshake): the system's roots, no redirects.
+    pub hooks: reqwest::Client,
+}
+
+impl Service {
+    pub fn new(config: Config) -> Result<Service, String> {
+        if config.worst_case_health_time() >= config.deadline {
+            tracing::warn!(
+                worst_case_ms = config.worst_case_health_time().as_millis() as u64,
+                deadline_s = config.deadline.as_secs(),
+                "KEEPALIVE_ATTEMPTS × 2 × KEEPALIVE_REQUEST_TIMEOUT_MS + the retry delays may exceed KEEPALIVE_DEADLINE_S: a slow client may be answered 503 instead of reset"
+            );
+        }
+        let auth = Arc::new(Auth::new());
+        let retry = RetryPolicy {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            multiplier: 2.0,
+        };
+        let google = Arc::new(
+            GoogleClient::new(auth.clone(), retry, config.google_timeout)
+                .map_err(|e| e.to_string())?,
+        );
+        let roots = SystemRoots::load()?;
+        if roots.count == 0 {
+            tracing::warn!("no root certificates found (set SSL_CERT_FILE): every https:// call to the Graph API and to webhook endpoints will fail");
+        }
+        let graph_http = roots
+            .client_builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|e| format!("cannot build the Graph API client: {e}"))?;
+        let hooks = roots
+            .client_builder()
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        let graph = GraphClient::new(
+            graph_http,
+            config.graph.endpoint.clone(),
+            config.graph.version.clone(),
+            config.request_timeout,
+        )
+        .with_retry(retry);
+        Ok(Service {
+            graph,
+            hooks,
+            whatsapp_http: WhatsAppClient::http_client(),
+            auth,
+            compute: Compute::new(google.clone(), &config.compute_endpoint),
+            secrets: SecretManager::new(google, &config.secretmanager_endpoint),
+            probing: tokio::sync::Semaphore::new(config.max_concurrent_probes),
+            vm_locks: KeyedLocks::default(),
+            reporter: Reporter::new(&config),
+            config,
+        })
+    }
+}
+
+/// One async lock per key (a VM), so that checks of the same key in this process take turns.
+#[derive(Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
