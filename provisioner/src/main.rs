@@ -162,7 +162,6 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             },
             Command::Connect if cloud_api => cloud_api::connect::run(&prov).await,
-            Command::Keepalive if cloud_api => cloud_api::job::run_keepalive(&prov).await,
             Command::Status if cloud_api => cloud_api::status::run(&prov).await,
             Command::Up if cloud_api => cloud_api::runbook::up(&prov).await,
             Command::Plan if cloud_api => cloud_api::runbook::plan(&mut prov).await,

@@ -1,5 +1,5 @@
 //! `FakeSecretManager`: Secret Manager v1 (create secret, add version, get secret, get,
-//! list, access and destroy versions), with bearer tokens checked against a [`TokenRegistry`] and the newer
+//! list, access and destroy versions, a secret's IAM policy), with bearer tokens checked against a [`TokenRegistry`] and the newer
 //! Google APIs' error shape.
 
 use crate::server::{FakeState, Faults};
@@ -45,6 +45,8 @@ struct Secret {
     created: OffsetDateTime,
     replication: Value,
     versions: Vec<Version>,
+    /// The IAM policy (`{"etag", "bindings"}`), set with `:setIamPolicy`.
+    policy: Value,
 }
 
 #[derive(Default)]
@@ -124,6 +126,7 @@ impl FakeSecretManager {
                 created: now(),
                 replication: json!({"automatic": {}}),
                 versions: Vec::new(),
+                policy: json!({"etag": "ACAB"}),
             });
         secret.versions.push(Version {
             data: value.as_bytes().to_vec(),
@@ -174,6 +177,14 @@ impl FakeSecretManager {
                 v.state = state.into();
             }
         }
+    }
+
+    /// The secret's IAM policy (`None` if it does not exist).
+    pub fn policy(&self, project: &str, secret: &str) -> Option<Value> {
+        lock(&self.state)
+            .secrets
+            .get(&(project.into(), secret.into()))
+            .map(|s| s.policy.clone())
     }
 
     /// The state of every version of the secret, oldest first (empty if it does not exist).
@@ -296,10 +307,45 @@ async fn handle(
                 created: now(),
                 replication,
                 versions: Vec::new(),
+                policy: json!({"etag": "ACAB"}),
             };
             let answer = secret_json(p, &s, &secret);
             st.secrets.insert(key, secret);
             json_response(200, &answer)
+        }
+        ["v1", "projects", p, "secrets", last]
+            if last.ends_with(":getIamPolicy") || last.ends_with(":setIamPolicy") =>
+        {
+            let (s, verb) = last.rsplit_once(':').expect("checked");
+            let Some(secret) = st.secrets.get_mut(&(p.to_owned(), s.to_owned())) else {
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    &format!("Secret [projects/{p}/secrets/{s}] not found."),
+                );
+            };
+            if verb == "getIamPolicy" {
+                return json_response(200, &secret.policy);
+            }
+            let policy = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("policy").cloned())
+                .filter(Value::is_object);
+            let Some(mut policy) = policy else {
+                return google_error(400, "INVALID_ARGUMENT", "policy is required.");
+            };
+            if policy
+                .get("etag")
+                .is_some_and(|e| *e != secret.policy["etag"])
+            {
+                return google_error(409, "ABORTED", "The policy was changed meanwhile (etag).");
+            }
+            policy["etag"] = json!(format!(
+                "BwE{}",
+                secret.versions.len() + 1 + policy["bindings"].as_array().map_or(0, Vec::len)
+            ));
+            secret.policy = policy.clone();
+            json_response(200, &policy)
         }
         ["v1", "projects", p, "secrets", last] => {
             if let Some(s) = last.strip_suffix(":addVersion") {

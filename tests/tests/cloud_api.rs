@@ -5,7 +5,9 @@
 mod meta_world;
 
 use keepalive_tests::FAKE_PROJECT;
-use meta_world::{failed, ok, Platform, World, APP, NAME, PHONE_ID, WABA};
+use meta_world::{
+    failed, ok, Platform, World, APP, KEEPALIVE_SA, NAME, PHONE_ID, TOKEN_SECRET, WABA,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloud_api_number_from_nothing_to_keepalive() {
@@ -104,6 +106,27 @@ async fn a_cloud_api_number_from_nothing_to_keepalive() {
     );
     assert_eq!(p["webhookUrl"], w.hook.callback_url());
     assert!(p.get("vm").is_none() && p.get("appId").is_none());
+    // The shared keepalive is there, and its account reads the two secrets the job names,
+    // and no other of the number's.
+    assert!(w
+        .g
+        .run
+        .service(&format!(
+            "projects/{FAKE_PROJECT}/locations/europe-west3/services/whatsapp-keepalive"
+        ))
+        .is_some());
+    assert!(w
+        .g
+        .pubsub
+        .topics()
+        .iter()
+        .any(|t| t.ends_with("/whatsapp-keepalive")));
+    assert_eq!(w.readers(TOKEN_SECRET), vec![KEEPALIVE_SA.to_string()]);
+    assert_eq!(
+        w.readers(&format!("{NAME}-webhook-verify-token")),
+        vec![KEEPALIVE_SA.to_string()]
+    );
+    assert!(w.readers(&format!("{NAME}-two-step-pin")).is_empty());
 
     let run = w.run(&["status"]).await;
     ok(&run);

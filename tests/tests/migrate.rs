@@ -8,7 +8,9 @@ mod meta_world;
 use keepalive_tests::graph::GraphFault;
 use keepalive_tests::whatsapp::{backup_matches, Behaviour, BACKUP_PATH};
 use keepalive_tests::FAKE_PROJECT;
-use meta_world::{failed, ok, Platform, World, APP, NAME, PHONE_ID, WABA};
+use meta_world::{
+    failed, ok, Platform, World, APP, KEEPALIVE_SA, NAME, PHONE_ID, TOKEN_SECRET, WABA,
+};
 use std::time::Duration;
 
 /// A number set up by this tool on On-Premises, reading `ON_PREMISE` on the Graph API.
@@ -50,6 +52,13 @@ fn assert_migrated(w: &World) {
         p.get("vm").is_none(),
         "the job no longer checks (or resets) the VM: {p}"
     );
+    // The keepalive reads the token and the verify token, and nothing else of the number's.
+    assert_eq!(w.readers(TOKEN_SECRET), vec![KEEPALIVE_SA.to_string()]);
+    assert_eq!(
+        w.readers(&format!("{NAME}-webhook-verify-token")),
+        vec![KEEPALIVE_SA.to_string()]
+    );
+    assert!(w.readers(&format!("{NAME}-backup")).is_empty());
     assert_eq!(w.graph.subscribed_apps(WABA), vec![APP.to_string()]);
     assert_eq!(
         w.graph
@@ -309,7 +318,7 @@ async fn the_dry_run_shows_every_step_and_changes_nothing() {
         "CLOUD_API",
         "subscription",
         "webhook",
-        "Cloud API payload",
+        "Cloud API number",
     ] {
         assert!(run.stdout.contains(said), "{said}: {}", run.stdout);
     }

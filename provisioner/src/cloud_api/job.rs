@@ -1,61 +1,100 @@
-//! The number's Cloud Scheduler job with the Cloud API payload of `cloud-api-contract.md`:
-//! created or brought to the spec by `keepalive`, rewritten in place by `migrate` (the same
-//! job, so the keepalive stops checking, and never resets, the VM Meta disconnected).
+//! The number's Cloud Scheduler job with the Cloud API payload of `cloud-api-contract.md`
+//! ([`JobPayload::CloudApi`], rendered from `scheduler-cloud-api.yaml`): made by `keepalive`
+//! (with `platform = "cloud"`), rewritten in place by `migrate` (the same job, so the
+//! keepalive stops checking, and never resets, the VM Meta disconnected). The keepalive's
+//! service account gets read access to the two secrets the payload names, and no other.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::secrets::CloudSecrets;
+use crate::ensure::{ensure as ensure_resource, Resource};
 use crate::names::KeepaliveNames;
-use crate::report::Action;
+use crate::resources::job::SchedulerJob;
+use crate::resources::job_payload::{CloudApiTarget, JobPayload};
+use crate::resources::secret_accessor;
 use crate::{Provisioner, StepError};
 
-/// The job's fields this module writes (update-mask names).
-const FIELDS: &str = "description,schedule,timeZone,pubsubTarget,retryConfig,attemptDeadline";
-
-/// The Cloud API payload for this number: ids, where the token and the verify token are
-/// (never the values), the webhook, and a label.
-pub fn payload(prov: &Provisioner) -> Result<Value, StepError> {
+/// What the job checks: ids from `[cloud]`, where the token and the verify token are.
+pub fn target(prov: &Provisioner) -> Result<CloudApiTarget, StepError> {
     let c = prov
         .cfg
         .require_cloud("the Cloud API keepalive job")
         .map_err(|e| StepError::Config(e.message))?;
-    let mut p = json!({
-        "phoneNumberId": c.phone_number_id,
-        "wabaId": c.waba_id,
-        "accessTokenSecret": c.access_token_secret,
-        "webhookUrl": c.webhook_url,
-        "webhookVerifyTokenSecret": CloudSecrets::version(prov, &CloudSecrets::of(prov).verify_token),
-        "name": format!("+{}{}", prov.cfg.country_code, prov.cfg.phone_number),
-    });
-    if !c.app_id.is_empty() {
-        p["appId"] = json!(c.app_id);
-    }
-    Ok(p)
+    Ok(CloudApiTarget {
+        phone_number_id: c.phone_number_id.clone(),
+        waba_id: c.waba_id.clone(),
+        access_token_secret: c.access_token_secret.clone(),
+        app_id: c.app_id.clone(),
+        webhook_url: c.webhook_url.clone(),
+        webhook_verify_token_secret: CloudSecrets::version(
+            prov,
+            &CloudSecrets::of(prov).verify_token,
+        ),
+        name: format!("+{}{}", prov.cfg.country_code, prov.cfg.phone_number),
+    })
 }
 
-/// The job as wanted: every 5 minutes, the payload as `data`, no retries of a publish (as
-/// `scheduler.yaml` says for the On-Premises job).
-pub fn job_body(k: &KeepaliveNames, topic_id: &str, payload: &Value) -> Value {
-    let data = serde_json::to_vec(payload).expect("JSON");
-    json!({
-        "name": k.job_name(),
-        "description": format!(
-            "Checks the WhatsApp Cloud API number {} ({})",
-            payload["name"].as_str().unwrap_or(""),
-            payload["phoneNumberId"].as_str().unwrap_or("")
+/// The job's payload; `Err`: what must come first (an error unless this is a dry run): the
+/// access token stored, and the verify token (`provisioner connect`).
+pub async fn payload(
+    prov: &Provisioner,
+    k: &KeepaliveNames,
+) -> Result<Result<JobPayload, String>, StepError> {
+    let t = target(prov)?;
+    let mut blocked = Vec::new();
+    for (version, first) in [
+        (
+            &t.access_token_secret,
+            "store the system user's access token there first",
         ),
-        "schedule": "*/5 * * * *",
-        "timeZone": "Etc/UTC",
-        "pubsubTarget": {
-            "topicName": format!("projects/{}/topics/{topic_id}", k.project),
-            "data": STANDARD.encode(data),
-            "attributes": {"phoneNumberId": payload["phoneNumberId"]},
-        },
-        "retryConfig": {"retryCount": 0},
-        "attemptDeadline": "180s",
-    })
+        (
+            &t.webhook_verify_token_secret,
+            "run `provisioner connect` first (it stores the verify token)",
+        ),
+    ] {
+        let exists = prov
+            .google
+            .secrets
+            .version_exists(version, Some(prov.call_deadline()))
+            .await
+            .map_err(prov.google_failed(format!("secret {version}")))?;
+        if !exists {
+            blocked.push(format!("{version} does not exist: {first}"));
+        }
+    }
+    match blocked.is_empty() {
+        true => Ok(Ok(JobPayload::CloudApi(t))),
+        false if prov.dry_run => Ok(Err(blocked.join("; "))),
+        false => Err(StepError::failed(
+            format!("Cloud Scheduler job {}", k.job),
+            blocked.join("; "),
+        )),
+    }
+}
+
+/// Read access for the keepalive's service account to the token and the verify token.
+pub async fn grant_secrets(
+    prov: &Provisioner,
+    k: &KeepaliveNames,
+    t: &CloudApiTarget,
+) -> Result<(), StepError> {
+    let member = format!("serviceAccount:{}", k.service_account);
+    secret_accessor::ensure(
+        prov,
+        &t.access_token_secret,
+        &member,
+        "store the access token first",
+    )
+    .await?;
+    secret_accessor::ensure(
+        prov,
+        &t.webhook_verify_token_secret,
+        &member,
+        "run `provisioner connect` first",
+    )
+    .await
 }
 
 /// The JSON payload a job publishes.
@@ -72,118 +111,39 @@ pub fn is_onprem(job: &Value) -> bool {
         .is_some_and(|p| p.get("vm").is_some() && p.get("phoneNumberId").is_none())
 }
 
-/// Whether a job publishes exactly `payload` to `topic` (extra fields added by hand kept).
-fn publishes(job: &Value, want: &Value) -> bool {
-    let (Some(have), Some(want_p)) = (published_payload(job), published_payload(want)) else {
-        return false;
-    };
-    let same_fields = want_p
-        .as_object()
-        .is_some_and(|w| w.iter().all(|(k, v)| have.get(k) == Some(v)));
-    same_fields
-        && have.get("vm").is_none()
-        && job["pubsubTarget"]["topicName"] == want["pubsubTarget"]["topicName"]
-        && job["schedule"] == want["schedule"]
-}
-
-/// What [`ensure`] found or did.
+/// What [`rewrite`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobChange {
-    Created,
-    /// It had the On-Premises payload (or another) and now has the Cloud API one.
+    /// It had the On-Premises payload; it has (or, dry, would have) the Cloud API one.
     Rewritten,
+    /// It had the Cloud API payload already (brought to the spec if it drifted).
     Unchanged,
-    /// There was none and `create` was false.
+    /// The number has no job.
     Missing,
-    /// `--dry-run`: would be created or rewritten.
-    Planned,
 }
 
-/// Brings the number's job to the Cloud API payload: rewrites an existing one in place;
-/// creates one only when `create` (the `keepalive` step; `migrate` only rewrites).
-pub async fn ensure(prov: &Provisioner, create: bool) -> Result<JobChange, StepError> {
-    const KIND: &str = "Cloud Scheduler job";
+/// `migrate`'s step 7: the number's existing job rewritten to the Cloud API payload, with
+/// the grants it needs; a number without a job gets none (its `keepalive` step makes it).
+pub async fn rewrite(prov: &Provisioner) -> Result<JobChange, StepError> {
     let k = KeepaliveNames::of(&prov.cfg);
-    let want = job_body(&k, &prov.cfg.keepalive.topic, &payload(prov)?);
-    let resource = format!("{KIND} {}", k.job_name());
-    let sched = &prov.google.scheduler;
-    let have = sched
-        .get_job(&k.project, &k.region, &k.job, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?;
-    let detail = Some(format!(
-        "Cloud API payload for {} to {}",
-        want["pubsubTarget"]["attributes"]["phoneNumberId"]
-            .as_str()
-            .unwrap_or(""),
-        k.topic
-    ));
-    let Some(have) = have else {
-        if !create {
-            return Ok(JobChange::Missing);
-        }
-        if prov.dry_run {
-            prov.report.add(KIND, &k.job, Action::WouldCreate, detail);
-            return Ok(JobChange::Planned);
-        }
-        match sched
-            .create_job(&k.project, &k.region, &want, Some(prov.call_deadline()))
-            .await
-        {
-            Ok(_) => {}
-            // Made by a run whose answer was lost: written below like any existing job.
-            Err(e) if e.is_already_exists() => return Box::pin(ensure(prov, false)).await,
-            Err(e) => return Err(prov.google_failed(&resource)(e)),
-        }
-        prov.report.add(KIND, &k.job, Action::Created, detail);
-        return Ok(JobChange::Created);
+    let t = target(prov)?;
+    let job = SchedulerJob::new(&k, JobPayload::CloudApi(t.clone()))?;
+    let Some(have) = job.read(prov).await? else {
+        return Ok(JobChange::Missing);
     };
-    if publishes(&have, &want) {
-        prov.report.add(KIND, &k.job, Action::Exists, detail);
-        return Ok(JobChange::Unchanged);
-    }
-    let words = if is_onprem(&have) {
-        "On-Premises payload (VM checks and resets) → Cloud API payload".to_string()
+    grant_secrets(prov, &k, &t).await?;
+    ensure_resource(prov, &job).await?;
+    Ok(if is_onprem(&have) {
+        JobChange::Rewritten
     } else {
-        "payload → the Cloud API payload of number.toml".to_string()
-    };
-    if prov.dry_run {
-        prov.report
-            .add(KIND, &k.job, Action::WouldUpdate(words), detail);
-        return Ok(JobChange::Planned);
-    }
-    prov.google
-        .scheduler
-        .patch_job(
-            &k.project,
-            &k.region,
-            &k.job,
-            &want,
-            FIELDS,
-            Some(prov.call_deadline()),
-        )
-        .await
-        .map_err(prov.google_failed(&resource))?;
-    prov.report
-        .add(KIND, &k.job, Action::Updated(words), detail);
-    Ok(JobChange::Rewritten)
-}
-
-/// `keepalive` on a Cloud API number (for now the number's job; the shared topic, service
-/// and subscription are the On-Premises step's until the step is split by resource).
-pub async fn run_keepalive(prov: &Provisioner) -> Result<(), StepError> {
-    let k = KeepaliveNames::of(&prov.cfg);
-    println!(
-        "keepalive: job {} in {} with the Cloud API payload, topic {}",
-        k.job, k.region, k.topic
-    );
-    ensure(prov, true).await?;
-    Ok(())
+        JobChange::Unchanged
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn an_onprem_job_is_told_apart_from_a_cloud_one() {

@@ -6,9 +6,9 @@ use shared::graph::CodeMethod;
 
 use super::register::{self, Purpose, Registered};
 use super::secrets::{self, CloudSecrets};
-use super::{connect, describe, full_number, job, Meta};
+use super::{connect, describe, full_number, Meta};
 use crate::report::Action;
-use crate::steps::link;
+use crate::steps::{keepalive, link};
 use crate::Provisioner;
 use crate::StepError;
 
@@ -169,7 +169,7 @@ pub async fn up(prov: &Provisioner) -> Result<(), StepError> {
     }
     connect::run(prov).await?;
     link::run(&full_number(prov)[1..], None, None)?;
-    job::run_keepalive(prov).await?;
+    keepalive::run(prov).await?;
     println!("up: done");
     Ok(())
 }
@@ -179,6 +179,6 @@ pub async fn plan(prov: &mut Provisioner) -> Result<(), StepError> {
     prov.dry_run = true;
     whatsapp(prov).await?;
     connect::run(prov).await?;
-    job::run_keepalive(prov).await?;
+    keepalive::run(prov).await?;
     Ok(())
 }

@@ -76,7 +76,7 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
     connect::run_with(prov, &meta).await?;
 
     step(7, "the keepalive job");
-    let job = job::ensure(prov, false).await?;
+    let job = job::rewrite(prov).await?;
     if job == JobChange::Missing {
         println!("  this number has no keepalive job: run `provisioner keepalive` once platform = \"cloud\" is set");
     }

@@ -10,11 +10,14 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use shared::payload::Payload;
+use shared::payload::AnyPayload;
 
 /// The template of an On-Premises number's job, kept as a file at the top of the repository
 /// and read at build time.
 pub const SCHEDULER_TEMPLATE: &str = include_str!("../../../scheduler.yaml");
+
+/// The template of a Cloud API number's job (same job name, so a migration rewrites it).
+pub const CLOUD_API_TEMPLATE: &str = include_str!("../../../scheduler-cloud-api.yaml");
 
 /// The job's own fields, whatever it publishes.
 #[derive(Debug, Clone)]
@@ -34,6 +37,24 @@ pub struct JobFields {
 pub enum JobPayload {
     /// An On-Premises WhatsApp client on a VM (`keepalive-contract.md`).
     OnPremises(OnPremisesTarget),
+    /// A number on Meta's Cloud API (`cloud-api-contract.md`).
+    CloudApi(CloudApiTarget),
+}
+
+/// The Cloud API number a job checks: ids and where its secrets are, never their values.
+#[derive(Debug, Clone)]
+pub struct CloudApiTarget {
+    pub phone_number_id: String,
+    pub waba_id: String,
+    /// Secret Manager version of the system user's access token.
+    pub access_token_secret: String,
+    /// The app that must be subscribed; empty: the token's own.
+    pub app_id: String,
+    pub webhook_url: String,
+    /// Secret Manager version of the webhook's verify token.
+    pub webhook_verify_token_secret: String,
+    /// A label (`+4915112345678`).
+    pub name: String,
 }
 
 /// The On-Premises client a job keeps alive.
@@ -53,6 +74,7 @@ impl JobPayload {
     pub fn template(&self) -> &'static str {
         match self {
             JobPayload::OnPremises(_) => SCHEDULER_TEMPLATE,
+            JobPayload::CloudApi(_) => CLOUD_API_TEMPLATE,
         }
     }
 
@@ -66,6 +88,26 @@ impl JobPayload {
                 ("${VM}", &t.vm),
                 ("${ZONE}", &t.zone),
             ],
+            JobPayload::CloudApi(t) => vec![
+                ("${PHONE_NUMBER_ID}", t.phone_number_id.as_str()),
+                ("${WABA_ID}", &t.waba_id),
+                ("${ACCESS_TOKEN_SECRET}", &t.access_token_secret),
+                ("${WEBHOOK_URL}", &t.webhook_url),
+                (
+                    "${WEBHOOK_VERIFY_TOKEN_SECRET}",
+                    &t.webhook_verify_token_secret,
+                ),
+                ("${NAME}", &t.name),
+            ],
+        }
+    }
+
+    /// Payload fields set only when they have a value (no placeholder may be empty).
+    fn optional_fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            JobPayload::OnPremises(_) => Vec::new(),
+            JobPayload::CloudApi(t) if !t.app_id.is_empty() => vec![("appId", &t.app_id)],
+            JobPayload::CloudApi(_) => Vec::new(),
         }
     }
 
@@ -74,6 +116,7 @@ impl JobPayload {
     pub fn is_kind_of(&self, payload: &Map<String, Value>) -> bool {
         match self {
             JobPayload::OnPremises(_) => payload.contains_key("vm"),
+            JobPayload::CloudApi(_) => payload.contains_key("phoneNumberId"),
         }
     }
 
@@ -81,6 +124,10 @@ impl JobPayload {
     pub fn describe(&self) -> String {
         match self {
             JobPayload::OnPremises(t) => format!("password from {}", t.password_secret),
+            JobPayload::CloudApi(t) => format!(
+                "Cloud API number {}, token from {}",
+                t.phone_number_id, t.access_token_secret
+            ),
         }
     }
 }
@@ -139,12 +186,17 @@ pub fn render_template(
         .get_mut("pubsubTarget")
         .and_then(Value::as_object_mut)
         .ok_or("scheduler.yaml: no pubsubTarget mapping")?;
-    let mapping = target
+    let mut mapping = target
         .remove("payload")
         .ok_or("scheduler.yaml: pubsubTarget has no payload")?;
+    if let Some(m) = mapping.as_object_mut() {
+        for (k, v) in payload.optional_fields() {
+            m.insert(k.into(), Value::String(v.into()));
+        }
+    }
     let data = serde_json::to_vec(&mapping).map_err(|e| e.to_string())?;
     // What the keepalive will do with it: refuse a template whose payload it would refuse.
-    Payload::parse(&data)
+    AnyPayload::parse(&data)
         .map_err(|e| format!("scheduler.yaml: the rendered payload is not valid: {e}"))?;
     target.insert("data".into(), Value::String(STANDARD.encode(&data)));
     Ok(rendered)
@@ -201,6 +253,7 @@ pub fn keep_extra_payload_fields(have: &Value, want: &Value, kind: &JobPayload) 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use shared::payload::Payload;
 
     pub fn job_fields() -> JobFields {
         JobFields {
@@ -255,6 +308,54 @@ pub(crate) mod tests {
         let p = Payload::parse(&data).unwrap();
         assert_eq!(p.vm, "whatsapp-4915112345678");
         assert_eq!(job["retryConfig"]["retryCount"], 0);
+    }
+
+    pub fn cloud_api() -> CloudApiTarget {
+        CloudApiTarget {
+            phone_number_id: "106540352242922".into(),
+            waba_id: "102290129340398".into(),
+            access_token_secret: "projects/acme-prod/secrets/meta-token/versions/latest".into(),
+            app_id: String::new(),
+            webhook_url: "https://example.loyjoy.com/whatsapp/cloud/webhook".into(),
+            webhook_verify_token_secret:
+                "projects/acme-prod/secrets/whatsapp-4915112345678-webhook-verify-token/versions/latest"
+                    .into(),
+            name: "+4915112345678".into(),
+        }
+    }
+
+    #[test]
+    fn the_cloud_api_template_renders_the_contract_payload_under_the_same_job_name() {
+        let job = render_job(&job_fields(), &JobPayload::CloudApi(cloud_api())).unwrap();
+        assert_eq!(job["name"], rendered()["name"]);
+        assert_eq!(job["schedule"], "*/5 * * * *");
+        let p = decoded_payload(&job["pubsubTarget"]).unwrap();
+        assert_eq!(
+            p,
+            json!({
+                "phoneNumberId": "106540352242922",
+                "wabaId": "102290129340398",
+                "accessTokenSecret": "projects/acme-prod/secrets/meta-token/versions/latest",
+                "webhookUrl": "https://example.loyjoy.com/whatsapp/cloud/webhook",
+                "webhookVerifyTokenSecret": "projects/acme-prod/secrets/whatsapp-4915112345678-webhook-verify-token/versions/latest",
+                "name": "+4915112345678",
+            })
+        );
+        assert!(matches!(
+            AnyPayload::parse(p.to_string().as_bytes()),
+            Ok(AnyPayload::CloudApi(_))
+        ));
+        let mut t = cloud_api();
+        t.app_id = "634900000000001".into();
+        let job = render_job(&job_fields(), &JobPayload::CloudApi(t)).unwrap();
+        assert_eq!(
+            decoded_payload(&job["pubsubTarget"]).unwrap()["appId"],
+            "634900000000001"
+        );
+        // A webhook the keepalive would refuse is refused here.
+        let mut t = cloud_api();
+        t.webhook_url = "http://example.loyjoy.com/hook".into();
+        assert!(render_job(&job_fields(), &JobPayload::CloudApi(t)).is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   [`database_user`], [`firewall`], [`instance`].
 //! - Step 6 (`keepalive`): [`topic`], [`service`] (Cloud Run), [`invoker`] (who may call it),
 //!   [`subscription`], [`grant`] (Pub/Sub IAM), [`job`] (Cloud Scheduler), whose message is
-//!   built in [`job_payload`]; [`iam_policy`] is the policy arithmetic both IAM kinds share.
+//!   built in [`job_payload`] (an On-Premises or a Cloud API payload); [`iam_policy`] is the
+//!   policy arithmetic the IAM kinds share; [`secret_accessor`] lets the keepalive read the
+//!   secrets a Cloud API job names.
 
 pub mod address;
 pub mod database_user;
@@ -18,6 +20,7 @@ pub mod invoker;
 pub mod job;
 pub mod job_payload;
 pub mod secret;
+pub mod secret_accessor;
 pub mod service;
 pub mod sql_instance;
 pub mod subscription;

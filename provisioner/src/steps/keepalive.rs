@@ -5,12 +5,16 @@
 //! week), the Cloud Run service from `keepalive.image` (not public: only the push identity
 //! may invoke it), the push subscription that calls it with an OIDC token, and the grants
 //! dead letters and events need. Per number: the Cloud Scheduler job whose payload names the
-//! password's Secret Manager version, never the password. A second number adds only its job.
+//! password's Secret Manager version, never the password (or, for a Cloud API number, the
+//! ids and the versions of its access token and verify token, which the service's account
+//! is granted to read). A second number adds only its job.
 //!
 //! Each resource is in [`crate::resources`]; this step says in which order, and hands each
 //! the state it needs (the service's URL to the push subscription, what is only planned to
 //! the grants).
 
+use crate::cloud_api;
+use crate::config::Platform;
 use crate::ensure::{ensure, planned, Resource};
 use crate::names::KeepaliveNames;
 use crate::report::Action;
@@ -30,7 +34,10 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         "keepalive: service {} in {}, topic {}, job {}",
         k.service, k.region, k.topic, k.job
     );
-    let payload = on_premises_payload(prov, &k).await?;
+    let payload = match prov.cfg.platform {
+        Platform::OnPrem => on_premises_payload(prov, &k).await?,
+        Platform::Cloud => cloud_api::job::payload(prov, &k).await?,
+    };
 
     let pubsub = &prov.google.pubsub;
     let topics = pubsub
@@ -89,6 +96,10 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
 
     match payload {
         Ok(payload) => {
+            // A Cloud API job names two secrets the service must read: granted first.
+            if let JobPayload::CloudApi(t) = &payload {
+                cloud_api::job::grant_secrets(prov, &k, t).await?;
+            }
             ensure(prov, &SchedulerJob::new(&k, payload)?).await?;
         }
         Err(blocked) => prov.report.add(

@@ -28,6 +28,9 @@ pub const APP: &str = "634900000000001";
 pub const TOKEN: &str = "EAAGsystemUserTokenDoNotLog0123456789";
 pub const ADMIN_PASSWORD: &str = "Adm1n!pass-of-the-onprem-client-do-not-log";
 pub const TOKEN_SECRET: &str = "meta-system-user-token";
+/// The keepalive service's identity (`keepalive.service_account`'s default).
+pub const KEEPALIVE_SA: &str =
+    "serviceAccount:whatsapp-keepalive@fake-project.iam.gserviceaccount.com";
 
 pub struct World {
     pub g: GoogleFakes,
@@ -244,6 +247,23 @@ impl World {
             .into_iter()
             .filter(|r| r.method == "POST" && r.path.ends_with(&format!("{PHONE_ID}/register")))
             .filter_map(|r| r.json())
+            .collect()
+    }
+
+    /// Who may read secret `secret` (the members of `roles/secretmanager.secretAccessor`).
+    pub fn readers(&self, secret: &str) -> Vec<String> {
+        let policy = self
+            .g
+            .secrets
+            .policy(FAKE_PROJECT, secret)
+            .unwrap_or_default();
+        policy["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["role"] == "roles/secretmanager.secretAccessor")
+            .flat_map(|b| b["members"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m.as_str().map(str::to_string))
             .collect()
     }
 
