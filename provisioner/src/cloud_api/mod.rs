@@ -8,6 +8,9 @@
 //!   strictly, generated and stored before they are sent.
 //! - [`register`]: the one place that calls `register` (once per run, never for a number on
 //!   the Cloud API already; 133016 and 133005 explained).
+//! - [`runbook`]: `whatsapp`, `verify`, `up`, `plan`; [`connect`]; [`status`]; [`job`]: the
+//!   Cloud API payload of the number's keepalive job and the secret grants it needs (the
+//!   job itself is the shared [`crate::resources::job`], made by `steps::keepalive`).
 
 pub mod connect;
 pub mod job;
