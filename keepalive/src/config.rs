@@ -43,6 +43,12 @@ pub struct Config {
     pub mail: MailConfig,
     /// Where events go (`KEEPALIVE_EVENTS_TOPIC`); `None`: no events.
     pub events: Option<EventsConfig>,
+    /// `KEEPALIVE_PROJECTS`: the projects a payload may name; `None`: only the default one.
+    pub projects: Option<Vec<String>>,
+    /// The fleet brake: this many other VMs of the project reset within `brake_window` stop
+    /// further resets (`KEEPALIVE_BRAKE_RESETS`; 0: no brake).
+    pub brake_resets: u32,
+    pub brake_window: Duration,
 }
 
 /// How notification mails are sent; the same for every payload (which names the relay).
@@ -127,6 +133,15 @@ impl Config {
             google_timeout: Duration::from_secs(30),
             mail: mail(env)?,
             events: events(env)?,
+            projects: projects(env)?,
+            brake_resets: number(env, "KEEPALIVE_BRAKE_RESETS", 5u32, 0, 100_000)?,
+            brake_window: Duration::from_secs(number(
+                env,
+                "KEEPALIVE_BRAKE_WINDOW_S",
+                600u64,
+                1,
+                7 * 86_400,
+            )?),
         })
     }
 
@@ -178,6 +193,34 @@ fn events(env: Env<'_>) -> Result<Option<EventsConfig>, ConfigError> {
         None => PubSubTarget::google(),
     };
     Ok(Some(EventsConfig { topic, pubsub }))
+}
+
+/// `KEEPALIVE_PROJECTS`: comma-separated project ids (blanks around commas ignored).
+fn projects(env: Env<'_>) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(list) = present(env, "KEEPALIVE_PROJECTS") else {
+        return Ok(None);
+    };
+    let projects: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    let valid = |p: &String| {
+        p.len() <= 100
+            && p.bytes().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b':')
+            })
+    };
+    match projects.iter().find(|p| !valid(p)) {
+        Some(bad) => Err(ConfigError(format!(
+            "KEEPALIVE_PROJECTS: {bad:?} is not a project id"
+        ))),
+        None if projects.is_empty() => {
+            Err(ConfigError("KEEPALIVE_PROJECTS: names no project".into()))
+        }
+        None => Ok(Some(projects)),
+    }
 }
 
 /// The variable's value, trimmed, unless it is unset or blank.
@@ -233,6 +276,22 @@ mod tests {
         assert_eq!(c.mail.timeout, Duration::from_secs(20));
         assert!(c.mail.extra_root_ca_pem.is_none());
         assert!(c.events.is_none());
+        assert!(c.projects.is_none());
+        assert_eq!(c.brake_resets, 5);
+        assert_eq!(c.brake_window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn projects_and_brake() {
+        let c = cfg(&[
+            ("KEEPALIVE_PROJECTS", " acme-prod, acme-test ,"),
+            ("KEEPALIVE_BRAKE_RESETS", "0"),
+            ("KEEPALIVE_BRAKE_WINDOW_S", "60"),
+        ])
+        .unwrap();
+        assert_eq!(c.projects.unwrap(), ["acme-prod", "acme-test"]);
+        assert_eq!(c.brake_resets, 0);
+        assert_eq!(c.brake_window, Duration::from_secs(60));
     }
 
     #[test]
@@ -253,6 +312,10 @@ mod tests {
             (SMTP_TIMEOUT_ENV, "soon"),
             (SMTP_TIMEOUT_ENV, "0"),
             (SMTP_CA_FILE_ENV, "/nonexistent/ca.pem"),
+            ("KEEPALIVE_PROJECTS", "acme,Other/Project"),
+            ("KEEPALIVE_PROJECTS", ",,"),
+            ("KEEPALIVE_BRAKE_RESETS", "-1"),
+            ("KEEPALIVE_BRAKE_WINDOW_S", "0"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert!(e.0.starts_with(k), "{k}={v}: {e}");

@@ -4,12 +4,14 @@
 use shared::google::compute::Compute;
 use shared::google::secretmanager::SecretManager;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
+use shared::payload::PayloadError;
 use shared::whatsapp::WhatsAppClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::error::CheckError;
 use crate::report::Reporter;
 
 pub struct Service {
@@ -59,6 +61,51 @@ impl Service {
             reporter: Reporter::new(&config),
             config,
         })
+    }
+}
+
+impl Service {
+    /// The project a payload acts in: the one it names (`asked`), else the default one
+    /// (`GOOGLE_CLOUD_PROJECT`, else the credentials'). Refused, naming `field`, unless
+    /// `KEEPALIVE_PROJECTS` lists it (unset: only the default project).
+    pub async fn project_for(
+        &self,
+        asked: Option<&str>,
+        field: &'static str,
+    ) -> Result<String, CheckError> {
+        let default = || async {
+            match &self.config.default_project {
+                Some(p) => Ok(p.clone()),
+                None => self
+                    .auth
+                    .project_id()
+                    .await
+                    .map_err(|e| CheckError::NoProject(e.to_string())),
+            }
+        };
+        let project = match asked {
+            Some(p) => p.to_string(),
+            None => default().await?,
+        };
+        let allowed = match &self.config.projects {
+            Some(list) => list.contains(&project),
+            None => asked.is_none() || default().await? == project,
+        };
+        if allowed {
+            return Ok(project);
+        }
+        let may = match &self.config.projects {
+            Some(list) => format!("KEEPALIVE_PROJECTS ({})", list.join(", ")),
+            None => format!("the default project {}", default().await?),
+        };
+        let what = match asked {
+            Some(_) => format!("names the project {project}"),
+            None => format!("is missing and the default project is {project}"),
+        };
+        Err(CheckError::Refused(PayloadError {
+            field,
+            problem: format!("{what}: this deployment may act only in {may}"),
+        }))
     }
 }
 

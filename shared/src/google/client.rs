@@ -1,5 +1,6 @@
 //! The one HTTP layer under every Google REST client: bearer token, timeout bounded by the
-//! caller's deadline, error bodies read into [`GoogleError`], retries by [`RetryPolicy`].
+//! caller's deadline, answers read to at most 256 KiB (`crate::limits`), error bodies read
+//! into [`GoogleError`], retries by [`RetryPolicy`].
 
 use reqwest::Method;
 use secrecy::ExposeSecret;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::{Auth, GoogleError, RetryPolicy};
+use crate::limits::{read_body, too_large_words, BodyError};
 
 #[derive(Debug, Clone)]
 pub struct GoogleClient {
@@ -119,10 +121,24 @@ impl GoogleClient {
             .await
             .map_err(|e| GoogleError::transport(api, &e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| GoogleError::transport(api, &e))?;
+        let bytes = match read_body(resp).await {
+            Ok(b) => b,
+            Err(BodyError::Transport(e)) => return Err(GoogleError::transport(api, &e)),
+            // Neither an answer nor an error this client can use: not read further.
+            Err(BodyError::TooLarge) if status.is_success() => {
+                return Err(GoogleError::Decode {
+                    api,
+                    detail: format!("an answer of {}", too_large_words()),
+                })
+            }
+            Err(BodyError::TooLarge) => {
+                return Err(GoogleError::from_response(
+                    api,
+                    status.as_u16(),
+                    format!("an error body of {}", too_large_words()).as_bytes(),
+                ))
+            }
+        };
         if !status.is_success() {
             return Err(GoogleError::from_response(api, status.as_u16(), &bytes));
         }

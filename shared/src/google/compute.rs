@@ -3,6 +3,8 @@
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use super::client::url_with_segments;
 use super::operation::wait_until_done;
 use super::{GoogleClient, GoogleError};
+use crate::limits::quote;
 
 pub const API: &str = "Compute Engine";
 pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com";
@@ -58,6 +61,85 @@ pub struct Instance {
     pub status: String,
     pub last_start_timestamp: Option<String>,
     pub self_link: Option<String>,
+    #[serde(default, deserialize_with = "lenient_labels")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub network_interfaces: Vec<NetworkInterface>,
+}
+
+/// One network interface: its internal addresses and its external ones.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterface {
+    #[serde(rename = "networkIP", default, deserialize_with = "lenient_opt_string")]
+    pub network_ip: Option<String>,
+    #[serde(default, deserialize_with = "lenient_opt_string")]
+    pub ipv6_address: Option<String>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub access_configs: Vec<AccessConfig>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub ipv6_access_configs: Vec<AccessConfig>,
+}
+
+/// An external address of an interface (`accessConfigs[]`, `ipv6AccessConfigs[]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessConfig {
+    #[serde(rename = "natIP", default, deserialize_with = "lenient_opt_string")]
+    pub nat_ip: Option<String>,
+    #[serde(default, deserialize_with = "lenient_opt_string")]
+    pub external_ipv6: Option<String>,
+}
+
+impl Instance {
+    /// Every address of the instance: `natIP`, `networkIP` and the IPv6 ones, internal and
+    /// external, of every interface (text that is not an address is left out).
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for nic in &self.network_interfaces {
+            let external = nic.access_configs.iter().chain(&nic.ipv6_access_configs);
+            let texts = [&nic.network_ip, &nic.ipv6_address]
+                .into_iter()
+                .chain(external.flat_map(|a| [&a.nat_ip, &a.external_ipv6]));
+            for ip in texts
+                .flatten()
+                .filter_map(|t| t.trim().parse::<IpAddr>().ok())
+            {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Labels as a map of strings (an absent or odd `labels` is no labels).
+fn lenient_labels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Object(m) => m
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    })
+}
+
+/// A list whose odd entries are left out (an absent or odd list is empty).
+fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -117,7 +199,7 @@ impl Operation {
         Some(if text.is_empty() {
             "unknown error".into()
         } else {
-            text.join("; ")
+            quote(&text.join("; "))
         })
     }
 }
@@ -210,42 +292,113 @@ impl Compute {
             .await
     }
 
-    /// Lists a zone's operations matching `filter` (Compute's filter syntax), newest first
-    /// as far as the API orders them; reads at most `max_pages` pages.
+    /// A zone's operations matching `query`, page by page while `more(page)` says so.
     pub async fn list_zone_operations(
         &self,
         project: &str,
         zone: &str,
-        filter: &str,
-        max_pages: usize,
+        query: &OperationQuery<'_>,
         deadline: Option<Instant>,
+        more: impl FnMut(&[Operation]) -> bool,
+    ) -> Result<Vec<Operation>, GoogleError> {
+        let url = self.zone_url(project, zone, &["operations"]);
+        self.list_operations(&url, query, deadline, more, |page: OperationList| {
+            (page.items, page.next_page_token)
+        })
+        .await
+    }
+
+    /// The project's operations in every zone and region and its global ones
+    /// (`aggregated/operations`), matching `query`, page by page while `more(page)` says so.
+    pub async fn aggregated_operations(
+        &self,
+        project: &str,
+        query: &OperationQuery<'_>,
+        deadline: Option<Instant>,
+        more: impl FnMut(&[Operation]) -> bool,
+    ) -> Result<Vec<Operation>, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            ["projects", project, "aggregated", "operations"],
+        );
+        self.list_operations(
+            &url,
+            query,
+            deadline,
+            more,
+            |page: AggregatedOperationList| {
+                let items = page.items.into_values().flat_map(|s| s.operations);
+                (items.collect(), page.next_page_token)
+            },
+        )
+        .await
+    }
+
+    async fn list_operations<P: serde::de::DeserializeOwned>(
+        &self,
+        base: &Url,
+        query: &OperationQuery<'_>,
+        deadline: Option<Instant>,
+        mut more: impl FnMut(&[Operation]) -> bool,
+        items: impl Fn(P) -> (Vec<Operation>, Option<String>),
     ) -> Result<Vec<Operation>, GoogleError> {
         let mut out = Vec::new();
         let mut page_token: Option<String> = None;
-        for _ in 0..max_pages.max(1) {
-            let mut url = self.zone_url(project, zone, &["operations"]);
+        for _ in 0..query.max_pages.max(1) {
+            let mut url = base.clone();
             {
                 let mut q = url.query_pairs_mut();
-                if !filter.is_empty() {
-                    q.append_pair("filter", filter);
+                if !query.filter.is_empty() {
+                    q.append_pair("filter", query.filter);
+                }
+                if query.newest_first {
+                    q.append_pair("orderBy", "creationTimestamp desc");
                 }
                 q.append_pair("maxResults", "500");
                 if let Some(t) = &page_token {
                     q.append_pair("pageToken", t);
                 }
             }
-            let page: OperationList = self
+            let page: P = self
                 .client
                 .call(API, Method::GET, &url, None, deadline)
                 .await?;
-            out.extend(page.items);
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(t) => page_token = Some(t),
-                None => break,
+            let (page, next) = items(page);
+            let go_on = more(&page);
+            out.extend(page);
+            match next.filter(|t| !t.is_empty()) {
+                Some(t) if go_on => page_token = Some(t),
+                _ => break,
             }
         }
         Ok(out)
     }
+}
+
+/// Which operations a list asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct OperationQuery<'a> {
+    /// Compute's filter syntax (`operationType = "reset" AND ...`); empty: all.
+    pub filter: &'a str,
+    /// `orderBy=creationTimestamp desc`.
+    pub newest_first: bool,
+    /// At most this many pages of 500.
+    pub max_pages: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AggregatedOperationList {
+    #[serde(default)]
+    items: BTreeMap<String, ScopedOperations>,
+    next_page_token: Option<String>,
+}
+
+/// One scope's part of an aggregated list (a scope without operations has a `warning`).
+#[derive(Debug, Deserialize)]
+struct ScopedOperations {
+    #[serde(default)]
+    operations: Vec<Operation>,
 }
 
 /// Where an operation lives: zonal, regional or global.
