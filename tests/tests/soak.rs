@@ -330,8 +330,10 @@ async fn soak(checks: usize, max_growth: Option<u64>) {
             "zone": zone,
             "project": FAKE_PROJECT,
         });
-        // Half the tenants keep their password in Secret Manager.
+        // Half the tenants keep their password in Secret Manager (it goes only to one of
+        // the VM's addresses: the fake's).
         if i % 2 == 0 {
+            g.compute.set_nat_ip(FAKE_PROJECT, &zone, &vm, "127.0.0.1");
             let version = g.secrets.put(
                 &format!("projects/{FAKE_PROJECT}/secrets/wa-soak-{i:03}"),
                 PASSWORD,
