@@ -436,22 +436,23 @@ impl WhatsAppClient {
 }
 
 /// What rustls said about a refused certificate, if that is why `e` failed. (An
-/// `io::Error`'s `source()` skips the error it wraps, so each one is also opened.)
+/// `io::Error`'s `source()` skips the error it wraps, so that one is opened instead.)
 fn certificate_problem(e: &reqwest::Error) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
-        let inner = err
+        if let Some(rustls::Error::InvalidCertificate(c)) = err.downcast_ref::<rustls::Error>() {
+            return Some(quote(&match c {
+                rustls::CertificateError::Other(other) => other.0.to_string(),
+                c => format!("{c:?}"),
+            }));
+        }
+        next = match err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(c)) =
-                candidate.downcast_ref::<rustls::Error>()
-            {
-                return Some(quote(&c.to_string()));
-            }
-        }
-        next = inner.and_then(|i| i.source()).or_else(|| err.source());
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     None
 }

@@ -2312,13 +2312,15 @@ impl ComputeState {
         let filter = match param("filter").filter(|f| !f.trim().is_empty()) {
             Some(f) => match filter::parse(&f) {
                 Ok(expr) => Some(expr),
-                Err(_) => return Err(compute_error(
-                    400,
-                    "invalid",
-                    &format!(
+                Err(_) => {
+                    return Err(compute_error(
+                        400,
+                        "invalid",
+                        &format!(
                         "Invalid value for field 'filter': '{f}'. Invalid list filter expression."
                     ),
-                )),
+                    ))
+                }
             },
             None => None,
         };
