@@ -620,6 +620,7 @@ fn huge_response(len: usize) -> Response {
         )))
         .map(Ok::<_, std::io::Error>);
     let mut resp = Response::new(axum::body::Body::from_stream(futures::stream::iter(chunks)));
+    resp.extensions_mut().insert(crate::server::Streamed);
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),

@@ -17,8 +17,10 @@ use super::compute_time;
 use super::guard::{self, VmState, Withheld};
 use crate::service::Service;
 
-/// Pages of 500 operations read at most, for the VM's history and for the brake.
-const MAX_PAGES: usize = 4;
+/// Operations a page (an answer stays well under 256 KiB), and pages read at most, for the
+/// VM's history and for the brake.
+const PAGE_SIZE: usize = 100;
+const MAX_PAGES: usize = 5;
 
 /// How the reset went before any wait: settled, or accepted by Compute Engine and not yet
 /// confirmed (then the VM's turn is still held, until [`confirm`]).
@@ -272,6 +274,7 @@ async fn reset_history(
         let query = OperationQuery {
             filter: &filter,
             newest_first: true,
+            page_size: PAGE_SIZE,
             max_pages: MAX_PAGES,
         };
         let more = |page: &[Operation]| guard::page_reaches_into(page, since);
@@ -304,6 +307,7 @@ async fn recent_resets(
     let query = OperationQuery {
         filter: &filter,
         newest_first: false,
+        page_size: PAGE_SIZE,
         max_pages: MAX_PAGES,
     };
     svc.compute

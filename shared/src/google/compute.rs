@@ -354,7 +354,7 @@ impl Compute {
                 if query.newest_first {
                     q.append_pair("orderBy", "creationTimestamp desc");
                 }
-                q.append_pair("maxResults", "500");
+                q.append_pair("maxResults", &query.page_size.clamp(1, 500).to_string());
                 if let Some(t) = &page_token {
                     q.append_pair("pageToken", t);
                 }
@@ -382,7 +382,10 @@ pub struct OperationQuery<'a> {
     pub filter: &'a str,
     /// `orderBy=creationTimestamp desc`.
     pub newest_first: bool,
-    /// At most this many pages of 500.
+    /// Operations a page (`maxResults`, at most 500). An operation takes about 1 KB: a page
+    /// of 500 is more than an answer may be (256 KiB).
+    pub page_size: usize,
+    /// At most this many pages.
     pub max_pages: usize,
 }
 
