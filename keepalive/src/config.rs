@@ -3,8 +3,7 @@
 //!
 //! Read elsewhere, by the libraries that use them: `RUST_LOG` and `KEEPALIVE_LOG_FORMAT`
 //! (`shared::telemetry`, before this, so that a bad setting can be logged),
-//! `GOOGLE_APPLICATION_CREDENTIALS` (the Google token source) and `SSL_CERT_FILE` (the TLS
-//! root store).
+//! `GOOGLE_APPLICATION_CREDENTIALS` (the Google token source).
 
 use lettre::transport::smtp::client::Certificate;
 use shared::events_publisher::PubSubTarget;
@@ -49,6 +48,9 @@ pub struct Config {
     /// further resets (`KEEPALIVE_BRAKE_RESETS`; 0: no brake).
     pub brake_resets: u32,
     pub brake_window: Duration,
+    /// `SSL_CERT_FILE`: the roots an `https://` client without a pinned fingerprint is
+    /// verified against, instead of the public roots built in.
+    pub client_roots: Option<Vec<reqwest::Certificate>>,
 }
 
 /// How notification mails are sent; the same for every payload (which names the relay).
@@ -142,6 +144,7 @@ impl Config {
                 1,
                 7 * 86_400,
             )?),
+            client_roots: client_roots(env)?,
         })
     }
 
@@ -193,6 +196,22 @@ fn events(env: Env<'_>) -> Result<Option<EventsConfig>, ConfigError> {
         None => PubSubTarget::google(),
     };
     Ok(Some(EventsConfig { topic, pubsub }))
+}
+
+/// `SSL_CERT_FILE`: a PEM bundle of root certificates, read once.
+fn client_roots(env: Env<'_>) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
+    let Some(path) = present(env, "SSL_CERT_FILE") else {
+        return Ok(None);
+    };
+    let problem = |p: String| ConfigError(format!("SSL_CERT_FILE: {path}: {p}"));
+    let pem = std::fs::read(&path).map_err(|e| problem(format!("cannot be read: {e}")))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(Some(certs)),
+        Ok(_) => Err(problem(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        )),
+        Err(e) => Err(problem(format!("holds an unreadable certificate: {e}"))),
+    }
 }
 
 /// `KEEPALIVE_PROJECTS`: comma-separated project ids (blanks around commas ignored).
@@ -316,6 +335,7 @@ mod tests {
             ("KEEPALIVE_PROJECTS", ",,"),
             ("KEEPALIVE_BRAKE_RESETS", "-1"),
             ("KEEPALIVE_BRAKE_WINDOW_S", "0"),
+            ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert!(e.0.starts_with(k), "{k}={v}: {e}");

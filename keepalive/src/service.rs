@@ -52,7 +52,9 @@ impl Service {
                 .map_err(|e| e.to_string())?,
         );
         Ok(Service {
-            whatsapp_http: WhatsAppClient::http_client(),
+            whatsapp_http: whatsapp_client_builder(&config)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             auth,
             compute: Compute::new(google.clone(), &config.compute_endpoint),
             secrets: SecretManager::new(google, &config.secretmanager_endpoint),
@@ -61,6 +63,20 @@ impl Service {
             reporter: Reporter::new(&config),
             config,
         })
+    }
+}
+
+/// What every HTTP client to a WhatsApp client is built from: no proxy, no redirects, and
+/// the roots of `SSL_CERT_FILE` instead of the built-in ones when it is set.
+pub fn whatsapp_client_builder(config: &Config) -> reqwest::ClientBuilder {
+    let builder = WhatsAppClient::http_client_builder();
+    match &config.client_roots {
+        Some(roots) => roots
+            .iter()
+            .fold(builder.tls_built_in_root_certs(false), |b, c| {
+                b.add_root_certificate(c.clone())
+            }),
+        None => builder,
     }
 }
 

@@ -296,3 +296,19 @@ async fn a_fingerprint_that_cannot_pin_is_a_400() {
     assert!(w.wa.requests().is_empty());
     assert!(w.g.compute.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_cert_file_names_the_roots_of_an_unpinned_https_client() {
+    let mut w = tls_world().await;
+    let roots = w.g.dir().join("roots.pem");
+    std::fs::write(&roots, w.wa.certificate_pem()).unwrap();
+    w.set_env("SSL_CERT_FILE", &roots.display().to_string());
+    let o = w.check(&https_payload(&w, None), &[]).await.outcome();
+    assert_eq!(o["verdict"], "healthy", "{o}");
+    // Another certificate as the only root: refused.
+    std::fs::write(&roots, SelfSignedCert::generate("someone else").cert_pem).unwrap();
+    let o = w.check(&https_payload(&w, None), &[]).await.outcome();
+    assert_eq!(o["verdict"], "alert", "{o}");
+    assert!(reason(&o).contains("certificate was refused"), "{o}");
+    assert_eq!(w.resets(), 0);
+}

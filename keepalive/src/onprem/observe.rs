@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use url::Host;
 
 use super::guard::{self, NotEnabled, NotTheVm};
-use crate::service::Service;
+use crate::service::{whatsapp_client_builder, Service};
 
 /// The probes of the original function, sent at once after the login.
 pub const PROBES: [(Method, &str); 7] = [
@@ -195,7 +195,7 @@ fn http_client(
     if payload.tls_fingerprint.is_none() && resolution.is_none() {
         return Ok(svc.whatsapp_http.clone());
     }
-    let mut builder = WhatsAppClient::http_client_builder();
+    let mut builder = whatsapp_client_builder(&svc.config);
     if let Some(fingerprint) = payload.tls_fingerprint {
         let verifier = PinningVerifier::new(Pin::Fingerprint(fingerprint));
         builder = builder.use_preconfigured_tls(pinned_tls_config(verifier)?);
