@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::compute_time;
 use super::guard::{self, VmState, Withheld};
+use super::trust;
 use crate::service::Service;
 
 /// Operations a page (an answer stays well under 256 KiB), and pages read at most, for the
@@ -127,7 +128,7 @@ pub async fn reset_if_due(
         Ok(read) => read,
         Err(error) => return failed(error),
     };
-    if let Err(not) = guard::enabled(&instance) {
+    if let Err(not) = trust::enabled(&instance) {
         return Reset::Settled(ResetResult::Withheld(Withheld::NotEnabled(not)));
     }
     if let Err(withheld) =

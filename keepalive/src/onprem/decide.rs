@@ -5,8 +5,9 @@
 use shared::google::GoogleError;
 
 use super::act::ResetResult;
-use super::guard::{Braked, GraceCause, NotEnabled, NotTheVm, Withheld, LABEL, LABEL_VALUE};
+use super::guard::{Braked, GraceCause, Withheld};
 use super::observe::{ClientState, Observation, Refusal};
+use super::trust::{NotEnabled, NotTheVm, LABEL, LABEL_VALUE};
 use crate::error::CheckError;
 use crate::verdict::{Judgement, Verdict};
 

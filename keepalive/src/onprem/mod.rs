@@ -3,7 +3,7 @@
 //! One check, in the order [`check`] runs it:
 //! 0. the project: the payload's, which `KEEPALIVE_PROJECTS` must allow (else a 400).
 //! 1. `observe.rs`: read the instance and the password at once; the label and address rules
-//!    (`guard.rs`); log in to the client and probe it, with retries.
+//!    (`trust.rs`); log in to the client and probe it, with retries.
 //! 2. `decide.rs` ([`decide::after_observe`]): healthy, alert, or down.
 //! 3. `act.rs` (when down): under the VM's lock, read the VM and its reset record, let the
 //!    guard (`guard.rs`) withhold the reset (grace, fleet brake) or derive its `requestId`,
@@ -17,6 +17,7 @@ pub mod compute_time;
 pub mod decide;
 pub mod guard;
 pub mod observe;
+pub mod trust;
 
 use serde::Serialize;
 use shared::google::compute::InstanceRef;

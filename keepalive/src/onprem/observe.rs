@@ -1,7 +1,7 @@
 //! Step 1 of an On-Premises check: what the VM and the WhatsApp client say. Read the
 //! instance and the password (inline, or from Secret Manager) at once; nothing goes to the
 //! client unless the VM carries the keepalive's label and, for a password from Secret
-//! Manager, the hostname is one of the VM's own addresses (`guard.rs`). Then up to
+//! Manager, the hostname is one of the VM's own addresses (`trust.rs`). Then up to
 //! `KEEPALIVE_ATTEMPTS` rounds of login and every probe, `KEEPALIVE_RETRY_DELAY_MS` apart;
 //! refused credentials, a refused certificate and a redirect end them at once. Reports what
 //! it saw; `decide.rs` makes the verdict.
@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use tokio::time::Instant;
 use url::Host;
 
-use super::guard::{self, NotEnabled, NotTheVm};
+use super::trust::{self, NotEnabled, NotTheVm};
 use crate::service::{whatsapp_client_builder, Service};
 
 /// The probes of the original function, sent at once after the login.
@@ -96,7 +96,7 @@ pub async fn observe(
         Ok(i) => i,
         Err(e) => return Observation::VmUnreadable(e),
     };
-    if let Err(not) = guard::enabled(&instance) {
+    if let Err(not) = trust::enabled(&instance) {
         return Observation::NotEnabled(not);
     }
     let password = match password {
@@ -109,7 +109,7 @@ pub async fn observe(
     let mut pinned_resolution = None;
     if matches!(payload.password, PasswordSource::Secret(_)) {
         let addresses = Box::pin(host_addresses(url, svc.config.request_timeout)).await;
-        if let Err(mismatch) = guard::password_may_go_to(&addresses, &instance) {
+        if let Err(mismatch) = trust::password_may_go_to(&addresses, &instance) {
             return Observation::NotTheVm {
                 host: url.host_str().unwrap_or_default().to_string(),
                 mismatch,
