@@ -63,6 +63,77 @@ pub fn too_large_words() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on 127.0.0.1 that answers every connection with `len` bytes, announced by a
+    /// content-length or chunked; answers its URL.
+    async fn serve(len: usize, content_length: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf).await;
+                    let head = if content_length {
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n")
+                    } else {
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".into()
+                    };
+                    let _ = c.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 16 * 1024];
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        let ok = if content_length {
+                            c.write_all(&chunk[..n]).await
+                        } else {
+                            let mut framed = format!("{n:x}\r\n").into_bytes();
+                            framed.extend_from_slice(&chunk[..n]);
+                            framed.extend_from_slice(b"\r\n");
+                            c.write_all(&framed).await
+                        };
+                        if ok.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    if !content_length {
+                        let _ = c.write_all(b"0\r\n\r\n").await;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    async fn read(len: usize, content_length: bool) -> Result<usize, String> {
+        let url = serve(len, content_length).await;
+        let resp = reqwest::get(url).await.map_err(|e| e.to_string())?;
+        match read_body(resp).await {
+            Ok(b) => Ok(b.len()),
+            Err(BodyError::TooLarge) => Err("too large".into()),
+            Err(BodyError::Transport(e)) => Err(e.to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_to_256_kib_at_most() {
+        for content_length in [true, false] {
+            assert_eq!(read(100 * 1024, content_length).await, Ok(100 * 1024));
+            assert_eq!(
+                read(MAX_ANSWER_BYTES, content_length).await,
+                Ok(MAX_ANSWER_BYTES)
+            );
+            for len in [MAX_ANSWER_BYTES + 1, 50 << 20] {
+                assert_eq!(
+                    read(len, content_length).await,
+                    Err("too large".to_string()),
+                    "{len} bytes, content-length: {content_length}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn cut_counts_characters_and_marks_the_cut() {
