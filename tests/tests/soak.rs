@@ -207,7 +207,11 @@ fn fails(b: &Behaviour) -> bool {
         Behaviour::Normal => false,
         Behaviour::Delay(d) => *d >= Duration::from_millis(TIMEOUT_MS),
         Behaviour::Status(s) | Behaviour::Json(s, _) => !(200..300).contains(s),
-        Behaviour::Hang | Behaviour::BadJson | Behaviour::Close => true,
+        Behaviour::Hang
+        | Behaviour::BadJson
+        | Behaviour::Close
+        | Behaviour::Redirect(_)
+        | Behaviour::Huge(_) => true,
     }
 }
 
@@ -230,7 +234,12 @@ fn expected(s: &Scenario) -> &'static str {
         };
         let health = client_health(&s.health);
         for _ in 0..ATTEMPTS {
-            if fails(&answer(LOGIN_PATH)) {
+            let login = answer(LOGIN_PATH);
+            // Refused credentials end the check at once: a person must fix them.
+            if matches!(login, Behaviour::Status(401 | 403) | Behaviour::Redirect(_)) {
+                return "alert";
+            }
+            if fails(&login) {
                 continue;
             }
             // All seven probes are sent; each takes its own scripted answer.

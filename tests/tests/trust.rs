@@ -236,8 +236,7 @@ async fn a_pinned_certificate_is_trusted_and_only_it() {
     // As openssl prints it: upper case, colon-separated pairs.
     let openssl_form = format!(
         "sha256:{}",
-        pinned[7..]
-            .as_bytes()
+        pinned.as_bytes()[7..]
             .chunks(2)
             .map(|p| String::from_utf8_lossy(p).to_uppercase())
             .collect::<Vec<_>>()
