@@ -126,7 +126,7 @@ pub async fn observe(
         Err(e) => {
             return Observation::Client {
                 state: ClientState::Refused(Refusal::Certificate(format!(
-                    "no TLS client for the pinned certificate: {e}"
+                    "cannot set up TLS for the client: {e}"
                 ))),
                 attempts: 0,
             }
