@@ -942,6 +942,8 @@ async fn scheduler_payload_is_accepted_by_the_real_binary() {
     w.set_env("KEEPALIVE_ATTEMPTS", "1");
     let secret = format!("projects/{FAKE_PROJECT}/secrets/whatsapp-4915112345678-admin-password");
     w.g.secrets.put(&secret, PASSWORD);
+    // The password from Secret Manager goes only to one of the VM's addresses.
+    w.g.compute.set_nat_ip(FAKE_PROJECT, ZONE, VM, "127.0.0.1");
     let mut values = example_values();
     for (k, v) in [
         ("PROJECT", FAKE_PROJECT.to_string()),

@@ -752,6 +752,9 @@ async fn the_jobs_payload_runs_through_the_real_keepalive() {
         "RUNNING",
         time::OffsetDateTime::now_utc() - time::Duration::days(1),
     );
+    // The password from Secret Manager goes only to one of the VM's addresses.
+    w.g.compute
+        .set_nat_ip(FAKE_PROJECT, "europe-west3-c", NAME, "127.0.0.1");
     let mut payload = payload;
     payload["whatsAppHostname"] = json!(wa.host_port());
     let mut env: BTreeMap<String, String> = w.g.env().into_iter().collect();

@@ -124,7 +124,9 @@ impl WhatsAppVm {
                         name: Some("External NAT".into()),
                         nat_ip: Some(self.ip.clone()),
                         network_tier: Some("PREMIUM".into()),
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 }],
                 metadata: Some(Metadata {
                     items,
