@@ -8,6 +8,7 @@ use crate::ensure::Resource;
 use crate::names::KeepaliveNames;
 use crate::resources::address::StaticAddress;
 use crate::resources::instance::read_vm;
+use crate::resources::secret::read_newest;
 use crate::resources::service::failed_deployment;
 use crate::steps::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
 use crate::{Provisioner, StepError};
@@ -103,21 +104,12 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         None => line("Cloud SQL instance", &n.sql_instance, "missing"),
     }
 
-    let secret = prov
-        .google
-        .secrets
-        .latest(&project, &n.db_password_secret, deadline)
-        .await
-        .map_err(prov.google_failed(format!("secret {}", n.db_password_secret)))?;
-    line(
-        "secret",
-        &n.db_password_secret,
-        if secret.is_some() {
-            "present (value not shown)"
-        } else {
-            "missing"
-        },
-    );
+    let secret = match read_newest(prov, &n.db_password_secret).await {
+        Ok(Some(_)) => "present (value not shown)".to_string(),
+        Ok(None) => "missing".to_string(),
+        Err(e) => format!("UNUSABLE: {e}"),
+    };
+    line("secret", &n.db_password_secret, &secret);
 
     let instance = read_vm(prov).await?;
     match &instance {
@@ -138,13 +130,7 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
     if let (Some(ip), Some(_)) = (ip, instance) {
         let url = whatsapp_url(prov, &ip)?;
         let pinned = url.scheme() != "https"
-            || prov
-                .google
-                .secrets
-                .latest(&project, &n.tls_pin_secret, deadline)
-                .await
-                .map_err(prov.google_failed(format!("secret {}", n.tls_pin_secret)))?
-                .is_some();
+            || read_newest(prov, &n.tls_pin_secret).await?.is_some();
         if !pinned {
             line(
                 "WhatsApp client",

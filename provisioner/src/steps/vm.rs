@@ -13,6 +13,7 @@ use crate::progress::wait_for;
 use crate::report::Action;
 use crate::resources::address;
 use crate::resources::firewall::FirewallRule;
+use crate::resources::secret::read_newest;
 use crate::resources::instance::{read_vm, vm_ref, WhatsAppVm};
 use crate::resources::sql_instance::{primary_ip, SqlInstance};
 use crate::{Provisioner, StepError};
@@ -41,16 +42,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             "does not exist or has no IP address yet: run `provisioner database` first",
         ));
     };
-    let password = prov
-        .google
-        .secrets
-        .latest(
-            &prov.cfg.project,
-            &n.db_password_secret,
-            Some(prov.call_deadline()),
-        )
-        .await
-        .map_err(prov.google_failed(format!("secret {}", n.db_password_secret)))?
+    let (_, password) = read_newest(prov, &n.db_password_secret)
+        .await?
         .ok_or_else(|| {
             StepError::failed(
                 format!("secret {}", n.db_password_secret),

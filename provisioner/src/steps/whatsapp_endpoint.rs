@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::progress::wait_for;
 use crate::report::Action;
+use crate::resources::secret::read_newest;
 use crate::{Provisioner, StepError};
 
 /// Where the WhatsApp client's API is: `PROVISIONER_WHATSAPP_URL`, else `https://<ip>`.
@@ -32,14 +33,9 @@ pub async fn whatsapp_http(prov: &Provisioner, url: &Url) -> Result<reqwest::Cli
     let n = prov.names();
     let project = &prov.cfg.project;
     let resource = format!("secret {}", n.tls_pin_secret);
-    let stored = prov
-        .google
-        .secrets
-        .latest(project, &n.tls_pin_secret, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?;
+    let stored = read_newest(prov, &n.tls_pin_secret).await?;
     let pin = match stored {
-        Some(b64) => Pin::Certificate(
+        Some((_, b64)) => Pin::Certificate(
             STANDARD
                 .decode(b64.expose_secret().trim())
                 .map_err(|_| StepError::failed(&resource, "does not hold a base64 certificate"))?,
