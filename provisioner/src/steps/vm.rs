@@ -14,7 +14,7 @@ use crate::report::Action;
 use crate::resources::address;
 use crate::resources::firewall::FirewallRule;
 use crate::resources::secret::read_newest;
-use crate::resources::instance::{read_vm, vm_ref, WhatsAppVm};
+use crate::resources::instance::{ensure_keepalive_label, read_vm, vm_ref, WhatsAppVm};
 use crate::resources::sql_instance::{primary_ip, SqlInstance};
 use crate::{Provisioner, StepError};
 
@@ -51,7 +51,11 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             )
         })?;
     let vm = WhatsAppVm::of(prov, &ip, &db_host, password);
-    if ensure(prov, &vm).await?.is_planned() || prov.dry_run {
+    let found = ensure(prov, &vm).await?;
+    if let Some(have) = found.as_present() {
+        ensure_keepalive_label(prov, have).await?;
+    }
+    if found.is_planned() || prov.dry_run {
         return Ok(());
     }
 
