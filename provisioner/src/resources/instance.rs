@@ -204,6 +204,51 @@ pub async fn ensure_keepalive_label(prov: &Provisioner, have: &Instance) -> Resu
     Ok(())
 }
 
+/// Writes `password` into the VM's metadata `WA_DB_PASSWORD`, the other items kept (after a
+/// `database --rotate-password`). No VM yet: nothing to do, `vm` writes it when it creates one.
+pub async fn set_db_password(prov: &Provisioner, password: &SecretString) -> Result<(), StepError> {
+    const KEY: &str = "WA_DB_PASSWORD";
+    let vm = vm_ref(prov);
+    let Some(have) = read_vm(prov).await? else {
+        return Ok(());
+    };
+    let metadata = have.spec.metadata.clone().unwrap_or_default();
+    let mut items: Vec<MetadataItem> = metadata
+        .items
+        .into_iter()
+        .filter(|i| i.key != KEY)
+        .collect();
+    items.push(MetadataItem::new(KEY, password.expose_secret()));
+    let resource = format!("VM {} (metadata {KEY})", vm.name);
+    let compute = &prov.google.compute;
+    let op = compute
+        .set_metadata(
+            &vm,
+            &items,
+            metadata.fingerprint.as_deref(),
+            Uuid::new_v4(),
+            Some(prov.call_deadline()),
+        )
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    compute
+        .wait_operation(
+            &vm.project,
+            &Scope::Zone(vm.zone.clone()),
+            &op.name,
+            prov.wait_deadline(Duration::from_secs(300)),
+        )
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    prov.report.add(
+        "VM metadata",
+        &format!("{} {KEY}", vm.name),
+        crate::report::Action::Updated("the new database password".into()),
+        Some("the WhatsApp containers read it at the next boot: reset the VM to use it now".into()),
+    );
+    Ok(())
+}
+
 impl Resource for WhatsAppVm {
     type State = Instance;
 
