@@ -355,13 +355,23 @@ pub async fn connect(prov: &Provisioner) -> Result<(), StepError> {
         }
         Err(e) => return Err(wa_error("POST /v1/users", e)),
     }
-    let host = wa.base().host_str().unwrap_or("").to_string();
+    let host = loyjoy_hostname(wa.base());
     println!();
     println!("  In LoyJoy, under Bot / Publish / WhatsApp, enter:");
     println!("    hostname: {host}");
     println!("    username: {username}");
     println!("    password: run `provisioner secrets show api-password`");
     Ok(())
+}
+
+/// The hostname LoyJoy must use: the host, with the port when it is not the scheme's default
+/// (`Url::port` is `None` for the default one).
+fn loyjoy_hostname(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// The client's health now, for `up` (registered or not) and `status`.
