@@ -178,7 +178,7 @@ async fn fresh_project_database_then_vm() {
     // The API on 443 only: 80 stays closed unless `vm.open_http = true`.
     assert_eq!(ports, vec!["443"], "{fw}");
     // The keepalive resets only labelled VMs.
-    assert_eq!(body["labels"]["whatsapp-keepalive"], "enabled", "{body}");
+    assert_eq!(body["labels"]["whatsapp-keepalive"], "enabled", "{}", body["labels"]);
     assert_eq!(fw["targetTags"][0], NAME);
     assert_eq!(body["tags"]["items"][0], NAME);
     // The client's certificate was pinned on first contact.
@@ -449,7 +449,7 @@ async fn port_80_only_with_open_http_and_an_adopted_vm_gets_the_label() {
     );
     let run = p.run(&["vm"]).await;
     let vm = p.g.compute.instance(FAKE_PROJECT, ZONE, NAME).unwrap();
-    assert_eq!(vm["labels"]["whatsapp-keepalive"], "enabled", "{}\n{vm}", run.output());
+    assert_eq!(vm["labels"]["whatsapp-keepalive"], "enabled", "{}\n{}", run.output(), vm["labels"]);
     assert_eq!(vm["labels"]["team"], "chat");
     let fw =
         p.g.compute
