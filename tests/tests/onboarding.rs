@@ -348,9 +348,9 @@ async fn two_whatsapp_runs_at_once_leave_the_clients_password_as_the_latest() {
         w.assert_no_secrets(&a.output());
         w.assert_no_secrets(&b.output());
         let latest = w.secret("admin-password").expect("a stored password");
-        assert_eq!(
-            w.wa.admin_password(),
-            latest,
+        // Compared, never shown (the message names no password).
+        assert!(
+            w.wa.admin_password() == latest,
             "round {round}: latest is not the client's password\n{}\n{}",
             a.output(),
             b.output()
