@@ -344,7 +344,7 @@ async fn a_second_number_adds_only_its_job() {
     let job = w.g.scheduler.job(&job_name(second)).unwrap();
     let payload = decode_data(&job);
     assert_eq!(payload["vm"], second);
-    assert_eq!(payload["whatsAppHostname"], "34.89.2.2");
+    assert_eq!(payload["whatsAppHostname"], "https://34.89.2.2");
     // Same topic as the first number's job.
     assert_eq!(
         job["pubsubTarget"]["topicName"],

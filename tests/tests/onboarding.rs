@@ -396,3 +396,33 @@ async fn status_logs_in_and_reads_the_health() {
     let run = w.run(&["status"]).await;
     assert!(run.stdout.contains("wa:core1") && run.stdout.contains("disconnected"), "{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_secret_is_an_error_and_nothing_is_generated_over_it() {
+    let w = World::new().await;
+    ok(&w.run(&["whatsapp"]).await);
+    ok(&w.run(&["connect"]).await);
+    let admin_before = w.wa.admin_password();
+    // (suffix, the command that reads it, state)
+    for (suffix, command, state) in [
+        ("admin-password", "whatsapp", "DISABLED"),
+        ("api-password", "connect", "DESTROYED"),
+        ("tls-certificate", "connect", "DISABLED"),
+    ] {
+        let secret = format!("{NAME}-{suffix}");
+        let versions = w.g.secrets.version_count(FAKE_PROJECT, &secret);
+        let last = format!("projects/{FAKE_PROJECT}/secrets/{secret}/versions/{versions}");
+        w.g.secrets.set_version_state(&last, state);
+        let run = w.run(&[command]).await;
+        assert_eq!(run.code, Some(1), "{suffix}: {}", run.output());
+        assert!(
+            run.stderr.contains(&secret) && run.stderr.contains(state),
+            "{suffix}: {}",
+            run.stderr
+        );
+        assert_eq!(w.g.secrets.version_count(FAKE_PROJECT, &secret), versions, "{suffix}: a new version was stored");
+        w.g.secrets.set_version_state(&last, "ENABLED");
+    }
+    assert!(w.wa.admin_password() == admin_before, "the admin password changed");
+    assert_eq!(w.wa.received_new_passwords().len(), 1);
+}

@@ -402,10 +402,16 @@ async fn a_changed_whatsapp_certificate_is_refused() {
     let p = Project::new().await;
     ok(&p.run(&["database"]).await);
     ok(&p.run(&["vm"]).await);
+    let pin = format!("{NAME}-tls-certificate");
+    let pinned = p.g.secrets.get_latest(FAKE_PROJECT, &pin);
     p.wa.rotate_certificate();
     let run = p.run(&["vm"]).await;
     assert_eq!(run.code, Some(1), "{}", run.output());
     assert!(run.stderr.contains("pinned"), "{}", run.stderr);
+    // The error names the secret; the pin is never replaced silently.
+    assert!(run.stderr.contains(&pin), "{}", run.stderr);
+    assert_eq!(p.g.secrets.version_count(FAKE_PROJECT, &pin), 1);
+    assert_eq!(p.g.secrets.get_latest(FAKE_PROJECT, &pin), pinned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

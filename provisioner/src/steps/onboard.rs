@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
-use super::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
+use super::whatsapp_endpoint::{pin_mismatch, whatsapp_http, whatsapp_url};
 use crate::report::Action;
 use crate::resources::address;
 use crate::resources::secret::{self, enabled_versions, generate_password, read_newest, stored_or_new};
@@ -78,6 +78,9 @@ pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Se
             }
             // Stored by a run that stopped (or lost a race) before setting it: see below.
             Err(e) if e.status() == Some(401) => {}
+            Err(e) if e.to_string().contains("pinned on first contact") => {
+                return Err(pin_mismatch(prov, wa.base().as_str()))
+            }
             Err(e) => return Err(wa_error("WhatsApp login as admin", e)),
         }
     }

@@ -6,7 +6,7 @@ use shared::google::operation::Poll;
 use shared::google::sqladmin::BUILTIN_DATABASES;
 use std::time::Duration;
 
-use super::whatsapp_endpoint::{is_pin_mismatch, whatsapp_http, whatsapp_url};
+use super::whatsapp_endpoint::{is_pin_mismatch, pin_mismatch, whatsapp_http, whatsapp_url};
 use crate::ensure::ensure;
 use crate::ensure::Resource;
 use crate::progress::wait_for;
@@ -102,7 +102,7 @@ async fn wait_for_whatsapp(prov: &Provisioner, ip: &str) -> Result<(), StepError
         Ok(match r {
             Ok(resp) if resp.status().is_server_error() => Poll::Pending(format!("answered {}", resp.status())),
             Ok(_) => Poll::Ready(()),
-            Err(e) if is_pin_mismatch(&e) => return Err(StepError::failed("WhatsApp client", format!("{login}: the TLS certificate differs from the one pinned on first contact; refusing to talk to it"))),
+            Err(e) if is_pin_mismatch(&e) => return Err(pin_mismatch(prov, login.as_str())),
             Err(e) => Poll::Pending(shared::google::error::describe_reqwest(&e)),
         })
     })

@@ -88,6 +88,17 @@ pub async fn whatsapp_http(prov: &Provisioner, url: &Url) -> Result<reqwest::Cli
         .map_err(|e| StepError::failed("TLS client", e))
 }
 
+/// The error for a client whose certificate is not the pinned one: never re-pinned silently.
+pub fn pin_mismatch(prov: &Provisioner, url: &str) -> StepError {
+    let secret = prov.names().tls_pin_secret;
+    StepError::failed(
+        "WhatsApp client",
+        format!(
+            "{url}: the TLS certificate differs from the one pinned on first contact in secret {secret}; refusing to talk to it. If the client's certificate was replaced on purpose, add the new certificate (base64 DER) as a new version of {secret}, or disable its versions to pin again on the next contact"
+        ),
+    )
+}
+
 /// Whether `e` is the pinning verifier refusing a changed certificate.
 pub fn is_pin_mismatch(e: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(e);
