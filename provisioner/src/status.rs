@@ -9,10 +9,10 @@ use crate::names::KeepaliveNames;
 use crate::resources::address::StaticAddress;
 use crate::resources::instance::read_vm;
 use crate::resources::secret::read_newest;
-use shared::whatsapp::{Health, HealthState, WhatsAppClient};
 use crate::resources::service::failed_deployment;
 use crate::steps::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
 use crate::{Provisioner, StepError};
+use shared::whatsapp::{Health, HealthState, WhatsAppClient};
 
 fn line(kind: &str, name: &str, state: &str) {
     println!("  {kind:<22} {name:<40} {state}");
@@ -130,8 +130,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
 
     if let (Some(ip), Some(_)) = (ip, instance) {
         let url = whatsapp_url(prov, &ip)?;
-        let pinned = url.scheme() != "https"
-            || read_newest(prov, &n.tls_pin_secret).await?.is_some();
+        let pinned =
+            url.scheme() != "https" || read_newest(prov, &n.tls_pin_secret).await?.is_some();
         if !pinned {
             line(
                 "WhatsApp client",
@@ -175,7 +175,11 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
 async fn client_health(prov: &Provisioner, wa: &WhatsAppClient) -> Result<(), StepError> {
     let secret = prov.names().admin_password_secret;
     let Some((_, password)) = read_newest(prov, &secret).await? else {
-        line("WhatsApp health", "", "unknown: no admin password stored yet (run `provisioner whatsapp`)");
+        line(
+            "WhatsApp health",
+            "",
+            "unknown: no admin password stored yet (run `provisioner whatsapp`)",
+        );
         return Ok(());
     };
     let health = match wa.login("admin", &password).await {
@@ -185,7 +189,11 @@ async fn client_health(prov: &Provisioner, wa: &WhatsAppClient) -> Result<(), St
     let health = match health {
         Ok(h) => h,
         Err(e) => {
-            line("WhatsApp health", "", &format!("NOT HEALTHY: the client answers, but {e}"));
+            line(
+                "WhatsApp health",
+                "",
+                &format!("NOT HEALTHY: the client answers, but {e}"),
+            );
             return Ok(());
         }
     };
@@ -196,7 +204,11 @@ async fn client_health(prov: &Provisioner, wa: &WhatsAppClient) -> Result<(), St
         Health::Nodes(nodes) => {
             for node in nodes {
                 let role = node.role.as_deref().unwrap_or("?");
-                line("WhatsApp node", &node.name, &format!("{role} gateway_status {}", node.gateway_status));
+                line(
+                    "WhatsApp node",
+                    &node.name,
+                    &format!("{role} gateway_status {}", node.gateway_status),
+                );
             }
         }
     }

@@ -2029,7 +2029,10 @@ async fn handle(
                 return not_found(&route.resource(None));
             };
             let inst_id = inst.id;
-            let current = inst.inserted.as_ref().map(|ins| ins.shape["labelFingerprint"].clone());
+            let current = inst
+                .inserted
+                .as_ref()
+                .map(|ins| ins.shape["labelFingerprint"].clone());
             let body = match parse_body(&body) {
                 Ok(b) => b,
                 Err(resp) => return resp,

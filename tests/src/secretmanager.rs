@@ -305,7 +305,11 @@ async fn handle(
                     };
                     let etag = secret.policy["etag"].clone();
                     if !etag.is_null() && policy["etag"] != etag {
-                        return google_error(409, "ABORTED", "There were concurrent policy changes.");
+                        return google_error(
+                            409,
+                            "ABORTED",
+                            "There were concurrent policy changes.",
+                        );
                     }
                     let version = etag
                         .as_str()

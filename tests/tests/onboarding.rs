@@ -333,7 +333,8 @@ async fn connect_prints_the_hostname_with_its_port() {
     ok(&run);
     let port = w.wa.host_port().rsplit(':').next().unwrap().to_string();
     assert!(
-        run.stdout.contains(&format!("hostname: 127.0.0.1:{port}\n")),
+        run.stdout
+            .contains(&format!("hostname: 127.0.0.1:{port}\n")),
         "{}",
         run.stdout
     );
@@ -375,7 +376,10 @@ async fn status_logs_in_and_reads_the_health() {
         time::OffsetDateTime::now_utc(),
     );
     let cases = [
-        (Health::Single("connected"), "healthy: gateway_status is connected"),
+        (
+            Health::Single("connected"),
+            "healthy: gateway_status is connected",
+        ),
         (Health::Single("disconnected"), "NOT HEALTHY"),
         (
             Health::Nodes(vec![
@@ -394,7 +398,11 @@ async fn status_logs_in_and_reads_the_health() {
         assert!(run.stdout.contains(want), "{want}:\n{}", run.stdout);
     }
     let run = w.run(&["status"]).await;
-    assert!(run.stdout.contains("wa:core1") && run.stdout.contains("disconnected"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("wa:core1") && run.stdout.contains("disconnected"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,9 +428,16 @@ async fn a_disabled_secret_is_an_error_and_nothing_is_generated_over_it() {
             "{suffix}: {}",
             run.stderr
         );
-        assert_eq!(w.g.secrets.version_count(FAKE_PROJECT, &secret), versions, "{suffix}: a new version was stored");
+        assert_eq!(
+            w.g.secrets.version_count(FAKE_PROJECT, &secret),
+            versions,
+            "{suffix}: a new version was stored"
+        );
         w.g.secrets.set_version_state(&last, "ENABLED");
     }
-    assert!(w.wa.admin_password() == admin_before, "the admin password changed");
+    assert!(
+        w.wa.admin_password() == admin_before,
+        "the admin password changed"
+    );
     assert_eq!(w.wa.received_new_passwords().len(), 1);
 }

@@ -178,7 +178,11 @@ async fn fresh_project_database_then_vm() {
     // The API on 443 only: 80 stays closed unless `vm.open_http = true`.
     assert_eq!(ports, vec!["443"], "{fw}");
     // The keepalive resets only labelled VMs.
-    assert_eq!(body["labels"]["whatsapp-keepalive"], "enabled", "{}", body["labels"]);
+    assert_eq!(
+        body["labels"]["whatsapp-keepalive"], "enabled",
+        "{}",
+        body["labels"]
+    );
     assert_eq!(fw["targetTags"][0], NAME);
     assert_eq!(body["tags"]["items"][0], NAME);
     // The client's certificate was pinned on first contact.
@@ -455,7 +459,13 @@ async fn port_80_only_with_open_http_and_an_adopted_vm_gets_the_label() {
     );
     let run = p.run(&["vm"]).await;
     let vm = p.g.compute.instance(FAKE_PROJECT, ZONE, NAME).unwrap();
-    assert_eq!(vm["labels"]["whatsapp-keepalive"], "enabled", "{}\n{}", run.output(), vm["labels"]);
+    assert_eq!(
+        vm["labels"]["whatsapp-keepalive"],
+        "enabled",
+        "{}\n{}",
+        run.output(),
+        vm["labels"]
+    );
     assert_eq!(vm["labels"]["team"], "chat");
     let fw =
         p.g.compute
@@ -477,9 +487,20 @@ async fn a_disabled_or_destroyed_password_is_an_error_and_nothing_is_generated()
         );
         let run = p.run(&["database"]).await;
         assert_eq!(run.code, Some(1), "{}", run.output());
-        assert!(run.stderr.contains(&secret) && run.stderr.contains(state), "{}", run.stderr);
-        assert_eq!(p.g.secrets.version_count(FAKE_PROJECT, &secret), 1, "{state}: a password was generated");
-        assert!(p.g.sql.user_password(NAME, "whatsapp") == user_password, "{state}: the user's password changed");
+        assert!(
+            run.stderr.contains(&secret) && run.stderr.contains(state),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            p.g.secrets.version_count(FAKE_PROJECT, &secret),
+            1,
+            "{state}: a password was generated"
+        );
+        assert!(
+            p.g.sql.user_password(NAME, "whatsapp") == user_password,
+            "{state}: the user's password changed"
+        );
     }
 }
 
@@ -503,7 +524,9 @@ async fn only_rotate_password_changes_the_database_password_and_the_metadata() {
         "the database user does not have the new password"
     );
     assert!(
-        p.g.compute.metadata_value(FAKE_PROJECT, ZONE, NAME, "WA_DB_PASSWORD") == Some(second),
+        p.g.compute
+            .metadata_value(FAKE_PROJECT, ZONE, NAME, "WA_DB_PASSWORD")
+            == Some(second),
         "the VM's WA_DB_PASSWORD is not the new password"
     );
 }

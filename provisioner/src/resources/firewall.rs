@@ -9,7 +9,6 @@ use uuid::Uuid;
 use crate::ensure::{read_back, Check, Created, Difference, Resource};
 use crate::{Provisioner, StepError};
 
-
 /// This number's firewall rule, as wanted.
 pub struct FirewallRule {
     pub project: String,

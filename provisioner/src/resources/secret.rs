@@ -132,7 +132,11 @@ pub async fn enabled_versions(
         .map_err(prov.google_failed(&resource))?
         .unwrap_or_default();
     let mut out = Vec::new();
-    for v in versions.into_iter().filter(|v| v.state == "ENABLED").take(limit) {
+    for v in versions
+        .into_iter()
+        .filter(|v| v.state == "ENABLED")
+        .take(limit)
+    {
         let value = prov
             .google
             .secrets
@@ -145,7 +149,11 @@ pub async fn enabled_versions(
 }
 
 /// Stores `value` as the secret's newest version.
-pub async fn store(prov: &Provisioner, secret: &str, value: &SecretString) -> Result<(), StepError> {
+pub async fn store(
+    prov: &Provisioner,
+    secret: &str,
+    value: &SecretString,
+) -> Result<(), StepError> {
     prov.google
         .secrets
         .store(

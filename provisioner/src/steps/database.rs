@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::ensure::{ensure, planned, Ensured};
 use crate::progress::wait_for;
+use crate::report::Action;
 use crate::resources::address;
 use crate::resources::database_user::DatabaseUser;
-use crate::report::Action;
 use crate::resources::instance::set_db_password;
 use crate::resources::secret::{self, generate_password, GeneratedPassword};
 use crate::resources::sql_instance::SqlInstance;

@@ -20,10 +20,10 @@ use crate::names::KeepaliveNames;
 use crate::report::Action;
 use crate::resources::address;
 use crate::resources::grant::{ensure_grants, foreign_events_grant, grants_of};
+use crate::resources::iam_policy::with_member;
 use crate::resources::invoker::InvokerBinding;
 use crate::resources::job::SchedulerJob;
 use crate::resources::job_payload::{JobPayload, OnPremisesTarget};
-use crate::resources::iam_policy::with_member;
 use crate::resources::secret::read_newest;
 use crate::resources::service::KeepaliveService;
 use crate::resources::subscription::PubSubSubscription;
@@ -141,14 +141,16 @@ async fn on_premises_payload(
         ));
     }
     match (ip, fingerprint) {
-        (Some(ip), Some(tls_fingerprint)) if blocked.is_empty() => Ok(Ok(JobPayload::OnPremises(OnPremisesTarget {
-            whatsapp_hostname: format!("https://{ip}"),
-            tls_fingerprint,
-            whatsapp_username: "admin".into(),
-            password_secret: k.password_version.clone(),
-            vm: n.vm,
-            zone: prov.cfg.zone.clone(),
-        }))),
+        (Some(ip), Some(tls_fingerprint)) if blocked.is_empty() => {
+            Ok(Ok(JobPayload::OnPremises(OnPremisesTarget {
+                whatsapp_hostname: format!("https://{ip}"),
+                tls_fingerprint,
+                whatsapp_username: "admin".into(),
+                password_secret: k.password_version.clone(),
+                vm: n.vm,
+                zone: prov.cfg.zone.clone(),
+            })))
+        }
         _ if prov.dry_run => Ok(Err(blocked.join("; "))),
         _ => Err(StepError::failed(
             format!("Cloud Scheduler job {}", k.job),
@@ -172,23 +174,50 @@ async fn grant_secret_access(prov: &Provisioner, k: &KeepaliveNames) -> Result<(
         Ok(p) => p,
         // No secret yet: the job is blocked on it too, and the next run grants.
         Err(e) if e.is_not_found() => {
-            prov.report.add("secret grant", &secret, Action::Blocked("the secret does not exist yet: run `provisioner whatsapp` first".into()), None);
+            prov.report.add(
+                "secret grant",
+                &secret,
+                Action::Blocked(
+                    "the secret does not exist yet: run `provisioner whatsapp` first".into(),
+                ),
+                None,
+            );
             return Ok(());
         }
         Err(e) => return Err(prov.google_failed(&resource)(e)),
     };
     let Some(wanted) = with_member(&policy, ROLE, &member) else {
-        prov.report.add("secret grant", &secret, Action::Exists, Some(format!("{ROLE} to {member}")));
+        prov.report.add(
+            "secret grant",
+            &secret,
+            Action::Exists,
+            Some(format!("{ROLE} to {member}")),
+        );
         return Ok(());
     };
     if prov.dry_run {
-        prov.report.add("secret grant", &secret, Action::WouldUpdate(format!("{ROLE} to {member}")), None);
+        prov.report.add(
+            "secret grant",
+            &secret,
+            Action::WouldUpdate(format!("{ROLE} to {member}")),
+            None,
+        );
         return Ok(());
     }
-    sm.set_iam_policy(&prov.cfg.project, &secret, &wanted, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?;
-    prov.report.add("secret grant", &secret, Action::Updated(format!("{ROLE} to {member}")), Some("on this secret only".into()));
+    sm.set_iam_policy(
+        &prov.cfg.project,
+        &secret,
+        &wanted,
+        Some(prov.call_deadline()),
+    )
+    .await
+    .map_err(prov.google_failed(&resource))?;
+    prov.report.add(
+        "secret grant",
+        &secret,
+        Action::Updated(format!("{ROLE} to {member}")),
+        Some("on this secret only".into()),
+    );
     Ok(())
 }
 
@@ -199,9 +228,12 @@ async fn pinned_fingerprint(prov: &Provisioner) -> Result<Option<String>, StepEr
     let Some((_, b64)) = read_newest(prov, &secret).await? else {
         return Ok(None);
     };
-    let der = STANDARD
-        .decode(b64.expose_secret().trim())
-        .map_err(|_| StepError::failed(format!("secret {secret}"), "does not hold a base64 certificate"))?;
+    let der = STANDARD.decode(b64.expose_secret().trim()).map_err(|_| {
+        StepError::failed(
+            format!("secret {secret}"),
+            "does not hold a base64 certificate",
+        )
+    })?;
     let digest = ring::digest::digest(&ring::digest::SHA256, &der);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Some(format!("sha256:{hex}")))

@@ -15,7 +15,9 @@ use url::Url;
 use super::whatsapp_endpoint::{pin_mismatch, whatsapp_http, whatsapp_url};
 use crate::report::Action;
 use crate::resources::address;
-use crate::resources::secret::{self, enabled_versions, generate_password, read_newest, stored_or_new};
+use crate::resources::secret::{
+    self, enabled_versions, generate_password, read_newest, stored_or_new,
+};
 use crate::{Provisioner, StepError};
 
 /// The built-in admin's first-start credentials.
@@ -93,7 +95,10 @@ pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Se
         }
     };
     let first = SecretString::from(FIRST_PASSWORD.to_string());
-    match wa.login_with_new_password(FIRST_USER, &first, &password).await {
+    match wa
+        .login_with_new_password(FIRST_USER, &first, &password)
+        .await
+    {
         Ok(session) => {
             settle(prov, &secret, &password).await?;
             prov.report.add(
@@ -139,7 +144,11 @@ pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Se
 }
 
 /// Makes `accepted` (the password the client took) the newest version, unless it is.
-async fn settle(prov: &Provisioner, secret: &str, accepted: &SecretString) -> Result<(), StepError> {
+async fn settle(
+    prov: &Provisioner,
+    secret: &str,
+    accepted: &SecretString,
+) -> Result<(), StepError> {
     match read_newest(prov, secret).await? {
         Some((_, newest)) if newest.expose_secret() == accepted.expose_secret() => Ok(()),
         _ => secret::store(prov, secret, accepted).await,

@@ -13,8 +13,8 @@ use crate::progress::wait_for;
 use crate::report::Action;
 use crate::resources::address;
 use crate::resources::firewall::FirewallRule;
-use crate::resources::secret::read_newest;
 use crate::resources::instance::{ensure_keepalive_label, read_vm, vm_ref, WhatsAppVm};
+use crate::resources::secret::read_newest;
 use crate::resources::sql_instance::{primary_ip, SqlInstance};
 use crate::{Provisioner, StepError};
 
@@ -100,7 +100,9 @@ async fn wait_for_whatsapp(prov: &Provisioner, ip: &str) -> Result<(), StepError
             .send()
             .await;
         Ok(match r {
-            Ok(resp) if resp.status().is_server_error() => Poll::Pending(format!("answered {}", resp.status())),
+            Ok(resp) if resp.status().is_server_error() => {
+                Poll::Pending(format!("answered {}", resp.status()))
+            }
             Ok(_) => Poll::Ready(()),
             Err(e) if is_pin_mismatch(&e) => return Err(pin_mismatch(prov, login.as_str())),
             Err(e) => Poll::Pending(shared::google::error::describe_reqwest(&e)),

@@ -218,7 +218,7 @@ impl SecretManager {
                 Some(VersionState { number, state })
             })
             .collect();
-        out.sort_by(|a, b| b.number.cmp(&a.number));
+        out.sort_by_key(|v| std::cmp::Reverse(v.number));
         Ok(Some(out))
     }
 
@@ -247,7 +247,12 @@ impl SecretManager {
     ) -> Result<serde_json::Value, GoogleError> {
         let url = url_with_segments(
             &self.base,
-            ["projects", project, "secrets", &format!("{secret}:getIamPolicy")],
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:getIamPolicy"),
+            ],
         );
         self.client.send(Request::get(API, &url), deadline).await
     }
@@ -263,7 +268,12 @@ impl SecretManager {
     ) -> Result<serde_json::Value, GoogleError> {
         let url = url_with_segments(
             &self.base,
-            ["projects", project, "secrets", &format!("{secret}:setIamPolicy")],
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:setIamPolicy"),
+            ],
         );
         let body = serde_json::json!({ "policy": policy });
         let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
