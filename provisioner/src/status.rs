@@ -10,9 +10,10 @@ use crate::resources::address::StaticAddress;
 use crate::resources::instance::read_vm;
 use crate::resources::secret::read_newest;
 use crate::resources::service::failed_deployment;
+use crate::steps::client_health;
 use crate::steps::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
 use crate::{Provisioner, StepError};
-use shared::whatsapp::{Health, HealthState, WhatsAppClient};
+use shared::whatsapp::WhatsAppClient;
 
 fn line(kind: &str, name: &str, state: &str) {
     println!("  {kind:<22} {name:<40} {state}");
@@ -163,64 +164,11 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             let answers = state.starts_with("answers its");
             line("WhatsApp client", url.as_str(), &state);
             if answers {
-                client_health(prov, &wa).await?;
+                client_health::show(prov, &wa, line).await?;
             }
         }
     }
     keepalive(prov).await
-}
-
-/// Logs in with the stored admin password (never a first login: `status` changes nothing)
-/// and shows `/v1/health`, per node for several nodes, and whether the client is healthy.
-async fn client_health(prov: &Provisioner, wa: &WhatsAppClient) -> Result<(), StepError> {
-    let secret = prov.names().admin_password_secret;
-    let Some((_, password)) = read_newest(prov, &secret).await? else {
-        line(
-            "WhatsApp health",
-            "",
-            "unknown: no admin password stored yet (run `provisioner whatsapp`)",
-        );
-        return Ok(());
-    };
-    let health = match wa.login("admin", &password).await {
-        Ok(session) => wa.health(&session.token).await,
-        Err(e) => Err(e),
-    };
-    let health = match health {
-        Ok(h) => h,
-        Err(e) => {
-            line(
-                "WhatsApp health",
-                "",
-                &format!("NOT HEALTHY: the client answers, but {e}"),
-            );
-            return Ok(());
-        }
-    };
-    match &health {
-        Health::Single { gateway_status } => {
-            line("WhatsApp health", "gateway_status", gateway_status)
-        }
-        Health::Nodes(nodes) => {
-            for node in nodes {
-                let role = node.role.as_deref().unwrap_or("?");
-                line(
-                    "WhatsApp node",
-                    &node.name,
-                    &format!("{role} gateway_status {}", node.gateway_status),
-                );
-            }
-        }
-    }
-    let verdict = match health.state() {
-        HealthState::Up(why) => format!("healthy: {why}"),
-        HealthState::Down(why) => format!("NOT HEALTHY: the client answers, but {why}"),
-        HealthState::Unregistered(why) => {
-            format!("NOT HEALTHY: the client answers, but the number is not registered ({why})")
-        }
-    };
-    line("WhatsApp health", "", &verdict);
-    Ok(())
 }
 
 /// Step 6: is this number's keepalive running? A read that fails (the API not enabled yet,
