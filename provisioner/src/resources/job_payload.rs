@@ -250,7 +250,11 @@ pub(crate) mod tests {
             .decode(job["pubsubTarget"]["data"].as_str().unwrap())
             .unwrap();
         let payload: Value = serde_json::from_slice(&data).unwrap();
-        assert_eq!(payload["whatsAppHostname"], "34.89.1.2");
+        assert_eq!(payload["whatsAppHostname"], "https://34.89.1.2");
+        assert_eq!(
+            payload["whatsAppTlsFingerprint"],
+            format!("sha256:{}", "ab".repeat(32))
+        );
         assert_eq!(
             payload["whatsAppPasswordSecret"],
             "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
