@@ -77,6 +77,8 @@ pub enum ComputeRoute {
     InsertInstance,
     /// `POST .../instances/{i}/setMetadata`
     SetMetadata,
+    /// `POST .../instances/{i}/setLabels`
+    SetLabels,
     /// `GET .../regions/{r}/addresses/{a}`
     GetAddress,
     /// `POST .../regions/{r}/addresses`
@@ -114,6 +116,7 @@ impl ComputeRoute {
             }
             ComputeRoute::InsertInstance => "compute.instances.create",
             ComputeRoute::SetMetadata => "compute.instances.setMetadata",
+            ComputeRoute::SetLabels => "compute.instances.setLabels",
             ComputeRoute::GetAddress => "compute.addresses.get",
             ComputeRoute::InsertAddress => "compute.addresses.create",
             ComputeRoute::GetFirewall => "compute.firewalls.get",
@@ -1698,6 +1701,11 @@ enum Route<'a> {
         z: &'a str,
         i: &'a str,
     },
+    SetLabels {
+        p: &'a str,
+        z: &'a str,
+        i: &'a str,
+    },
     ListOps {
         p: &'a str,
         z: &'a str,
@@ -1747,6 +1755,7 @@ impl Route<'_> {
             Route::Action { route, .. } => *route,
             Route::InsertInstance { .. } => ComputeRoute::InsertInstance,
             Route::SetMetadata { .. } => ComputeRoute::SetMetadata,
+            Route::SetLabels { .. } => ComputeRoute::SetLabels,
             Route::ListOps { .. } => ComputeRoute::ListOperations,
             Route::GetOp { scope, .. } => match scope {
                 Scope::Zone(_) => ComputeRoute::GetOperation,
@@ -1777,7 +1786,8 @@ impl Route<'_> {
         match self {
             Route::GetInstance { p, z, i }
             | Route::Action { p, z, i, .. }
-            | Route::SetMetadata { p, z, i } => {
+            | Route::SetMetadata { p, z, i }
+            | Route::SetLabels { p, z, i } => {
                 format!("projects/{p}/zones/{z}/instances/{i}")
             }
             Route::InsertInstance { p, z } => named(format!("projects/{p}/zones/{z}/instances")),
@@ -1809,6 +1819,7 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
         ["zones", z, "instances"] if post => Some(Route::InsertInstance { p, z }),
         ["zones", z, "instances", i] if get => Some(Route::GetInstance { p, z, i }),
         ["zones", z, "instances", i, "setMetadata"] if post => Some(Route::SetMetadata { p, z, i }),
+        ["zones", z, "instances", i, "setLabels"] if post => Some(Route::SetLabels { p, z, i }),
         ["zones", z, "instances", i, action] if post => {
             let route = match action {
                 "reset" => ComputeRoute::Reset,
@@ -2036,6 +2047,44 @@ async fn handle(
                 instance_link(p, z, i),
                 inst_id,
                 "setMetadata",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
+        // Labels live in the inserted shape (instances added without one have none).
+        Route::SetLabels { p, z, i } => {
+            let key = (p.to_owned(), z.to_owned(), i.to_owned());
+            let Some(inst) = st.instances.get(&key) else {
+                return not_found(&route.resource(None));
+            };
+            let inst_id = inst.id;
+            let current = inst
+                .inserted
+                .as_ref()
+                .map(|ins| ins.shape["labelFingerprint"].clone());
+            let body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            if current.as_ref() != body.get("labelFingerprint") {
+                return scripted_error(412, ComputeRoute::SetLabels, &route.resource(None));
+            }
+            let labels = body.get("labels").cloned().unwrap_or_else(|| json!({}));
+            if st.new_op_error.is_none() {
+                if let Some(ins) = st.instances.get_mut(&key).and_then(|i| i.inserted.as_mut()) {
+                    ins.shape["labels"] = labels;
+                    ins.shape["labelFingerprint"] = json!(fingerprint());
+                }
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Zone(z.into()),
+                instance_link(p, z, i),
+                inst_id,
+                "setLabels",
                 request_id,
             );
             json_response(200, &st.op_json(&st.operations[idx]))

@@ -223,6 +223,42 @@ impl Compute {
         self.client.send(request, deadline).await
     }
 
+    /// Replaces the instance's labels; `fingerprint` is the `labelFingerprint` they were read
+    /// with (a concurrent change answers 412 instead of being lost).
+    pub async fn set_labels(
+        &self,
+        i: &InstanceRef,
+        labels: &std::collections::BTreeMap<String, String>,
+        fingerprint: Option<&str>,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.instance_url(i, &["setLabels"]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        let body = serde_json::json!({"labels": labels, "labelFingerprint": fingerprint});
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+
+    /// Replaces the instance's metadata items; `fingerprint` is the metadata's fingerprint
+    /// they were read with (a concurrent change answers 412 instead of being lost).
+    pub async fn set_metadata(
+        &self,
+        i: &InstanceRef,
+        items: &[model::MetadataItem],
+        fingerprint: Option<&str>,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.instance_url(i, &["setMetadata"]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        let body = serde_json::json!({"items": items, "fingerprint": fingerprint});
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+
     /// The project's number (`projects.get`'s `id`): what Google-managed service agents are
     /// named after (`service-<number>@gcp-sa-pubsub.iam.gserviceaccount.com`).
     pub async fn project_number(

@@ -45,6 +45,9 @@ pub struct Instance {
     pub last_start_timestamp: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub self_link: Option<String>,
+    /// What `setLabels` must be sent with (so a concurrent change is refused, not lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_fingerprint: Option<String>,
     #[serde(flatten)]
     pub spec: InstanceSpec,
 }
