@@ -33,7 +33,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Step 1: the Cloud SQL for PostgreSQL instance, its user and password.
-    Database,
+    Database {
+        /// Give the existing database user a new generated password (kept in Secret Manager)
+        /// and write it into the VM's metadata (`WA_DB_PASSWORD`).
+        #[arg(long)]
+        rotate_password: bool,
+    },
     /// Step 2: static address, firewall rule, the VM that runs the WhatsApp containers.
     Vm,
     /// What `database`, `vm` and `keepalive` would do now.
@@ -109,7 +114,7 @@ fn main() -> ExitCode {
         }
     };
     let (name, dry_run) = match &cli.command {
-        Command::Database => ("database", cli.dry_run),
+        Command::Database { .. } => ("database", cli.dry_run),
         Command::Vm => ("vm", cli.dry_run),
         Command::Plan => ("plan", true),
         Command::Status => ("status", cli.dry_run),
@@ -146,7 +151,7 @@ fn main() -> ExitCode {
         }
     };
     let cloud_api = prov.cfg.platform == Platform::Cloud;
-    if cloud_api && matches!(cli.command, Command::Database | Command::Vm) {
+    if cloud_api && matches!(cli.command, Command::Database { .. } | Command::Vm) {
         eprintln!(
             "provisioner {name}: `platform` is \"cloud\" in {}: a Cloud API number has no {} (Meta hosts it); its steps are whatsapp, verify, connect, link, keepalive",
             cli.config.display(),
@@ -169,7 +174,13 @@ fn main() -> ExitCode {
             Command::Decommission { abandon, yes } => {
                 decommission::run(&prov, decommission::Options { abandon, yes }).await
             }
-            Command::Database => database::run(&prov).await,
+            Command::Database { rotate_password } => {
+                database::run(&prov).await?;
+                if rotate_password {
+                    database::rotate_password(&prov).await?;
+                }
+                Ok(())
+            }
             Command::Vm => vm::run(&prov).await,
             Command::Plan => plan::run(&mut prov).await,
             Command::Status => status::run(&prov).await,

@@ -5,8 +5,9 @@
 //! - regional addresses (static external IPs): insert, get;
 //! - deleting an instance, an address (refused while an instance uses it) or a firewall rule;
 //! - global firewall rules: insert, get, patch;
-//! - zonal, regional and global operations: get and wait (and list, for zonal ones, with
-//!   filters);
+//! - zonal, regional and global operations: get and wait; list, for zonal ones, and the
+//!   project's aggregated list of every scope, with filters and `orderBy=creationTimestamp
+//!   desc`;
 //! - the project itself: get (every project exists, with a stable number derived from its
 //!   name, see [`FakeCompute::project_number`]);
 //!
@@ -79,6 +80,8 @@ pub enum ComputeRoute {
     InsertInstance,
     /// `POST .../instances/{i}/setMetadata`
     SetMetadata,
+    /// `POST .../instances/{i}/setLabels`
+    SetLabels,
     /// `GET .../regions/{r}/addresses/{a}`
     GetAddress,
     /// `POST .../regions/{r}/addresses`
@@ -99,6 +102,8 @@ pub enum ComputeRoute {
     WaitGlobalOperation,
     /// `GET /compute/v1/projects/{p}`
     GetProject,
+    /// `GET /compute/v1/projects/{p}/aggregated/operations`
+    AggregatedOperations,
     /// `DELETE` of an instance, an address or a firewall rule
     Delete,
 }
@@ -117,6 +122,7 @@ impl ComputeRoute {
             }
             ComputeRoute::InsertInstance => "compute.instances.create",
             ComputeRoute::SetMetadata => "compute.instances.setMetadata",
+            ComputeRoute::SetLabels => "compute.instances.setLabels",
             ComputeRoute::GetAddress => "compute.addresses.get",
             ComputeRoute::InsertAddress => "compute.addresses.create",
             ComputeRoute::GetFirewall => "compute.firewalls.get",
@@ -129,6 +135,7 @@ impl ComputeRoute {
                 "compute.globalOperations.get"
             }
             ComputeRoute::GetProject => "compute.projects.get",
+            ComputeRoute::AggregatedOperations => "compute.globalOperations.list",
         }
     }
 }
@@ -169,6 +176,9 @@ struct Instance {
     nat_ip: String,
     metadata: Vec<(String, String)>,
     metadata_fingerprint: String,
+    /// Set by [`FakeCompute::set_labels`] (or [`FakeCompute::add_instance`]); `None`: those of
+    /// the insert body, if any.
+    labels: Option<Vec<(String, String)>>,
     resets: usize,
     /// While booting after an insert: (GETs answered so far, GETs that answer before RUNNING).
     boot: Option<(u32, u32)>,
@@ -560,6 +570,11 @@ impl ComputeState {
         }
         if let Some(t) = inst.last_stop {
             obj.insert("lastStopTimestamp".into(), json!(compute_timestamp(t)));
+        }
+        if let Some(labels) = &inst.labels {
+            let map: Map<String, Value> =
+                labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            obj.insert("labels".into(), Value::Object(map));
         }
         v
     }
@@ -1041,6 +1056,7 @@ impl ComputeState {
             nat_ip: nat_ips_first(&shape),
             metadata,
             metadata_fingerprint: fingerprint(),
+            labels: None,
             resets: 0,
             boot: (!running).then_some((0, boot_polls)),
             inserted: Some(Inserted {
@@ -1158,7 +1174,8 @@ impl FakeCompute {
         FakeCompute { state, server }
     }
 
-    /// Adds an instance (natIP `203.0.113.7`, no metadata) and returns its id.
+    /// Adds an instance as the provisioner leaves it (natIP `203.0.113.7`, networkIP
+    /// `10.128.0.2`, label `whatsapp-keepalive=enabled`, no metadata) and returns its id.
     pub fn add_instance(
         &self,
         project: &str,
@@ -1179,6 +1196,7 @@ impl FakeCompute {
                 nat_ip: "203.0.113.7".into(),
                 metadata: Vec::new(),
                 metadata_fingerprint: "fake-fingerprint=".into(),
+                labels: Some(vec![("whatsapp-keepalive".into(), "enabled".into())]),
                 resets: 0,
                 boot: None,
                 inserted: None,
@@ -1232,6 +1250,15 @@ impl FakeCompute {
             i.status = status.into();
             i.boot = None;
         });
+    }
+
+    /// Replaces the instance's labels. Panics if unknown.
+    pub fn set_labels(&self, project: &str, zone: &str, name: &str, labels: &[(&str, &str)]) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.with_instance(project, zone, name, |i| i.labels = Some(labels));
     }
 
     /// Sets the instance's `lastStartTimestamp`. Panics if unknown.
@@ -1680,6 +1707,11 @@ enum Route<'a> {
         z: &'a str,
         i: &'a str,
     },
+    SetLabels {
+        p: &'a str,
+        z: &'a str,
+        i: &'a str,
+    },
     ListOps {
         p: &'a str,
         z: &'a str,
@@ -1717,6 +1749,9 @@ enum Route<'a> {
     GetProject {
         p: &'a str,
     },
+    AggregatedOps {
+        p: &'a str,
+    },
     Delete {
         p: &'a str,
         target: delete::Target<'a>,
@@ -1730,6 +1765,7 @@ impl Route<'_> {
             Route::Action { route, .. } => *route,
             Route::InsertInstance { .. } => ComputeRoute::InsertInstance,
             Route::SetMetadata { .. } => ComputeRoute::SetMetadata,
+            Route::SetLabels { .. } => ComputeRoute::SetLabels,
             Route::ListOps { .. } => ComputeRoute::ListOperations,
             Route::GetOp { scope, .. } => match scope {
                 Scope::Zone(_) => ComputeRoute::GetOperation,
@@ -1747,6 +1783,7 @@ impl Route<'_> {
             Route::InsertFirewall { .. } => ComputeRoute::InsertFirewall,
             Route::PatchFirewall { .. } => ComputeRoute::PatchFirewall,
             Route::GetProject { .. } => ComputeRoute::GetProject,
+            Route::AggregatedOps { .. } => ComputeRoute::AggregatedOperations,
             Route::Delete { .. } => ComputeRoute::Delete,
         }
     }
@@ -1760,7 +1797,8 @@ impl Route<'_> {
         match self {
             Route::GetInstance { p, z, i }
             | Route::Action { p, z, i, .. }
-            | Route::SetMetadata { p, z, i } => {
+            | Route::SetMetadata { p, z, i }
+            | Route::SetLabels { p, z, i } => {
                 format!("projects/{p}/zones/{z}/instances/{i}")
             }
             Route::InsertInstance { p, z } => named(format!("projects/{p}/zones/{z}/instances")),
@@ -1774,7 +1812,7 @@ impl Route<'_> {
                 format!("projects/{p}/global/firewalls/{f}")
             }
             Route::InsertFirewall { p } => named(format!("projects/{p}/global/firewalls")),
-            Route::GetProject { p } => format!("projects/{p}"),
+            Route::GetProject { p } | Route::AggregatedOps { p } => format!("projects/{p}"),
             Route::Delete { p, target } => target.resource(p),
         }
     }
@@ -1790,9 +1828,11 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
     };
     match *rest {
         [] if get => Some(Route::GetProject { p }),
+        ["aggregated", "operations"] if get => Some(Route::AggregatedOps { p }),
         ["zones", z, "instances"] if post => Some(Route::InsertInstance { p, z }),
         ["zones", z, "instances", i] if get => Some(Route::GetInstance { p, z, i }),
         ["zones", z, "instances", i, "setMetadata"] if post => Some(Route::SetMetadata { p, z, i }),
+        ["zones", z, "instances", i, "setLabels"] if post => Some(Route::SetLabels { p, z, i }),
         ["zones", z, "instances", i, action] if post => {
             let route = match action {
                 "reset" => ComputeRoute::Reset,
@@ -2036,6 +2076,44 @@ async fn handle(
             );
             json_response(200, &st.op_json(&st.operations[idx]))
         }
+        // Labels live in the inserted shape (instances added without one have none).
+        Route::SetLabels { p, z, i } => {
+            let key = (p.to_owned(), z.to_owned(), i.to_owned());
+            let Some(inst) = st.instances.get(&key) else {
+                return not_found(&route.resource(None));
+            };
+            let inst_id = inst.id;
+            let current = inst
+                .inserted
+                .as_ref()
+                .map(|ins| ins.shape["labelFingerprint"].clone());
+            let body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            if current.as_ref() != body.get("labelFingerprint") {
+                return scripted_error(412, ComputeRoute::SetLabels, &route.resource(None));
+            }
+            let labels = body.get("labels").cloned().unwrap_or_else(|| json!({}));
+            if st.new_op_error.is_none() {
+                if let Some(ins) = st.instances.get_mut(&key).and_then(|i| i.inserted.as_mut()) {
+                    ins.shape["labels"] = labels;
+                    ins.shape["labelFingerprint"] = json!(fingerprint());
+                }
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Zone(z.into()),
+                instance_link(p, z, i),
+                inst_id,
+                "setLabels",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
         Route::GetAddress { p, r, a } => {
             let key = (p.to_owned(), r.to_owned(), a.to_owned());
             match st.addresses.get(&key) {
@@ -2235,63 +2313,114 @@ async fn handle(
             None => not_found(&route.resource(None)),
         },
         Route::ListOps { p, z } => {
-            let filter = match param("filter").filter(|f| !f.trim().is_empty()) {
-                Some(f) => match filter::parse(&f) {
-                    Ok(expr) => Some(expr),
-                    Err(_) => {
-                        return compute_error(
-                            400,
-                            "invalid",
-                            &format!("Invalid value for field 'filter': '{f}'. Invalid list filter expression."),
-                        )
-                    }
-                },
-                None => None,
-            };
-            let ascending = param("orderBy").is_some_and(|o| {
-                let o = o.to_ascii_lowercase();
-                !o.contains("desc")
-            });
-            let max = param("maxResults")
-                .and_then(|m| m.parse::<usize>().ok())
-                .unwrap_or(500)
-                .clamp(1, 500);
-            let offset = param("pageToken")
-                .and_then(|t| t.parse::<usize>().ok())
-                .unwrap_or(0);
             let zone_scope = Scope::Zone(z.into());
-            let mut ops: Vec<(OffsetDateTime, u64, Value)> = st
-                .operations
-                .iter()
-                .filter(|o| o.project == p && o.scope == zone_scope)
-                .map(|o| (o.insert_time, o.seq, st.op_json(o)))
-                .filter(|(_, _, v)| filter.as_ref().is_none_or(|f| f.matches(v)))
-                .collect();
-            ops.sort_by_key(|(t, seq, _)| (*t, *seq));
-            if !ascending {
-                ops.reverse();
-            }
-            let total = ops.len();
-            let items: Vec<Value> = ops
-                .into_iter()
-                .skip(offset)
-                .take(max)
-                .map(|(_, _, v)| v)
-                .collect();
+            let (items, next) = match st.list_operations(p, Some(&zone_scope), &param) {
+                Ok(page) => page,
+                Err(resp) => return resp,
+            };
             let zone_link = zone_scope.link(p);
             let mut body = json!({
                 "kind": "compute#operationList",
                 "id": format!("projects/{p}/zones/{z}/operations"),
                 "selfLink": format!("{zone_link}/operations"),
             });
-            if offset + items.len() < total {
-                body["nextPageToken"] = json!((offset + items.len()).to_string());
+            if let Some(t) = next {
+                body["nextPageToken"] = json!(t);
             }
             if !items.is_empty() {
-                body["items"] = Value::Array(items);
+                body["items"] = Value::Array(items.into_iter().map(|(_, v)| v).collect());
             }
             json_response(200, &body)
         }
+        Route::AggregatedOps { p } => {
+            let (items, next) = match st.list_operations(p, None, &param) {
+                Ok(page) => page,
+                Err(resp) => return resp,
+            };
+            // Grouped by scope, as `zones/{z}`, `regions/{r}` and `global`.
+            let mut scopes = Map::new();
+            for (scope, v) in items {
+                let key = match scope {
+                    Scope::Zone(z) => format!("zones/{z}"),
+                    Scope::Region(r) => format!("regions/{r}"),
+                    Scope::Global => "global".into(),
+                };
+                let entry = scopes
+                    .entry(key)
+                    .or_insert_with(|| json!({"operations": []}));
+                if let Some(list) = entry["operations"].as_array_mut() {
+                    list.push(v);
+                }
+            }
+            let mut body = json!({
+                "kind": "compute#operationAggregatedList",
+                "id": format!("projects/{p}/aggregated/operations"),
+                "items": scopes,
+                "selfLink": format!("{}/aggregated/operations", project_link(p)),
+            });
+            if let Some(t) = next {
+                body["nextPageToken"] = json!(t);
+            }
+            json_response(200, &body)
+        }
+    }
+}
+
+impl ComputeState {
+    /// One page of the project's operations (of `scope` only, when given) that match the
+    /// `filter` parameter, oldest first or, with `orderBy=creationTimestamp desc`, newest
+    /// first; `maxResults` (at most 500) a page, `pageToken` the offset. Answers the page
+    /// with each operation's scope, and the next page's token.
+    #[allow(clippy::type_complexity)]
+    fn list_operations(
+        &self,
+        p: &str,
+        scope: Option<&Scope>,
+        param: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Vec<(Scope, Value)>, Option<String>), Response> {
+        let filter = match param("filter").filter(|f| !f.trim().is_empty()) {
+            Some(f) => match filter::parse(&f) {
+                Ok(expr) => Some(expr),
+                Err(_) => {
+                    return Err(compute_error(
+                        400,
+                        "invalid",
+                        &format!(
+                        "Invalid value for field 'filter': '{f}'. Invalid list filter expression."
+                    ),
+                    ))
+                }
+            },
+            None => None,
+        };
+        let ascending = param("orderBy").is_none_or(|o| !o.to_ascii_lowercase().contains("desc"));
+        let max = param("maxResults")
+            .and_then(|m| m.parse::<usize>().ok())
+            .unwrap_or(500)
+            .clamp(1, 500);
+        let offset = param("pageToken")
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut ops: Vec<(OffsetDateTime, u64, Scope, Value)> = self
+            .operations
+            .iter()
+            .filter(|o| o.project == p && scope.is_none_or(|s| o.scope == *s))
+            .map(|o| (o.insert_time, o.seq, o.scope.clone(), self.op_json(o)))
+            .filter(|(_, _, _, v)| filter.as_ref().is_none_or(|f| f.matches(v)))
+            .collect();
+        ops.sort_by_key(|(t, seq, _, _)| (*t, *seq));
+        if !ascending {
+            ops.reverse();
+        }
+        let total = ops.len();
+        let items: Vec<(Scope, Value)> = ops
+            .into_iter()
+            .skip(offset)
+            .take(max)
+            .map(|(_, _, scope, v)| (scope, v))
+            .collect();
+        let next = (offset + items.len() < total).then(|| (offset + items.len()).to_string());
+        Ok((items, next))
     }
 }
 
@@ -2957,6 +3086,77 @@ mod tests {
         let (status, body) = f.get(&q(r#"operationType = "reset"#)).await;
         assert_eq!(status, 400);
         assert_eq!(body["error"]["errors"][0]["reason"], "invalid");
+    }
+
+    #[tokio::test]
+    async fn aggregated_operations_span_every_zone() {
+        let f = fixture().await;
+        let now = OffsetDateTime::now_utc();
+        f.compute
+            .add_operation(P, Z, "a", "reset", "DONE", now - time::Duration::minutes(1));
+        f.compute.add_operation(
+            P,
+            "us-east1-b",
+            "b",
+            "reset",
+            "DONE",
+            now - time::Duration::minutes(2),
+        );
+        f.compute
+            .add_operation(P, Z, "c", "reset", "DONE", now - time::Duration::hours(3));
+        f.compute
+            .add_operation(P, Z, "a", "stop", "DONE", now - time::Duration::minutes(1));
+        f.compute
+            .add_operation("other-project", Z, "d", "reset", "DONE", now);
+        let url = |query: &str| {
+            format!(
+                "{}/compute/v1/projects/{P}/aggregated/operations{query}",
+                f.compute.url()
+            )
+        };
+        let get = |u: String| {
+            let req = f.client.get(u).bearer_auth(&f.token);
+            async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let since = compute_timestamp(now - time::Duration::minutes(10));
+        let filter = format!(r#"operationType = "reset" AND insertTime > "{since}""#);
+        let enc: String = form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+        let (status, body) = get(url(&format!("?filter={enc}"))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["kind"], "compute#operationAggregatedList");
+        let names = |scope: &str| -> Vec<String> {
+            body["items"][scope]["operations"]
+                .as_array()
+                .map(|ops| {
+                    ops.iter()
+                        .map(|o| {
+                            o["targetLink"]
+                                .as_str()
+                                .unwrap()
+                                .rsplit('/')
+                                .next()
+                                .unwrap()
+                                .to_owned()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(names(&format!("zones/{Z}")), ["a"]);
+        assert_eq!(names("zones/us-east1-b"), ["b"]);
+        let (_, body) = get(url("?maxResults=2")).await;
+        assert_eq!(body["nextPageToken"], "2");
+        f.compute
+            .fail_next(ComputeRoute::AggregatedOperations, 1, 403);
+        let (status, body) = get(url("")).await;
+        assert_eq!(status, 403);
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("compute.globalOperations.list"));
     }
 
     #[tokio::test]

@@ -45,7 +45,7 @@ struct Secret {
     created: OffsetDateTime,
     replication: Value,
     versions: Vec<Version>,
-    /// The IAM policy (`{"etag", "bindings"}`), set with `:setIamPolicy`.
+    /// The secret's IAM policy (`getIamPolicy` / `setIamPolicy`).
     policy: Value,
 }
 
@@ -126,7 +126,7 @@ impl FakeSecretManager {
                 created: now(),
                 replication: json!({"automatic": {}}),
                 versions: Vec::new(),
-                policy: json!({"etag": "ACAB"}),
+                policy: json!({}),
             });
         secret.versions.push(Version {
             data: value.as_bytes().to_vec(),
@@ -179,12 +179,12 @@ impl FakeSecretManager {
         }
     }
 
-    /// The secret's IAM policy (`None` if it does not exist).
-    pub fn policy(&self, project: &str, secret: &str) -> Option<Value> {
+    /// The secret's IAM policy (`{}` when never set; `Null` when there is no such secret).
+    pub fn policy(&self, project: &str, secret: &str) -> Value {
         lock(&self.state)
             .secrets
             .get(&(project.into(), secret.into()))
-            .map(|s| s.policy.clone())
+            .map_or(Value::Null, |s| s.policy.clone())
     }
 
     /// The state of every version of the secret, oldest first (empty if it does not exist).
@@ -196,6 +196,16 @@ impl FakeSecretManager {
             .unwrap_or_default()
     }
 
+    /// The next `n` requests whose path contains `path_part` (e.g. `my-secret:addVersion`)
+    /// answer `status`.
+    pub fn fail_next_on(&self, path_part: &str, n: usize, status: u16) {
+        let mut f = Faults::default();
+        f.next(n, status);
+        lock(&self.state)
+            .path_faults
+            .push((path_part.to_owned(), f));
+    }
+
     /// Successful `:access` calls.
     pub fn access_count(&self) -> usize {
         lock(&self.state).accesses
@@ -204,15 +214,6 @@ impl FakeSecretManager {
     /// The next `n` requests (after authentication) answer `status` in the error shape.
     pub fn fail_next(&self, n: usize, status: u16) {
         lock(&self.state).faults.next(n, status);
-    }
-
-    /// The next `n` requests whose path contains `path_part` (e.g. `my-secret:addVersion`)
-    /// answer `status`.
-    pub fn fail_next_on(&self, path_part: &str, n: usize, status: u16) {
-        let mut st = lock(&self.state);
-        let mut f = Faults::default();
-        f.next(n, status);
-        st.path_faults.push((path_part.to_owned(), f));
     }
 
     /// Every request answers `status` until cleared.
@@ -307,48 +308,51 @@ async fn handle(
                 created: now(),
                 replication,
                 versions: Vec::new(),
-                policy: json!({"etag": "ACAB"}),
+                policy: json!({}),
             };
             let answer = secret_json(p, &s, &secret);
             st.secrets.insert(key, secret);
             json_response(200, &answer)
         }
-        ["v1", "projects", p, "secrets", last]
-            if last.ends_with(":getIamPolicy") || last.ends_with(":setIamPolicy") =>
-        {
-            let (s, verb) = last.rsplit_once(':').expect("checked");
-            let Some(secret) = st.secrets.get_mut(&(p.to_owned(), s.to_owned())) else {
-                return google_error(
-                    404,
-                    "NOT_FOUND",
-                    &format!("Secret [projects/{p}/secrets/{s}] not found."),
-                );
-            };
-            if verb == "getIamPolicy" {
-                return json_response(200, &secret.policy);
-            }
-            let policy = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("policy").cloned())
-                .filter(Value::is_object);
-            let Some(mut policy) = policy else {
-                return google_error(400, "INVALID_ARGUMENT", "policy is required.");
-            };
-            if policy
-                .get("etag")
-                .is_some_and(|e| *e != secret.policy["etag"])
-            {
-                return google_error(409, "ABORTED", "The policy was changed meanwhile (etag).");
-            }
-            policy["etag"] = json!(format!(
-                "BwE{}",
-                secret.versions.len() + 1 + policy["bindings"].as_array().map_or(0, Vec::len)
-            ));
-            secret.policy = policy.clone();
-            json_response(200, &policy)
-        }
         ["v1", "projects", p, "secrets", last] => {
-            if let Some(s) = last.strip_suffix(":addVersion") {
+            if let Some((s, verb)) = last
+                .split_once(':')
+                .filter(|(_, v)| matches!(*v, "getIamPolicy" | "setIamPolicy"))
+            {
+                let Some(secret) = st.secrets.get_mut(&(p.to_owned(), s.to_owned())) else {
+                    return google_error(
+                        404,
+                        "NOT_FOUND",
+                        &format!("Secret [projects/{p}/secrets/{s}] not found."),
+                    );
+                };
+                if verb == "setIamPolicy" {
+                    let Some(policy) = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .map(|v| v["policy"].clone())
+                        .filter(Value::is_object)
+                    else {
+                        return google_error(400, "INVALID_ARGUMENT", "policy is required.");
+                    };
+                    let etag = secret.policy["etag"].clone();
+                    if !etag.is_null() && policy["etag"] != etag {
+                        return google_error(
+                            409,
+                            "ABORTED",
+                            "There were concurrent policy changes.",
+                        );
+                    }
+                    let version = etag
+                        .as_str()
+                        .and_then(|e| e.strip_prefix("BwY"))
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + 1;
+                    secret.policy = policy;
+                    secret.policy["etag"] = json!(format!("BwY{version}"));
+                }
+                json_response(200, &secret.policy)
+            } else if let Some(s) = last.strip_suffix(":addVersion") {
                 if !post {
                     return google_error(405, "INVALID_ARGUMENT", "Use POST.");
                 }
@@ -390,7 +394,7 @@ async fn handle(
                 google_error(404, "NOT_FOUND", "Unknown method.")
             }
         }
-        // GET /v1/projects/{p}/secrets/{s}/versions: newest first.
+        // Newest first, as Secret Manager lists them.
         ["v1", "projects", p, "secrets", s, "versions"] if get => {
             let Some(secret) = st.secrets.get(&(p.to_owned(), s.to_owned())) else {
                 return google_error(
@@ -432,7 +436,11 @@ async fn handle(
                 );
             };
             if version.state == "DESTROYED" {
-                return google_error(400, "FAILED_PRECONDITION", &format!("Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in DESTROYED state."));
+                return google_error(
+                    400,
+                    "FAILED_PRECONDITION",
+                    &format!("Secret Version [projects/{p}/secrets/{s}/versions/{n}] is in DESTROYED state."),
+                );
             }
             version.state = "DESTROYED".into();
             version.data.clear();
@@ -526,50 +534,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn versions_are_listed_newest_first_and_destroyed_for_good() {
+    async fn a_version_is_destroyed_for_good_and_once() {
         let (sm, token, client) = fixture().await;
         sm.put("projects/p/secrets/pw", "one");
         sm.put("projects/p/secrets/pw", "two");
-        let url = |rest: &str| format!("{}/v1/projects/p/secrets/{rest}", sm.url());
-        let list: Value = client
-            .get(url("pw/versions"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            list["versions"][0]["name"],
-            "projects/p/secrets/pw/versions/2"
-        );
-        assert_eq!(list["versions"][1]["state"], "ENABLED");
-        let resp = client
-            .post(url("pw/versions/2:destroy"))
-            .bearer_auth(&token)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let url = format!("{}/v1/projects/p/secrets/pw/versions/2:destroy", sm.url());
+        let destroy = || {
+            client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({}))
+                .send()
+        };
+        assert_eq!(destroy().await.unwrap().status(), 200);
         assert_eq!(sm.version_states("p", "pw"), ["ENABLED", "DESTROYED"]);
         assert_eq!(sm.get_latest("p", "pw").as_deref(), Some("one"));
-        let resp = client
-            .post(url("pw/versions/2:destroy"))
-            .bearer_auth(&token)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400);
-        let resp = client
-            .get(url("nope/versions"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 404);
+        assert_eq!(destroy().await.unwrap().status(), 400);
     }
 
     #[test]

@@ -206,7 +206,7 @@ async fn a_disabled_pin_is_never_replaced_by_a_new_one() {
     w.g.secrets.set_version_state(&version, "DISABLED");
     let run = w.run(&["verify", "--code", "123456"]).await;
     failed(&run);
-    assert!(run.stderr.contains("no enabled version"), "{}", run.stderr);
+    assert!(run.stderr.contains("is DISABLED"), "{}", run.stderr);
     assert_eq!(w.register_calls(), 0);
     assert_eq!(w.graph.count("POST", &format!("{PHONE_ID}/verify_code")), 0);
     assert_eq!(

@@ -1,14 +1,15 @@
 //! The secrets of a number on the Cloud API, and of its move there: the two-step PIN, the
 //! webhook's verify token, the On-Premises backup and its password.
 //!
-//! Every one is read strictly: a secret that has versions but no enabled one is an error
-//! naming it (a PIN or a backup password must never be replaced by a new one while the old
+//! Every one is read strictly: a secret whose newest version is disabled or destroyed is an
+//! error naming it (a PIN or a backup password must never be replaced by a new one while the old
 //! may be in use). A new value is generated and stored first, then read back: what is sent is
 //! what Secret Manager holds, so a crash at any point loses nothing.
 
 use secrecy::SecretString;
 
 use crate::report::Action;
+use crate::resources::secret::read_newest;
 use crate::{Provisioner, StepError};
 
 /// The names of this number's Cloud API secrets.
@@ -44,43 +45,11 @@ impl CloudSecrets {
     }
 }
 
-/// The latest value of `secret`; `None` only when it does not exist or has no version at all.
-/// Versions that are all disabled or destroyed are an error naming the secret.
+/// The value of `secret`'s newest version; `None` only when it does not exist or has no
+/// version at all. A newest version that is disabled or destroyed is an error naming the
+/// secret (see [`read_newest`]): nothing new is ever generated over it.
 pub async fn read(prov: &Provisioner, secret: &str) -> Result<Option<SecretString>, StepError> {
-    let project = &prov.cfg.project;
-    let deadline = Some(prov.call_deadline());
-    let resource = format!("secret {secret}");
-    if let Some(v) = prov
-        .google
-        .secrets
-        .latest(project, secret, deadline)
-        .await
-        .map_err(prov.google_failed(&resource))?
-    {
-        return Ok(Some(v));
-    }
-    let versions = prov
-        .google
-        .secrets
-        .versions(project, secret, deadline)
-        .await
-        .map_err(prov.google_failed(&resource))?
-        .unwrap_or_default();
-    if versions.is_empty() {
-        return Ok(None);
-    }
-    let states: Vec<String> = versions
-        .iter()
-        .map(|v| format!("{} {}", v.name.rsplit('/').next().unwrap_or("?"), v.state))
-        .collect();
-    Err(StepError::failed(
-        resource,
-        format!(
-            "exists but has no enabled version (versions: {}); it is never replaced by a new value while the old one may be in use. Enable the right version (gcloud secrets versions enable N --secret={secret}) or, if it is truly lost, see the README; then run `provisioner {}` again",
-            states.join(", "),
-            prov.command
-        ),
-    ))
+    Ok(read_newest(prov, secret).await?.map(|(_, value)| value))
 }
 
 /// The stored value of `secret`, or a new one from `generate`, stored first and read back.

@@ -34,11 +34,11 @@ async fn destroy_versions(prov: &Provisioner, secret: &str) -> Result<(), StepEr
         .versions(&prov.cfg.project, secret, Some(prov.call_deadline()))
         .await
         .map_err(prov.google_failed(&resource))?;
-    let live: Vec<String> = versions
+    let live: Vec<u64> = versions
         .unwrap_or_default()
         .into_iter()
         .filter(|v| v.state != "DESTROYED")
-        .map(|v| v.name)
+        .map(|v| v.number)
         .collect();
     if live.is_empty() {
         prov.report.add(
@@ -54,17 +54,27 @@ async fn destroy_versions(prov: &Provisioner, secret: &str) -> Result<(), StepEr
         prov.report.add(KIND, secret, Action::WouldDelete, what);
         return Ok(());
     }
-    for version in &live {
+    for number in &live {
         match prov
             .google
             .secrets
-            .destroy(version, Some(prov.call_deadline()))
+            .destroy(
+                &prov.cfg.project,
+                secret,
+                *number,
+                Some(prov.call_deadline()),
+            )
             .await
         {
             Ok(()) => {}
             // Destroyed meanwhile (a retried call whose first answer was lost).
             Err(e) if e.status() == Some(400) || e.is_not_found() => {}
-            Err(e) => return Err(prov.google_failed(format!("secret version {version}"))(e)),
+            Err(e) => {
+                return Err(prov
+                    .google_failed(format!("secret {secret} version {number}"))(
+                    e
+                ))
+            }
         }
     }
     prov.report.add(KIND, secret, Action::Deleted, what);

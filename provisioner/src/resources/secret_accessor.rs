@@ -17,6 +17,14 @@ pub fn secret_of(version: &str) -> &str {
         .map_or(version, |(secret, _)| secret)
 }
 
+/// `(P, S)` of `projects/P/secrets/S[/versions/V]`.
+fn project_and_secret(version: &str) -> Option<(&str, &str)> {
+    match secret_of(version).split('/').collect::<Vec<_>>()[..] {
+        ["projects", p, "secrets", s] => Some((p, s)),
+        _ => None,
+    }
+}
+
 /// Grants `member` read access to the secret of `version`: read, added when missing, read
 /// back. A secret that does not exist yet is a step that comes first (named in `missing`).
 pub async fn ensure(
@@ -27,8 +35,11 @@ pub async fn ensure(
 ) -> Result<(), StepError> {
     let secret = secret_of(version);
     let resource = format!("IAM policy of {secret}");
+    let (project, id) = project_and_secret(version)
+        .ok_or_else(|| StepError::failed(&resource, "is not a projects/P/secrets/S name"))?;
     let deadline = Some(prov.call_deadline());
-    let policy: Value = match prov.google.secrets.get_iam_policy(secret, deadline).await {
+    let sm = &prov.google.secrets;
+    let policy: Value = match sm.get_iam_policy(project, id, deadline).await {
         Ok(p) => p,
         Err(e) if e.is_not_found() && prov.dry_run => {
             prov.report
@@ -50,15 +61,11 @@ pub async fn ensure(
             .add(KIND, secret, Action::WouldUpdate(what), None);
         return Ok(());
     }
-    prov.google
-        .secrets
-        .set_iam_policy(secret, &new, deadline)
+    sm.set_iam_policy(project, id, &new, deadline)
         .await
         .map_err(prov.google_failed(&resource))?;
-    let now = prov
-        .google
-        .secrets
-        .get_iam_policy(secret, deadline)
+    let now = sm
+        .get_iam_policy(project, id, deadline)
         .await
         .map_err(prov.google_failed(&resource))?;
     if with_member(&now, ROLE, member).is_some() {
@@ -87,5 +94,10 @@ mod tests {
             "projects/p/secrets/meta-token"
         );
         assert_eq!(secret_of("projects/p/secrets/s"), "projects/p/secrets/s");
+        assert_eq!(
+            project_and_secret("projects/p/secrets/s/versions/3"),
+            Some(("p", "s"))
+        );
+        assert_eq!(project_and_secret("s"), None);
     }
 }

@@ -178,68 +178,134 @@ impl SecretManager {
     }
 }
 
-/// One version of a secret, as listed (never its value).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct VersionInfo {
-    /// `projects/P/secrets/S/versions/N`
-    pub name: String,
-    /// `ENABLED`, `DISABLED` or `DESTROYED`.
-    #[serde(default)]
+/// One version of a secret, as listed: its number and `state` (`ENABLED`, `DISABLED`,
+/// `DESTROYED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionState {
+    pub number: u64,
     pub state: String,
 }
 
 impl SecretManager {
-    /// Every version of `projects/P/secrets/S` (newest first, as the API lists them), or
-    /// `None` when the secret does not exist.
+    /// The versions of `projects/P/secrets/S`, newest first; `None` when the secret does not
+    /// exist. Every page is read (bounded: far beyond what a password secret ever holds).
     pub async fn versions(
         &self,
         project: &str,
         secret: &str,
         deadline: Option<Instant>,
-    ) -> Result<Option<Vec<VersionInfo>>, GoogleError> {
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            versions: Vec<VersionInfo>,
-            #[serde(default, rename = "nextPageToken")]
-            next: Option<String>,
-        }
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        // Bounded: 100 pages of 250 is far beyond what a password secret ever holds.
+    ) -> Result<Option<Vec<VersionState>>, GoogleError> {
+        let mut out: Vec<VersionState> = Vec::new();
+        let mut page_token: Option<String> = None;
         for _ in 0..100 {
             let mut url = url_with_segments(
                 &self.base,
                 ["projects", project, "secrets", secret, "versions"],
             );
             url.query_pairs_mut().append_pair("pageSize", "250");
-            if let Some(t) = &token {
+            if let Some(t) = &page_token {
                 url.query_pairs_mut().append_pair("pageToken", t);
             }
-            let page: Option<Page> = self.client.get_if_exists(API, &url, deadline).await?;
-            let Some(page) = page else {
-                return Ok(None);
+            let answer = match self
+                .client
+                .send::<serde_json::Value>(Request::get(API, &url), deadline)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e),
             };
-            out.extend(page.versions);
-            match page.next.filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t),
-                None => return Ok(Some(out)),
+            out.extend(
+                answer["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| {
+                        let number = v["name"].as_str()?.rsplit('/').next()?.parse().ok()?;
+                        let state = v["state"].as_str().unwrap_or("ENABLED").to_string();
+                        Some(VersionState { number, state })
+                    }),
+            );
+            match answer["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) => page_token = Some(t.to_string()),
+                None => break,
             }
         }
+        out.sort_by_key(|v| std::cmp::Reverse(v.number));
         Ok(Some(out))
     }
 
-    /// Destroys version `projects/P/secrets/S/versions/N` (its value is gone for good).
+    /// The value of version `number` of `projects/P/secrets/S`.
+    pub async fn access_number(
+        &self,
+        project: &str,
+        secret: &str,
+        number: u64,
+        deadline: Option<Instant>,
+    ) -> Result<SecretString, GoogleError> {
+        let name = format!("projects/{project}/secrets/{secret}/versions/{number}");
+        let version = SecretVersion::parse(&name).map_err(|detail| GoogleError::Decode {
+            api: API,
+            detail: format!("secret name {secret:?}: {detail}"),
+        })?;
+        self.access(&version, deadline).await
+    }
+
+    /// The secret's IAM policy (`{bindings, etag}`).
+    pub async fn get_iam_policy(
+        &self,
+        project: &str,
+        secret: &str,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:getIamPolicy"),
+            ],
+        );
+        self.client.send(Request::get(API, &url), deadline).await
+    }
+
+    /// Sets the secret's whole IAM policy, with the etag it was read with (a concurrent change
+    /// is refused rather than lost).
+    pub async fn set_iam_policy(
+        &self,
+        project: &str,
+        secret: &str,
+        policy: &serde_json::Value,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:setIamPolicy"),
+            ],
+        );
+        let body = serde_json::json!({ "policy": policy });
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+
+    /// Destroys version `number` of `projects/P/secrets/S` (its value is gone for good).
     pub async fn destroy(
         &self,
-        version: &str,
+        project: &str,
+        secret: &str,
+        number: u64,
         deadline: Option<Instant>,
     ) -> Result<(), GoogleError> {
-        let mut segments: Vec<&str> = version.split('/').collect();
-        let last = segments.pop().unwrap_or_default();
-        let destroy = format!("{last}:destroy");
-        segments.push(&destroy);
-        let url = url_with_segments(&self.base, segments);
+        let destroy = format!("{number}:destroy");
+        let url = url_with_segments(
+            &self.base,
+            ["projects", project, "secrets", secret, "versions", &destroy],
+        );
         let body = serde_json::json!({});
         // Twice is once: a repeat meets FAILED_PRECONDITION (destroyed), which callers read.
         let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
@@ -247,40 +313,5 @@ impl SecretManager {
             .send::<serde_json::Value>(request, deadline)
             .await?;
         Ok(())
-    }
-}
-
-impl SecretManager {
-    /// The IAM policy of secret `projects/P/secrets/S`.
-    pub async fn get_iam_policy(
-        &self,
-        secret: &str,
-        deadline: Option<Instant>,
-    ) -> Result<serde_json::Value, GoogleError> {
-        let url = self.iam_url(secret, "getIamPolicy");
-        self.client.send(Request::get(API, &url), deadline).await
-    }
-
-    /// Sets the IAM policy of secret `projects/P/secrets/S` (carrying the etag it was read
-    /// with, so a concurrent change is refused rather than lost; the whole policy: safe to
-    /// repeat).
-    pub async fn set_iam_policy(
-        &self,
-        secret: &str,
-        policy: &serde_json::Value,
-        deadline: Option<Instant>,
-    ) -> Result<serde_json::Value, GoogleError> {
-        let url = self.iam_url(secret, "setIamPolicy");
-        let body = serde_json::json!({"policy": policy});
-        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
-        self.client.send(request, deadline).await
-    }
-
-    fn iam_url(&self, secret: &str, method: &str) -> Url {
-        let mut segments: Vec<&str> = secret.split('/').collect();
-        let last = segments.pop().unwrap_or_default();
-        let with_method = format!("{last}:{method}");
-        segments.push(&with_method);
-        url_with_segments(&self.base, segments)
     }
 }

@@ -252,11 +252,7 @@ impl World {
 
     /// Who may read secret `secret` (the members of `roles/secretmanager.secretAccessor`).
     pub fn readers(&self, secret: &str) -> Vec<String> {
-        let policy = self
-            .g
-            .secrets
-            .policy(FAKE_PROJECT, secret)
-            .unwrap_or_default();
+        let policy = self.g.secrets.policy(FAKE_PROJECT, secret);
         policy["bindings"]
             .as_array()
             .into_iter()
