@@ -267,7 +267,7 @@ mod tests {
         let mut have = want.clone();
         have["schedule"] = json!("*/10 * * * *");
         let mut t = on_premises();
-        t.whatsapp_hostname = "34.89.9.9".into();
+        t.whatsapp_hostname = "https://34.89.9.9".into();
         have["pubsubTarget"] =
             render_job(&job_fields(), &JobPayload::OnPremises(t)).unwrap()["pubsubTarget"].clone();
         have["state"] = json!("ENABLED");
