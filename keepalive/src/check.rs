@@ -99,7 +99,15 @@ pub async fn check_fleet(
     // By index: a closure over borrowed items trips the compiler's Send check in `serve`.
     let outcomes: Vec<EntryOutcome> = stream::iter(results.into_iter().enumerate())
         .map(|(i, result)| {
-            report_entry(svc, &fleet.numbers[i], result, checked_at, opts, deadline, duration_ms)
+            report_entry(
+                svc,
+                &fleet.numbers[i],
+                result,
+                checked_at,
+                opts,
+                deadline,
+                duration_ms,
+            )
         })
         .buffered(ANNOUNCEMENTS_AT_ONCE)
         .collect()

@@ -4,8 +4,8 @@
 
 use shared::payload::cloud::CloudPayload;
 use shared::payload::fleet::FleetPayload;
-use std::borrow::Cow;
 use shared::payload::{AnyPayload, Payload, PayloadParseError, SmtpSettings};
+use std::borrow::Cow;
 
 /// One target, parsed from the payload (the JSON inside `message.data`).
 #[derive(Debug, Clone)]

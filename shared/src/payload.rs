@@ -12,8 +12,8 @@ pub mod cloud;
 pub mod fleet;
 
 use secrecy::SecretString;
-use std::borrow::Cow;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use url::Url;
 

@@ -106,7 +106,10 @@ pub async fn observe_fleet(
                     phones.insert(id, result.and_then(|v| decode_number(request, v)));
                 }
                 Item::Waba(id) => {
-                    apps.insert((batch.token, id), result.and_then(|v| decode_apps(request, &v)));
+                    apps.insert(
+                        (batch.token, id),
+                        result.and_then(|v| decode_apps(request, &v)),
+                    );
                 }
             }
         }
@@ -133,7 +136,9 @@ pub async fn observe_fleet(
                 apps: apps
                     .get(&(name, p.waba_id.as_str()))
                     .cloned()
-                    .unwrap_or_else(|| Err(unfinished(format!("GET {}/subscribed_apps", p.waba_id)))),
+                    .unwrap_or_else(|| {
+                        Err(unfinished(format!("GET {}/subscribed_apps", p.waba_id)))
+                    }),
                 token: token_infos
                     .get(name)
                     .cloned()

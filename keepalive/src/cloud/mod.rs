@@ -68,7 +68,15 @@ pub async fn check(
     let turn = svc.probing.acquire().await.ok();
     let (observation, secrets) = observe::observe(&readers, p, work_deadline).await;
     drop(turn);
-    judge(svc, p, &observation, secrets.as_ref(), dry_run, work_deadline).await
+    judge(
+        svc,
+        p,
+        &observation,
+        secrets.as_ref(),
+        dry_run,
+        work_deadline,
+    )
+    .await
 }
 
 /// Reads and repairs stop a little before the deadline, so the answer still goes out.

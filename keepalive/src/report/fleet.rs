@@ -157,18 +157,31 @@ mod tests {
             (vec![checked(Healthy), unknown()], Some(Healthy)),
             (vec![checked(Warning), checked(Healthy)], Some(Warning)),
             (vec![checked(Warning), checked(Repaired)], Some(Repaired)),
-            (vec![checked(Repaired), checked(Alert), unknown()], Some(Alert)),
+            (
+                vec![checked(Repaired), checked(Alert), unknown()],
+                Some(Alert),
+            ),
             (vec![unknown(), unknown()], None),
         ];
         for (outcomes, want) in cases {
             let f = FleetOutcome::new(outcomes, "t".into(), 1);
             assert_eq!(f.as_ref().map(|f| f.verdict), want);
         }
-        let f = FleetOutcome::new(vec![checked(Alert), unknown(), checked(Healthy)], "t".into(), 1)
-            .unwrap();
+        let f = FleetOutcome::new(
+            vec![checked(Alert), unknown(), checked(Healthy)],
+            "t".into(),
+            1,
+        )
+        .unwrap();
         assert_eq!(
             f.counts,
-            Counts { healthy: 1, warning: 0, repaired: 0, alert: 1, unknown: 1 }
+            Counts {
+                healthy: 1,
+                warning: 0,
+                repaired: 0,
+                alert: 1,
+                unknown: 1
+            }
         );
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(v["outcomes"][1]["verdict"], "unknown");

@@ -11,8 +11,8 @@
 use google_cloud_iam_v1::model::Policy;
 use google_cloud_pubsub::client::SchemaService;
 use serde_json::Value;
-use shared::google::GoogleError;
 use shared::events_publisher::google_error;
+use shared::google::GoogleError;
 
 use super::iam_policy::with_member;
 use super::topic::pubsub_failed;

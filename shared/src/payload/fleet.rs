@@ -73,8 +73,8 @@ impl FleetPayload {
             let mut merged = defaults.clone();
             merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
             let number = CloudPayload::from_map(&merged).map_err(|e| {
-                let inherited = !own.contains_key(e.field.as_ref())
-                    && defaults.contains_key(e.field.as_ref());
+                let inherited =
+                    !own.contains_key(e.field.as_ref()) && defaults.contains_key(e.field.as_ref());
                 PayloadError::new(
                     format!("numbers[{i}].{}", e.field),
                     if inherited {
@@ -125,9 +125,15 @@ mod tests {
         .unwrap();
         assert_eq!(f.numbers.len(), 2);
         let (a, b) = (&f.numbers[0], &f.numbers[1]);
-        assert_eq!((a.phone_number_id.as_str(), a.waba_id.as_str()), ("1111", "9999"));
+        assert_eq!(
+            (a.phone_number_id.as_str(), a.waba_id.as_str()),
+            ("1111", "9999")
+        );
         assert!(a.repair && a.name.as_deref() == Some("acme-de"));
-        assert_eq!((b.phone_number_id.as_str(), b.waba_id.as_str()), ("2222", "8888"));
+        assert_eq!(
+            (b.phone_number_id.as_str(), b.waba_id.as_str()),
+            ("2222", "8888")
+        );
         assert!(!b.repair && b.name.is_none());
         assert_eq!(b.access_token_secret.as_str(), TOKEN);
     }
@@ -136,14 +142,46 @@ mod tests {
     fn a_bad_entry_is_named_with_its_index() {
         let base = || json!({"accessTokenSecret": TOKEN, "wabaId": "9999"});
         let cases: Vec<(Value, &str, &str)> = vec![
-            (json!([{"phoneNumberId": "1"}, {"phoneNumberId": "2x"}]), "numbers[1].phoneNumberId", "digits"),
-            (json!([{"phoneNumberId": "1"}, {}]), "numbers[1].phoneNumberId", "missing"),
-            (json!([{"phoneNumberId": "1", "webhookUrl": "http://x"}]), "numbers[0].webhookUrl", "https://"),
-            (json!([{"phoneNumberId": "1", "accessToken": "EAAsecret"}]), "numbers[0].accessToken", "Secret Manager"),
-            (json!([{"phoneNumberId": "1", "repair": "yes"}]), "numbers[0].repair", "true or false"),
-            (json!([{"phoneNumberId": "1"}, 7]), "numbers[1]", "an object"),
-            (json!([{"phoneNumberId": "1"}, {"phoneNumberId": "1"}]), "numbers[1].phoneNumberId", "repeats numbers[0]"),
-            (json!([{"phoneNumberId": "1", "vm": "wa-1"}]), "numbers[0].vm", "On-Premises"),
+            (
+                json!([{"phoneNumberId": "1"}, {"phoneNumberId": "2x"}]),
+                "numbers[1].phoneNumberId",
+                "digits",
+            ),
+            (
+                json!([{"phoneNumberId": "1"}, {}]),
+                "numbers[1].phoneNumberId",
+                "missing",
+            ),
+            (
+                json!([{"phoneNumberId": "1", "webhookUrl": "http://x"}]),
+                "numbers[0].webhookUrl",
+                "https://",
+            ),
+            (
+                json!([{"phoneNumberId": "1", "accessToken": "EAAsecret"}]),
+                "numbers[0].accessToken",
+                "Secret Manager",
+            ),
+            (
+                json!([{"phoneNumberId": "1", "repair": "yes"}]),
+                "numbers[0].repair",
+                "true or false",
+            ),
+            (
+                json!([{"phoneNumberId": "1"}, 7]),
+                "numbers[1]",
+                "an object",
+            ),
+            (
+                json!([{"phoneNumberId": "1"}, {"phoneNumberId": "1"}]),
+                "numbers[1].phoneNumberId",
+                "repeats numbers[0]",
+            ),
+            (
+                json!([{"phoneNumberId": "1", "vm": "wa-1"}]),
+                "numbers[0].vm",
+                "On-Premises",
+            ),
             (json!([]), "numbers", "empty"),
             (json!({"phoneNumberId": "1"}), "numbers", "a list"),
         ];
@@ -162,7 +200,8 @@ mod tests {
         let err = parse(json!({"accessTokenSecret": "meta-token", "wabaId": "9999", "numbers": [{"phoneNumberId": "1"}]})).unwrap_err();
         assert_eq!(err.field(), Some("numbers[0].accessTokenSecret"), "{err}");
         assert!(err.to_string().contains("top-level default"), "{err}");
-        let err = parse(json!({"accessTokenSecret": TOKEN, "numbers": [{"phoneNumberId": "1"}]})).unwrap_err();
+        let err = parse(json!({"accessTokenSecret": TOKEN, "numbers": [{"phoneNumberId": "1"}]}))
+            .unwrap_err();
         assert_eq!(err.field(), Some("numbers[0].wabaId"), "{err}");
     }
 
@@ -180,7 +219,12 @@ mod tests {
 
         let err = parse(json!({"accessTokenSecret": TOKEN, "wabaId": "9", "phoneNumberId": "1", "numbers": [{"phoneNumberId": "2"}]})).unwrap_err();
         assert_eq!(err.field(), Some("phoneNumberId"), "{err}");
-        let err = AnyPayload::parse(json!({"vm": "wa-1", "numbers": [{"phoneNumberId": "2"}]}).to_string().as_bytes()).unwrap_err();
+        let err = AnyPayload::parse(
+            json!({"vm": "wa-1", "numbers": [{"phoneNumberId": "2"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("numbers"), "{err}");
     }
 }

@@ -72,7 +72,10 @@ async fn a_fleet_is_read_in_batches_each_waba_and_token_once() {
     // The token was read from Secret Manager once.
     let reads = w.g.secrets.requests();
     assert_eq!(
-        reads.iter().filter(|r| r.path.contains("meta-token")).count(),
+        reads
+            .iter()
+            .filter(|r| r.path.contains("meta-token"))
+            .count(),
         1
     );
     w.assert_tokens_only_where_allowed();
@@ -107,13 +110,12 @@ async fn mixed_verdicts_a_failing_item_affects_only_its_number_and_events_are_pe
     // Not retried: one read of the refused number.
     assert_eq!(w.graph.count("GET", &ids[1]), 1);
     // One event per number that is not healthy.
-    let mut published: Vec<String> = w
-        .g
-        .pubsub
-        .published()
-        .iter()
-        .map(|m| m.attributes["phoneNumberId"].clone())
-        .collect();
+    let mut published: Vec<String> =
+        w.g.pubsub
+            .published()
+            .iter()
+            .map(|m| m.attributes["phoneNumberId"].clone())
+            .collect();
     published.sort();
     assert_eq!(published, [ids[1].clone(), ids[2].clone(), ids[4].clone()]);
     // Only a warning left: the fleet is a warning.
@@ -150,7 +152,10 @@ async fn handshakes_per_entry_and_secrets_read_once_even_with_one_probe_at_a_tim
         n.webhook_override = Some("https://elsewhere.example.com/hook".into())
     });
     let o = w.check(&payload, &[]).await.outcome();
-    assert_eq!(verdicts(&o), ["healthy", "healthy", "healthy", "alert", "healthy"]);
+    assert_eq!(
+        verdicts(&o),
+        ["healthy", "healthy", "healthy", "alert", "healthy"]
+    );
     assert_eq!(kinds(&o["outcomes"][3]), ["webhook"], "{o}");
     w.assert_tokens_only_where_allowed();
 }
@@ -211,10 +216,19 @@ async fn a_bad_entry_or_too_many_is_400_naming_it_and_nothing_is_asked() {
         .collect();
     let mut cases: Vec<(&str, Value)> = vec![("numbers", too_many)];
     for (field, entry) in [
-        ("numbers[1].wabaId", json!({"phoneNumberId": "2000001", "wabaId": "x9"})),
+        (
+            "numbers[1].wabaId",
+            json!({"phoneNumberId": "2000001", "wabaId": "x9"}),
+        ),
         ("numbers[1].phoneNumberId", json!({"wabaId": "9000000"})),
-        ("numbers[1].webhookUrl", json!({"phoneNumberId": "2000001", "wabaId": "9000000", "webhookUrl": "http://bot"})),
-        ("numbers[1].accessToken", json!({"phoneNumberId": "2000001", "wabaId": "9000000", "accessToken": ACCESS_TOKEN})),
+        (
+            "numbers[1].webhookUrl",
+            json!({"phoneNumberId": "2000001", "wabaId": "9000000", "webhookUrl": "http://bot"}),
+        ),
+        (
+            "numbers[1].accessToken",
+            json!({"phoneNumberId": "2000001", "wabaId": "9000000", "accessToken": ACCESS_TOKEN}),
+        ),
     ] {
         let mut p = good.clone();
         p["numbers"][1] = entry;
@@ -233,7 +247,11 @@ async fn a_bad_entry_or_too_many_is_400_naming_it_and_nothing_is_asked() {
             push_envelope(&p).to_string().into_bytes(),
         )
         .await;
-        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{body}");
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{body}"
+        );
         w.assert_no_secrets("a 400", &body.to_string());
     }
     assert_eq!(w.graph.request_count(), 0, "nothing was asked of Meta");
