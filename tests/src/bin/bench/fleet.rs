@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures::future::join_all;
 use keepalive_tests::binaries::Served;
-use keepalive_tests::measure::{cpu_time, ms, status_kb};
+use keepalive_tests::measure::{cpu_time, median, ms, range, status_kb};
 use keepalive_tests::{FakeGraph, FakeToken, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -158,5 +158,89 @@ impl FleetWorld {
         drop(s);
         self.graph.clear_requests();
         run
+    }
+}
+
+/// One row of the side-by-side table.
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    fleet: Vec<f64>,
+    single: Vec<f64>,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+/// The fleet message next to the single-number messages, as a Markdown table.
+pub fn print_table(numbers: usize, wabas: usize, latency: Duration, runs: &[(FleetRun, FleetRun)]) {
+    let col = |f: fn(&FleetRun) -> f64| -> (Vec<f64>, Vec<f64>) {
+        (
+            runs.iter().map(|r| f(&r.0)).collect(),
+            runs.iter().map(|r| f(&r.1)).collect(),
+        )
+    };
+    let row = |name, unit, f: fn(&FleetRun) -> f64, target, limit: Option<fn(f64) -> bool>| {
+        let (fleet, single) = col(f);
+        let met = limit.map(|ok| ok(median(&fleet)));
+        Row {
+            name,
+            unit,
+            fleet,
+            single,
+            target,
+            met,
+        }
+    };
+    let rows = [
+        row(
+            "wall",
+            "ms",
+            |r| r.wall_ms,
+            "≤ 500 ms",
+            Some(|x| x <= 500.0),
+        ),
+        row(
+            "Graph HTTP requests",
+            "",
+            |r| r.graph_requests as f64,
+            "≤ 25",
+            Some(|x| x <= 25.0),
+        ),
+        row(
+            "peak RSS (VmHWM)",
+            "MiB",
+            |r| r.hwm_mib,
+            "< 48 MiB",
+            Some(|x| x < 48.0),
+        ),
+        row("CPU of keepalive", "ms", |r| r.cpu_ms, "—", None),
+    ];
+    println!();
+    println!(
+        "{numbers} Cloud API numbers in {wabas} WABAs, {} ms per Graph HTTP request, each way on a \
+         fresh process after one warm-up check ({} run(s), median [range]):",
+        latency.as_millis(),
+        runs.len()
+    );
+    println!();
+    println!("| measure | one fleet message | {numbers} single-number messages at once | target (fleet message) | met |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        println!(
+            "| {} | {:.1} {} [{}] | {:.1} {} [{}] | {} | {met} |",
+            r.name,
+            median(&r.fleet),
+            r.unit,
+            range(&r.fleet),
+            median(&r.single),
+            r.unit,
+            range(&r.single),
+            r.target
+        );
     }
 }

@@ -611,71 +611,11 @@ async fn main() {
         println!("Listen-queue drops during the bursts (TcpExt ListenDrops): {drops}.");
     }
     if !fleets.is_empty() {
-        print_fleet_table(&opts, &fleets);
-    }
-}
-
-/// The fleet message next to the single-number messages.
-fn print_fleet_table(opts: &Opts, runs: &[(fleet::FleetRun, fleet::FleetRun)]) {
-    let col = |f: &dyn Fn(&(fleet::FleetRun, fleet::FleetRun)) -> f64| -> Vec<f64> {
-        runs.iter().map(f).collect()
-    };
-    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
-    let (n, w, l) = (
-        opts.fleet_numbers,
-        opts.fleet_wabas,
-        opts.graph_latency.as_millis(),
-    );
-    println!();
-    println!("{n} Cloud API numbers in {w} WABAs, {l} ms per Graph HTTP request, each way on a fresh process after one warm-up check:");
-    println!();
-    println!("| measure | one fleet message | {n} single-number messages at once | target (fleet message) | met |");
-    println!("|---|---|---|---|---|");
-    let rows: [(&str, Vec<f64>, Vec<f64>, &str, Option<f64>, &str); 4] = [
-        (
-            "wall",
-            col(&|r| r.0.wall_ms),
-            col(&|r| r.1.wall_ms),
-            "≤ 500 ms",
-            Some(500.0),
-            "ms",
-        ),
-        (
-            "Graph HTTP requests",
-            col(&|r| r.0.graph_requests as f64),
-            col(&|r| r.1.graph_requests as f64),
-            "≤ 25",
-            Some(25.0),
-            "",
-        ),
-        (
-            "peak RSS (VmHWM)",
-            col(&|r| r.0.hwm_mib),
-            col(&|r| r.1.hwm_mib),
-            "< 48 MiB",
-            Some(48.0),
-            "MiB",
-        ),
-        (
-            "CPU of keepalive",
-            col(&|r| r.0.cpu_ms),
-            col(&|r| r.1.cpu_ms),
-            "—",
-            None,
-            "ms",
-        ),
-    ];
-    for (name, fleet, single, target, limit, unit) in rows {
-        let (f, s) = (median(&fleet), median(&single));
-        let met = match limit {
-            Some(x) if unit == "MiB" => yes(f < x),
-            Some(x) => yes(f <= x),
-            None => "—",
-        };
-        println!(
-            "| {name} | {f:.1} {unit} [{}] | {s:.1} {unit} [{}] | {target} | {met} |",
-            range(&fleet),
-            range(&single)
+        fleet::print_table(
+            opts.fleet_numbers,
+            opts.fleet_wabas,
+            opts.graph_latency,
+            &fleets,
         );
     }
 }
