@@ -257,3 +257,35 @@ async fn a_bad_entry_or_too_many_is_400_naming_it_and_nothing_is_asked() {
     assert_eq!(w.graph.request_count(), 0, "nothing was asked of Meta");
     w.assert_no_secrets("serve's logs", &s.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_repairs_per_entry_and_never_under_dry_run() {
+    let w = World::new().await;
+    // Every write but the batch calls themselves (which only read).
+    let writes = || -> Vec<String> { w.writes().into_iter().filter(|c| c != "POST ").collect() };
+    let (ids, mut payload) = fleet(&w, 3, 1);
+    payload["repair"] = json!(true);
+    w.graph.unsubscribe("9000000", APP);
+    // Under --dry-run: the verdict without repairs, and nothing written.
+    let o = w.check(&payload, &["--dry-run"]).await.outcome();
+    assert_eq!(verdicts(&o), ["alert"; 3], "{o}");
+    assert!(writes().is_empty(), "{:?}", writes());
+    // For real: the subscription is put back and read back; every number says so.
+    let run = w.check(&payload, &[]).await;
+    let o = run.outcome();
+    assert_eq!(run.code, Some(1));
+    assert_eq!(o["verdict"], "repaired", "{o}");
+    assert_eq!(verdicts(&o), ["repaired"; 3], "{o}");
+    assert_eq!(w.graph.subscribed_apps("9000000"), [APP]);
+    assert!(writes().iter().all(|c| c == "POST 9000000/subscribed_apps"));
+    // Nothing else changed: no override, no register.
+    for id in &ids {
+        assert_eq!(w.graph.count("POST", &format!("{id}/register")), 0);
+        assert!(w.graph.number(id).unwrap().webhook_override.is_none());
+    }
+    // The next check finds all healthy and writes nothing more.
+    let written = writes().len();
+    let o = w.check(&payload, &[]).await.outcome();
+    assert_eq!(verdicts(&o), ["healthy"; 3], "{o}");
+    assert_eq!(writes().len(), written);
+}
