@@ -149,7 +149,7 @@ impl Service {
             None => format!("is missing and the default project is {project}"),
         };
         Err(CheckError::Refused(PayloadError {
-            field,
+            field: field.into(),
             problem: format!("{what}: this deployment may act only in {may}"),
         }))
     }
