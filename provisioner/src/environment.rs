@@ -1,8 +1,8 @@
 //! Every environment variable the provisioner reads, read once into [`Environment`]. An
 //! unusable value is [`EnvError`] (exit status 2) naming the variable.
 
-use shared::google::client::parse_endpoint;
 use shared::events_publisher::PubSubTarget;
+use shared::google::client::parse_endpoint;
 use std::time::Duration;
 use url::Url;
 

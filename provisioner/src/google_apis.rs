@@ -3,13 +3,13 @@
 //!
 //! [`progress`]: crate::progress
 
+use shared::events_publisher::PubSubTarget;
 use shared::google::cloud_run::CloudRun;
 use shared::google::compute::Compute;
 use shared::google::scheduler::Scheduler;
 use shared::google::secretmanager::SecretManager;
 use shared::google::sqladmin::SqlAdmin;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
-use shared::events_publisher::PubSubTarget;
 use std::sync::Arc;
 use std::time::Duration;
 
