@@ -253,6 +253,7 @@ struct ComputeState {
     request_ids: HashMap<(String, String), String>,
     polls_to_done: u32,
     boot_polls: u32,
+    wait_completes: bool,
     new_op_error: Option<(String, String)>,
     faults: HashMap<ComputeRoute, Faults<Fault>>,
     counts: HashMap<ComputeRoute, usize>,
@@ -1124,6 +1125,7 @@ impl FakeCompute {
             request_ids: HashMap::new(),
             polls_to_done: 1,
             boot_polls: 2,
+            wait_completes: true,
             new_op_error: None,
             faults: HashMap::new(),
             counts: HashMap::new(),
@@ -1224,12 +1226,31 @@ impl FakeCompute {
         self.with_instance(project, zone, name, |i| i.last_start = Some(t));
     }
 
+    /// Sets the instance's external address. Panics if unknown.
+    pub fn set_nat_ip(&self, project: &str, zone: &str, name: &str, ip: &str) {
+        self.with_instance(project, zone, name, |i| i.nat_ip = ip.into());
+    }
+
     /// The instance's metadata items, in order.
     pub fn metadata(&self, project: &str, zone: &str, name: &str) -> Option<Vec<(String, String)>> {
         lock(&self.state)
             .instances
             .get(&(project.into(), zone.into(), name.into()))
             .map(|i| i.metadata.clone())
+    }
+
+    /// One metadata value of the instance.
+    pub fn metadata_value(
+        &self,
+        project: &str,
+        zone: &str,
+        name: &str,
+        key: &str,
+    ) -> Option<String> {
+        self.metadata(project, zone, name)?
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Removes the instance (GET and reset then answer 404); the addresses it used become
@@ -1350,6 +1371,25 @@ impl FakeCompute {
         st.addresses.get(&key).map(|a| st.address_json(&key, a))
     }
 
+    /// Adds a firewall rule from an insert body (as if created long ago; not counted).
+    /// Panics on a body the insert would refuse.
+    pub fn seed_firewall(&self, project: &str, mut body: Value) {
+        let name = check_name(&body)
+            .map_err(|_| ())
+            .expect("FakeCompute::seed_firewall: body needs a valid name");
+        ComputeState::check_firewall(project, &mut body)
+            .map_err(|_| ())
+            .expect("FakeCompute::seed_firewall: invalid body");
+        lock(&self.state).firewalls.insert(
+            (project.into(), name),
+            Firewall {
+                id: random_id(),
+                created: now() - time::Duration::days(1),
+                body,
+            },
+        );
+    }
+
     /// The firewall rule as `GET` answers it.
     pub fn firewall(&self, project: &str, name: &str) -> Option<Value> {
         let st = lock(&self.state);
@@ -1369,6 +1409,12 @@ impl FakeCompute {
     /// 0: the POST already answers DONE. Zonal, regional and global operations alike.
     pub fn set_op_polls_to_done(&self, n: u32) {
         lock(&self.state).polls_to_done = n;
+    }
+
+    /// Whether `.../wait` finishes the operation (default true). When false, wait answers
+    /// the operation as it is, as the real API does after its ~2 minutes.
+    pub fn set_wait_completes(&self, completes: bool) {
+        lock(&self.state).wait_completes = completes;
     }
 
     /// New operations end `DONE` with `error.errors[{code, message}]` (None: no error).
@@ -2175,7 +2221,9 @@ impl ComputeState {
             },
             Route::WaitOp { p, ref scope, op } => match st.find_op(p, scope, op) {
                 Some(idx) => {
-                    st.operations[idx].finish();
+                    if st.wait_completes {
+                        st.operations[idx].finish();
+                    }
                     json_response(200, &st.op_json(&st.operations[idx]))
                 }
                 None => not_found(&route.resource(None)),
