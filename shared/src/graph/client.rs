@@ -392,14 +392,23 @@ impl GraphClient {
         Fut: Future<Output = Result<T, GraphError>>,
     {
         let mut attempt = 1;
+        // The last answer Graph gave: when the deadline cuts the final attempt short, that
+        // answer (say, 80007) says more than "timed out".
+        let mut last_answer: Option<GraphError> = None;
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if !e.is_retryable() || attempt >= self.retry.max_attempts => return Err(e),
+                Err(e) if !e.is_retryable() || attempt >= self.retry.max_attempts => {
+                    return Err(prefer_answer(e, last_answer))
+                }
                 Err(e) => {
                     let pause = self.retry.backoff(attempt);
-                    if deadline.is_some_and(|d| Instant::now() + pause >= d) {
-                        return Err(e);
+                    // No attempt squeezed into the last moments: it could only time out.
+                    if deadline.is_some_and(|d| Instant::now() + pause + MIN_ATTEMPT >= d) {
+                        return Err(prefer_answer(e, last_answer));
+                    }
+                    if matches!(e, GraphError::Api(_)) {
+                        last_answer = Some(e.clone());
                     }
                     tracing::warn!(error = %e, attempt, pause_ms = pause.as_millis() as u64, "retrying Graph API call");
                     self.pause(pause).await;
@@ -546,4 +555,15 @@ pub(crate) fn check_id(name: &str, id: &str) -> Result<(), GraphError> {
 
 fn cut_id(id: &str) -> String {
     id.chars().take(40).collect()
+}
+
+/// The shortest time left for which a retry is still worth starting.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// A timeout or deadline after Graph has answered with an error is reported as that answer.
+fn prefer_answer(last: GraphError, answer: Option<GraphError>) -> GraphError {
+    match (last, answer) {
+        (GraphError::Timeout { .. } | GraphError::Deadline { .. }, Some(answer)) => answer,
+        (last, _) => last,
+    }
 }

@@ -587,3 +587,21 @@ fn versions() {
         assert!(parse_version("V", bad).is_err(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn an_attempt_cut_short_by_the_deadline_reports_graphs_last_answer() {
+    // 80007 first, then an answer that never comes: the deadline ends the second attempt.
+    let server = TestServer::start(vec![
+        graph_error(400, 80007, None, "WABA rate limit"),
+        Answer::Hang,
+    ])
+    .await;
+    let (c, _) = client(&server);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let e = c
+        .phone_number(&token(), "1", Some(deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(80007), "{e}");
+    assert_eq!(server.seen().len(), 2);
+}

@@ -119,7 +119,8 @@ async fn throttling_until_the_deadline_could_not_be_completed() {
     assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert!(v["error"].as_str().unwrap().contains("80007"), "{v}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // Bounded by the deadline, not the attempts (a generous bound: the machine may be busy).
+    assert!(started.elapsed() < Duration::from_secs(60));
     assert!(w.graph.count("GET", &format!("{WABA}/subscribed_apps")) > 1);
     assert!(w.writes().is_empty());
 }
