@@ -264,12 +264,23 @@ impl Drop for Running {
 
 /// The `cloud-pubsub-emulator` launcher, or what to do to get it.
 fn launcher() -> Result<PathBuf, String> {
+    launcher_from(
+        std::env::var_os("KEEPALIVE_TEST_PUBSUB_EMULATOR"),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// [`launcher`] from the values of `KEEPALIVE_TEST_PUBSUB_EMULATOR` and `PATH`.
+fn launcher_from(
+    explicit: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+) -> Result<PathBuf, String> {
     const HOW: &str = "the Pub/Sub emulator is needed for the tests that use Pub/Sub: install \
         the Google Cloud CLI with its emulator (`gcloud components install beta \
         pubsub-emulator`, or the apt package google-cloud-cli-pubsub-emulator; \
         `bash .ci/install-test-deps` checks it), or set KEEPALIVE_TEST_PUBSUB_EMULATOR to the \
         path of `cloud-pubsub-emulator`";
-    if let Some(p) = std::env::var_os("KEEPALIVE_TEST_PUBSUB_EMULATOR") {
+    if let Some(p) = explicit {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
@@ -280,7 +291,7 @@ fn launcher() -> Result<PathBuf, String> {
             ))
         };
     }
-    let gcloud = std::env::var_os("PATH")
+    let gcloud = path
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join("gcloud"))
@@ -387,4 +398,54 @@ fn wait_ready(port: u16, log: &std::path::Path) -> Result<(), String> {
         START_TIMEOUT.as_secs(),
         std::fs::read_to_string(log).unwrap_or_default()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_emulator_is_named_with_what_to_install() {
+        let dir = TempDir::new("no-gcloud").unwrap();
+        let e = launcher_from(None, Some(dir.path().as_os_str().to_owned())).unwrap_err();
+        assert!(e.starts_with("gcloud is not on PATH"), "{e}");
+        assert!(
+            e.contains("gcloud components install beta pubsub-emulator"),
+            "{e}"
+        );
+        assert!(e.contains("KEEPALIVE_TEST_PUBSUB_EMULATOR"), "{e}");
+
+        // A gcloud whose SDK lacks the component.
+        let bin = dir.path().join("sdk/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("gcloud"), "").unwrap();
+        let e = launcher_from(None, Some(bin.as_os_str().to_owned())).unwrap_err();
+        assert!(e.contains("has no pubsub-emulator component"), "{e}");
+
+        let e = launcher_from(Some(dir.path().join("nope").into()), None).unwrap_err();
+        assert!(e.contains("KEEPALIVE_TEST_PUBSUB_EMULATOR="), "{e}");
+        assert!(e.contains("is not a file"), "{e}");
+
+        // Found in that SDK once it is there.
+        let emulator = dir
+            .path()
+            .join("sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator");
+        std::fs::create_dir_all(emulator.parent().unwrap()).unwrap();
+        std::fs::write(&emulator, "").unwrap();
+        let found = launcher_from(None, Some(bin.as_os_str().to_owned())).unwrap();
+        assert_eq!(found, std::fs::canonicalize(&emulator).unwrap());
+    }
+
+    #[test]
+    fn the_emulator_serves_topics_subscriptions_and_pulls() {
+        let ps = PubSubEmulator::new();
+        let topic = "projects/p-test/topics/events";
+        let sub = "projects/p-test/subscriptions/read-back";
+        assert!(ps.topic(topic).is_none());
+        ps.add_topic(topic);
+        ps.add_pull_subscription(sub, topic);
+        assert_eq!(ps.topics("p-test"), [topic]);
+        assert_eq!(ps.subscriptions("p-test"), [sub]);
+        assert!(ps.pull(sub).is_empty());
+    }
 }
