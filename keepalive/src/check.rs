@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::error::CheckError;
-use crate::report::{Conclusion, Details, Outcome};
+use crate::report::{Announcer, Conclusion, Details, Outcome};
 use crate::service::Service;
 use crate::target::Target;
 use crate::{cloud, onprem};
@@ -29,19 +29,21 @@ pub async fn check(
     let started = Instant::now();
     let deadline = started + svc.config.deadline;
     let checked_at = now_rfc3339();
-    let conclusion =
-        tokio::time::timeout(svc.config.deadline, conclude(svc, target, opts, deadline))
-            .await
-            .map_err(|_| CheckError::Deadline(svc.config.deadline))??;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let announced = Box::pin(svc.reporter.announce(
-        &conclusion,
+    let announcer = Announcer::new(
+        &svc.reporter,
         target.smtp(),
         &checked_at,
         opts.dry_run,
         deadline,
-    ))
-    .await;
+    );
+    let conclusion = tokio::time::timeout(
+        svc.config.deadline,
+        conclude(svc, target, opts, deadline, &announcer),
+    )
+    .await
+    .map_err(|_| CheckError::Deadline(svc.config.deadline))??;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let announced = Box::pin(announcer.announce(&conclusion)).await;
     Ok(Outcome::new(conclusion, announced, checked_at, duration_ms))
 }
 
@@ -52,10 +54,12 @@ fn conclude<'a>(
     target: &'a Target,
     opts: CheckOptions,
     deadline: Instant,
+    announcer: &'a Announcer<'a>,
 ) -> BoxFuture<'a, Result<Conclusion, CheckError>> {
     match target {
         Target::OnPrem(payload) => Box::pin(async move {
-            let (judgement, details) = onprem::check(svc, payload, opts.dry_run, deadline).await?;
+            let (judgement, details) =
+                onprem::check(svc, payload, opts.dry_run, deadline, announcer).await?;
             Ok(Conclusion {
                 verdict: judgement.verdict,
                 reason: judgement.reason,
@@ -103,7 +107,8 @@ mod tests {
         let outer = std::mem::size_of_val(&check(&svc, &target, CheckOptions::default()));
         assert!(outer <= 1024, "{outer} bytes");
         // What waits for a turn (inside `observe`).
-        let future = onprem::check(&svc, payload, false, deadline);
+        let announcer = Announcer::new(&svc.reporter, None, "now", false, deadline);
+        let future = onprem::check(&svc, payload, false, deadline, &announcer);
         let size = std::mem::size_of_val(&future);
         println!("check future: {size} bytes");
         assert!(size <= 3072, "{size} bytes");

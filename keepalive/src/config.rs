@@ -3,8 +3,7 @@
 //!
 //! Read elsewhere, by the libraries that use them: `RUST_LOG` and `KEEPALIVE_LOG_FORMAT`
 //! (`shared::telemetry`, before this, so that a bad setting can be logged),
-//! `GOOGLE_APPLICATION_CREDENTIALS` (the Google token source) and `SSL_CERT_FILE` (the TLS
-//! root store).
+//! `GOOGLE_APPLICATION_CREDENTIALS` (the Google token source).
 
 use lettre::transport::smtp::client::Certificate;
 use shared::events_publisher::PubSubTarget;
@@ -44,6 +43,15 @@ pub struct Config {
     pub mail: MailConfig,
     /// Where events go (`KEEPALIVE_EVENTS_TOPIC`); `None`: no events.
     pub events: Option<EventsConfig>,
+    /// `KEEPALIVE_PROJECTS`: the projects a payload may name; `None`: only the default one.
+    pub projects: Option<Vec<String>>,
+    /// The fleet brake: this many other VMs of the project reset within `brake_window` stop
+    /// further resets (`KEEPALIVE_BRAKE_RESETS`; 0: no brake).
+    pub brake_resets: u32,
+    pub brake_window: Duration,
+    /// `SSL_CERT_FILE`: the roots an `https://` client without a pinned fingerprint is
+    /// verified against, instead of the public roots built in.
+    pub client_roots: Option<Vec<reqwest::Certificate>>,
     /// Meta's Graph API, for Cloud API numbers.
     pub graph: GraphConfig,
 }
@@ -157,6 +165,16 @@ impl Config {
                     366 * 86_400,
                 )?),
             },
+            projects: projects(env)?,
+            brake_resets: number(env, "KEEPALIVE_BRAKE_RESETS", 5u32, 0, 100_000)?,
+            brake_window: Duration::from_secs(number(
+                env,
+                "KEEPALIVE_BRAKE_WINDOW_S",
+                600u64,
+                1,
+                7 * 86_400,
+            )?),
+            client_roots: client_roots(env)?,
         })
     }
 
@@ -208,6 +226,50 @@ fn events(env: Env<'_>) -> Result<Option<EventsConfig>, ConfigError> {
         None => PubSubTarget::google(),
     };
     Ok(Some(EventsConfig { topic, pubsub }))
+}
+
+/// `SSL_CERT_FILE`: a PEM bundle of root certificates, read once.
+fn client_roots(env: Env<'_>) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
+    let Some(path) = present(env, "SSL_CERT_FILE") else {
+        return Ok(None);
+    };
+    let problem = |p: String| ConfigError(format!("SSL_CERT_FILE: {path}: {p}"));
+    let pem = std::fs::read(&path).map_err(|e| problem(format!("cannot be read: {e}")))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(Some(certs)),
+        Ok(_) => Err(problem(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        )),
+        Err(e) => Err(problem(format!("holds an unreadable certificate: {e}"))),
+    }
+}
+
+/// `KEEPALIVE_PROJECTS`: comma-separated project ids (blanks around commas ignored).
+fn projects(env: Env<'_>) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(list) = present(env, "KEEPALIVE_PROJECTS") else {
+        return Ok(None);
+    };
+    let projects: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    let valid = |p: &String| {
+        p.len() <= 100
+            && p.bytes().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b':')
+            })
+    };
+    match projects.iter().find(|p| !valid(p)) {
+        Some(bad) => Err(ConfigError(format!(
+            "KEEPALIVE_PROJECTS: {bad:?} is not a project id"
+        ))),
+        None if projects.is_empty() => {
+            Err(ConfigError("KEEPALIVE_PROJECTS: names no project".into()))
+        }
+        None => Ok(Some(projects)),
+    }
 }
 
 /// The variable's value, trimmed, unless it is unset or blank.
@@ -273,6 +335,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.graph.version, "v25.0");
         assert!(c.graph.token_warn.is_zero());
+        assert!(c.projects.is_none());
+        assert_eq!(c.brake_resets, 5);
+        assert_eq!(c.brake_window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn projects_and_brake() {
+        let c = cfg(&[
+            ("KEEPALIVE_PROJECTS", " acme-prod, acme-test ,"),
+            ("KEEPALIVE_BRAKE_RESETS", "0"),
+            ("KEEPALIVE_BRAKE_WINDOW_S", "60"),
+        ])
+        .unwrap();
+        assert_eq!(c.projects.unwrap(), ["acme-prod", "acme-test"]);
+        assert_eq!(c.brake_resets, 0);
+        assert_eq!(c.brake_window, Duration::from_secs(60));
     }
 
     #[test]
@@ -297,6 +375,11 @@ mod tests {
             (SMTP_TIMEOUT_ENV, "soon"),
             (SMTP_TIMEOUT_ENV, "0"),
             (SMTP_CA_FILE_ENV, "/nonexistent/ca.pem"),
+            ("KEEPALIVE_PROJECTS", "acme,Other/Project"),
+            ("KEEPALIVE_PROJECTS", ",,"),
+            ("KEEPALIVE_BRAKE_RESETS", "-1"),
+            ("KEEPALIVE_BRAKE_WINDOW_S", "0"),
+            ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert!(e.0.starts_with(k), "{k}={v}: {e}");

@@ -1,11 +1,18 @@
-//! Why a check could not be completed: no verdict, and a retry may help (`serve` answers 503
-//! so that Pub/Sub redelivers; `check` exits 2).
+//! Why a check could not be completed: no verdict. Mostly a retry may help (`serve` answers
+//! 503 so that Pub/Sub redelivers; `check` exits 2); a refused payload never becomes valid
+//! (400).
 
 use shared::google::GoogleError;
+use shared::payload::PayloadError;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The payload asks for what this deployment may not do (a `project` outside
+    /// `KEEPALIVE_PROJECTS`): never valid, like a malformed payload (400 naming the field,
+    /// exit 2); nothing was done.
+    #[error(transparent)]
+    Refused(PayloadError),
     /// A Google API still failing after its retries, or refusing the token (a new one may
     /// work). Which errors these are is decided in the kind's `decide.rs`.
     #[error("{0}")]

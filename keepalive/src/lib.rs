@@ -13,9 +13,9 @@
 //! | decode | `serve.rs` | HTTP: `shared::envelope` decodes the message; answers 200, 400 or 503 |
 //! | | `target.rs` | the payload parsed into a [`Target`]: its kind is a type |
 //! | check | `check.rs` | picks the kind's check, bounds it by the deadline, reports, builds the [`Outcome`] |
-//! | observe | `onprem/observe.rs` | the password, then login and probes, with retries |
+//! | observe | `onprem/observe.rs` | the instance and the password at once; whom to trust (`onprem/trust.rs`: the label, the VM's own addresses); then login and probes, with retries |
 //! | decide | `onprem/decide.rs` | every verdict, pure, in a table of cases |
-//! | act | `onprem/act.rs` | under the VM's lock: read the VM, the guard (`onprem/guard.rs`), reset, wait |
+//! | act | `onprem/act.rs` | under the VM's lock: read the VM, the guard (`onprem/guard.rs`: grace, fleet brake), reset, announce, wait |
 //! | decide | `onprem/decide.rs` | the verdict from what became of the reset |
 //! | observe | `cloud/observe.rs` | the token, then the Graph reads and the bot's handshake, concurrently |
 //! | decide | `cloud/decide.rs` | findings (`cloud/findings.rs`, the table row by row) and the repairs that are safe; pure, in tables of cases |

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use keepalive::report::log_outcome;
-use keepalive::{check, serve, CheckOptions, Config, Service, Target};
+use keepalive::{check, serve, CheckError, CheckOptions, Config, Service, Target};
 use shared::telemetry::{self, Output};
 use std::io::Read;
 use std::path::PathBuf;
@@ -106,6 +106,7 @@ async fn run_check(service: &Service, source: &str, dry_run: bool) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Err(CheckError::Refused(e)) => fail(&e.to_string(), Some(e.field), true),
         Err(e) => fail(
             &format!("check of {} could not be completed: {e}", target.label()),
             None,

@@ -73,6 +73,10 @@ async fn handle(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
             log_outcome(&outcome, Some(&message_id));
             (StatusCode::OK, Json(outcome)).into_response()
         }
+        Err(CheckError::Refused(e)) => {
+            tracing::warn!(target_name = %target.label(), message_id = %message_id, error = %e, "rejected a payload this deployment may not act on");
+            error(StatusCode::BAD_REQUEST, e.to_string(), Some(e.field))
+        }
         Err(e) => {
             tracing::error!(target_name = %target.label(), message_id = %message_id, error = %e, "check could not be completed; asking Pub/Sub to redeliver");
             let status = match e {
@@ -80,13 +84,19 @@ async fn handle(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
                 | CheckError::NoProject(_)
                 | CheckError::Deadline(_)
                 | CheckError::Unfinished(_) => StatusCode::SERVICE_UNAVAILABLE,
+                CheckError::Refused(_) => StatusCode::BAD_REQUEST,
             };
             error(status, e.to_string(), None)
         }
     }
 }
 
-/// Serves until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
+/// A request whose headers have not all arrived this long after the connection was ready
+/// for them (a new connection, or an idle kept-alive one) is dropped: slow or silent clients
+/// cannot hold connections open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
 pub async fn serve(service: Arc<Service>) -> std::io::Result<()> {
     // Listen for the signals before the port is open, so none is missed once we are ready.
     let signal = shutdown_signal()?;
@@ -94,19 +104,39 @@ pub async fn serve(service: Arc<Service>) -> std::io::Result<()> {
     let listener = listen(port)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "keepalive listening");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut drain_rx = stop_rx.clone();
-    let server = axum::serve(listener, router(service)).with_graceful_shutdown(async move {
-        signal.await;
-        let _ = stop_tx.send(true);
-    });
-    let drained = async move {
-        let _ = drain_rx.wait_for(|stopped| *stopped).await;
-        tokio::time::sleep(DRAIN).await;
-    };
+    let app = router(service);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(signal);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        r = server => r?,
-        _ = drained => tracing::warn!("checks still in flight after {} s; exiting", DRAIN.as_secs()),
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => tracing::warn!("checks still in flight after {} s; exiting", DRAIN.as_secs()),
     }
     tracing::info!("keepalive stopped");
     Ok(())

@@ -5,6 +5,7 @@ use shared::google::compute::Compute;
 use shared::google::secretmanager::SecretManager;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
 use shared::graph::GraphClient;
+use shared::payload::PayloadError;
 use shared::tls_roots::SystemRoots;
 use shared::whatsapp::WhatsAppClient;
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::error::CheckError;
 use crate::report::Reporter;
 
 pub struct Service {
@@ -80,7 +82,9 @@ impl Service {
         Ok(Service {
             graph,
             hooks,
-            whatsapp_http: WhatsAppClient::http_client(),
+            whatsapp_http: whatsapp_client_builder(&config)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             auth,
             compute: Compute::new(google.clone(), &config.compute_endpoint),
             secrets: SecretManager::new(google, &config.secretmanager_endpoint),
@@ -89,6 +93,65 @@ impl Service {
             reporter: Reporter::new(&config),
             config,
         })
+    }
+}
+
+/// What every HTTP client to a WhatsApp client is built from: no proxy, no redirects, and
+/// the roots of `SSL_CERT_FILE` instead of the built-in ones when it is set.
+pub fn whatsapp_client_builder(config: &Config) -> reqwest::ClientBuilder {
+    let builder = WhatsAppClient::http_client_builder();
+    match &config.client_roots {
+        Some(roots) => roots
+            .iter()
+            .fold(builder.tls_built_in_root_certs(false), |b, c| {
+                b.add_root_certificate(c.clone())
+            }),
+        None => builder,
+    }
+}
+
+impl Service {
+    /// The project a payload acts in: the one it names (`asked`), else the default one
+    /// (`GOOGLE_CLOUD_PROJECT`, else the credentials'). Refused, naming `field`, unless
+    /// `KEEPALIVE_PROJECTS` lists it (unset: only the default project).
+    pub async fn project_for(
+        &self,
+        asked: Option<&str>,
+        field: &'static str,
+    ) -> Result<String, CheckError> {
+        let default = || async {
+            match &self.config.default_project {
+                Some(p) => Ok(p.clone()),
+                None => self
+                    .auth
+                    .project_id()
+                    .await
+                    .map_err(|e| CheckError::NoProject(e.to_string())),
+            }
+        };
+        let project = match asked {
+            Some(p) => p.to_string(),
+            None => default().await?,
+        };
+        let allowed = match &self.config.projects {
+            Some(list) => list.contains(&project),
+            None => asked.is_none() || default().await? == project,
+        };
+        if allowed {
+            return Ok(project);
+        }
+        let may = match &self.config.projects {
+            Some(list) => format!("KEEPALIVE_PROJECTS ({})", list.join(", ")),
+            None => format!("the default project {}", default().await?),
+        };
+        let what = match asked {
+            Some(_) => format!("names the project {project}"),
+            None => format!("is missing and the default project is {project}"),
+        };
+        Err(CheckError::Refused(PayloadError {
+            field,
+            problem: format!("{what}: this deployment may act only in {may}"),
+        }))
     }
 }
 

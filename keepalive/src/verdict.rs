@@ -83,11 +83,16 @@ pub struct Judgement {
     pub reason: String,
 }
 
+/// The longest reason, in characters (quotes inside it are cut to 300 where they are read).
+pub const MAX_REASON_CHARS: usize = 2048;
+
 impl Judgement {
+    /// The reason is cut to [`MAX_REASON_CHARS`]: it goes to outcomes, log lines, mails and
+    /// events.
     pub fn new(verdict: Verdict, reason: impl Into<String>) -> Judgement {
         Judgement {
             verdict,
-            reason: reason.into(),
+            reason: shared::limits::cut(&reason.into(), MAX_REASON_CHARS),
         }
     }
 }

@@ -50,6 +50,8 @@ impl Default for DatabaseConfig {
 pub struct VmConfig {
     pub machine_type: String,
     pub whatsapp_version: String,
+    /// Opens port 80 too (the API is served on 443 only otherwise).
+    pub open_http: bool,
 }
 
 impl Default for VmConfig {
@@ -57,6 +59,7 @@ impl Default for VmConfig {
         VmConfig {
             machine_type: "e2-medium".into(),
             whatsapp_version: "v2.53.2".into(),
+            open_http: false,
         }
     }
 }

@@ -33,7 +33,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Step 1: the Cloud SQL for PostgreSQL instance, its user and password.
-    Database,
+    Database {
+        /// Give the existing database user a new generated password (kept in Secret Manager)
+        /// and write it into the VM's metadata (`WA_DB_PASSWORD`).
+        #[arg(long)]
+        rotate_password: bool,
+    },
     /// Step 2: static address, firewall rule, the VM that runs the WhatsApp containers.
     Vm,
     /// What `database`, `vm` and `keepalive` would do now.
@@ -96,7 +101,7 @@ fn main() -> ExitCode {
         }
     };
     let (name, dry_run) = match &cli.command {
-        Command::Database => ("database", cli.dry_run),
+        Command::Database { .. } => ("database", cli.dry_run),
         Command::Vm => ("vm", cli.dry_run),
         Command::Plan => ("plan", true),
         Command::Status => ("status", cli.dry_run),
@@ -132,7 +137,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Database => database::run(&prov).await,
+            Command::Database { rotate_password } => {
+                database::run(&prov).await?;
+                if rotate_password {
+                    database::rotate_password(&prov).await?;
+                }
+                Ok(())
+            }
             Command::Vm => vm::run(&prov).await,
             Command::Plan => plan::run(&mut prov).await,
             Command::Status => status::run(&prov).await,

@@ -2,6 +2,7 @@
 
 use secrecy::ExposeSecret;
 
+use crate::resources::secret::read_newest;
 use crate::{Provisioner, StepError};
 
 /// The short names a person types, and the secrets they stand for.
@@ -27,17 +28,10 @@ pub fn known(prov: &Provisioner) -> Vec<(&'static str, String, &'static str)> {
 }
 
 pub async fn show(prov: &Provisioner, name: Option<&str>) -> Result<(), StepError> {
-    let project = prov.cfg.project.clone();
     let all = known(prov);
     let Some(name) = name else {
         for (short, secret, what) in &all {
-            let stored = prov
-                .google
-                .secrets
-                .latest(&project, secret, Some(prov.call_deadline()))
-                .await
-                .map_err(prov.google_failed(format!("secret {secret}")))?
-                .is_some();
+            let stored = read_newest(prov, secret).await?.is_some();
             println!(
                 "  {short:<16} {what:<40} {}",
                 if stored { "stored" } else { "not stored yet" }
@@ -53,12 +47,8 @@ pub async fn show(prov: &Provisioner, name: Option<&str>) -> Result<(), StepErro
             names.join(", ")
         )));
     };
-    let value = prov
-        .google
-        .secrets
-        .latest(&project, secret, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(format!("secret {secret}")))?
+    let (_, value) = read_newest(prov, secret)
+        .await?
         .ok_or_else(|| StepError::failed(format!("secret {secret}"), "is not stored yet"))?;
     println!("{}", value.expose_secret());
     Ok(())

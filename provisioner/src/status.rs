@@ -8,9 +8,12 @@ use crate::ensure::Resource;
 use crate::names::KeepaliveNames;
 use crate::resources::address::StaticAddress;
 use crate::resources::instance::read_vm;
+use crate::resources::secret::read_newest;
 use crate::resources::service::failed_deployment;
+use crate::steps::client_health;
 use crate::steps::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
 use crate::{Provisioner, StepError};
+use shared::whatsapp::WhatsAppClient;
 
 fn line(kind: &str, name: &str, state: &str) {
     println!("  {kind:<22} {name:<40} {state}");
@@ -103,21 +106,12 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         None => line("Cloud SQL instance", &n.sql_instance, "missing"),
     }
 
-    let secret = prov
-        .google
-        .secrets
-        .latest(&project, &n.db_password_secret, deadline)
-        .await
-        .map_err(prov.google_failed(format!("secret {}", n.db_password_secret)))?;
-    line(
-        "secret",
-        &n.db_password_secret,
-        if secret.is_some() {
-            "present (value not shown)"
-        } else {
-            "missing"
-        },
-    );
+    let secret = match read_newest(prov, &n.db_password_secret).await {
+        Ok(Some(_)) => "present (value not shown)".to_string(),
+        Ok(None) => "missing".to_string(),
+        Err(e) => format!("UNUSABLE: {e}"),
+    };
+    line("secret", &n.db_password_secret, &secret);
 
     let instance = read_vm(prov).await?;
     match &instance {
@@ -137,14 +131,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
 
     if let (Some(ip), Some(_)) = (ip, instance) {
         let url = whatsapp_url(prov, &ip)?;
-        let pinned = url.scheme() != "https"
-            || prov
-                .google
-                .secrets
-                .latest(&project, &n.tls_pin_secret, deadline)
-                .await
-                .map_err(prov.google_failed(format!("secret {}", n.tls_pin_secret)))?
-                .is_some();
+        let pinned =
+            url.scheme() != "https" || read_newest(prov, &n.tls_pin_secret).await?.is_some();
         if !pinned {
             line(
                 "WhatsApp client",
@@ -153,6 +141,7 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             );
         } else {
             let http = whatsapp_http(prov, &url).await?;
+            let wa = WhatsAppClient::new(http.clone(), url.clone(), Duration::from_secs(30));
             let login = url
                 .join("/v1/users/login")
                 .map_err(|e| StepError::failed("WhatsApp URL", e.to_string()))?;
@@ -172,7 +161,11 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
                     shared::google::error::describe_reqwest(&e)
                 ),
             };
+            let answers = state.starts_with("answers its");
             line("WhatsApp client", url.as_str(), &state);
+            if answers {
+                client_health::show(prov, &wa, line).await?;
+            }
         }
     }
     keepalive(prov).await

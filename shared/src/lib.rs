@@ -9,6 +9,7 @@
 //!   Manager clients.
 //! - [`events_publisher`]: Pub/Sub through `google-cloud-pubsub`: the keepalive's event
 //!   publisher, and the topic and subscription clients the provisioner uses.
+//! - [`limits`]: answers read to at most 256 KiB, quotes cut to 300 characters.
 //! - [`telemetry`]: Cloud Logging JSON or readable text.
 //! - [`tls_pin`]: trusting exactly one certificate (a pinned SHA-256 fingerprint).
 //! - [`tls_roots`]: the system's root certificates (`SSL_CERT_FILE`) for `https://` endpoints.
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod events_publisher;
 pub mod google;
 pub mod graph;
+pub mod limits;
 pub mod payload;
 pub mod telemetry;
 pub mod tls_pin;

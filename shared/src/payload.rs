@@ -15,11 +15,15 @@ use serde_json::{Map, Value};
 use std::fmt;
 use url::Url;
 
+use crate::tls_pin::Fingerprint;
+
 /// One tenant's payload, valid by construction.
 #[derive(Debug, Clone)]
 pub struct Payload {
     /// Base URL of the WhatsApp client's API (no trailing slash in its path).
     pub whatsapp_url: Url,
+    /// `whatsAppTlsFingerprint`: the one certificate an `https://` client is trusted with.
+    pub tls_fingerprint: Option<Fingerprint>,
     pub username: String,
     pub password: PasswordSource,
     pub vm: String,
@@ -173,6 +177,7 @@ impl Payload {
     fn from_map(map: &Map<String, Value>) -> Result<Payload, PayloadError> {
         let hostname = required_str(map, "whatsAppHostname")?;
         let whatsapp_url = parse_hostname(hostname)?;
+        let tls_fingerprint = parse_fingerprint(map, &whatsapp_url)?;
         let username = required_str(map, "whatsAppUsername")?.to_string();
         let password = match optional_str(map, "whatsAppPasswordSecret")? {
             Some(name) => PasswordSource::Secret(
@@ -199,6 +204,7 @@ impl Payload {
         }
         Ok(Payload {
             whatsapp_url,
+            tls_fingerprint,
             username,
             password,
             vm: vm.to_string(),
@@ -283,6 +289,26 @@ fn parse_hostname(raw: &str) -> Result<Url, PayloadError> {
     let path = url.path().trim_end_matches('/').to_string();
     url.set_path(&path);
     Ok(url)
+}
+
+/// `whatsAppTlsFingerprint`: well formed, and only with an `https://` hostname (over plain
+/// HTTP there is no certificate to pin).
+fn parse_fingerprint(
+    map: &Map<String, Value>,
+    url: &Url,
+) -> Result<Option<Fingerprint>, PayloadError> {
+    const FIELD: &str = "whatsAppTlsFingerprint";
+    let Some(text) = optional_str(map, FIELD)? else {
+        return Ok(None);
+    };
+    let fingerprint = Fingerprint::parse(text).map_err(|p| PayloadError::new(FIELD, p))?;
+    if url.scheme() != "https" {
+        return Err(PayloadError::new(
+            FIELD,
+            "is given with an http:// whatsAppHostname: a certificate is pinned only over https://",
+        ));
+    }
+    Ok(Some(fingerprint))
 }
 
 fn required_str<'a>(
@@ -454,6 +480,33 @@ mod tests {
             assert_eq!(err.field(), Some(field), "{err}");
             assert!(err.to_string().contains(problem), "{err}");
         }
+    }
+
+    #[test]
+    fn a_fingerprint_pins_an_https_client_only() {
+        let fp = format!("sha256:{}", "Ab".repeat(32));
+        let mut v = original();
+        v["whatsAppHostname"] = json!("https://34.89.1.2");
+        v["whatsAppTlsFingerprint"] = json!(fp);
+        let p = parse(v.clone()).unwrap();
+        assert_eq!(p.tls_fingerprint.unwrap().to_string(), fp.to_lowercase());
+        for (host, fingerprint, problem) in [
+            ("https://34.89.1.2", "sha256:12", "64 hex digits"),
+            ("https://34.89.1.2", "md5:00", "sha256:"),
+            ("34.89.1.2", fp.as_str(), "http://"),
+            ("http://34.89.1.2", fp.as_str(), "http://"),
+        ] {
+            v["whatsAppHostname"] = json!(host);
+            v["whatsAppTlsFingerprint"] = json!(fingerprint);
+            let err = parse(v.clone()).unwrap_err();
+            assert_eq!(err.field(), Some("whatsAppTlsFingerprint"), "{err}");
+            assert!(err.to_string().contains(problem), "{err}");
+        }
+        v["whatsAppTlsFingerprint"] = json!(7);
+        assert_eq!(
+            parse(v).unwrap_err().field(),
+            Some("whatsAppTlsFingerprint")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::google::error::describe_reqwest;
+use crate::limits::{quote, read_body, too_large_words, BodyError};
 
 /// One entry of the API's `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,22 @@ pub enum WaError {
     },
     #[error("{what} answered {detail}")]
     BadBody { what: String, detail: String },
+    /// A body longer than [`MAX_ANSWER_BYTES`](crate::limits::MAX_ANSWER_BYTES), not read.
+    #[error(
+        "{what} answered {status} with {}: not read further",
+        too_large_words()
+    )]
+    TooLarge { what: String, status: u16 },
+    /// Any 3xx: redirects are never followed (they would take credentials elsewhere).
+    #[error("{what} answered {status}, a redirect{}: redirects are not followed", location.as_deref().map(|l| format!(" to {l}")).unwrap_or_default())]
+    Redirect {
+        what: String,
+        status: u16,
+        location: Option<String>,
+    },
+    /// The TLS certificate was refused: not trusted by the roots, or not the pinned one.
+    #[error("{what}: the client's TLS certificate was refused ({detail})")]
+    Certificate { what: String, detail: String },
 }
 
 fn fmt_errors(errors: &[ApiError]) -> String {
@@ -65,9 +82,12 @@ impl WaError {
             _ => None,
         }
     }
+    /// The HTTP status, when the client answered one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            WaError::Api { status, .. } => Some(*status),
+            WaError::Api { status, .. }
+            | WaError::TooLarge { status, .. }
+            | WaError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -134,7 +154,7 @@ impl Health {
                 .as_str()
                 .ok_or("`health.gateway_status` is not a string")?;
             return Ok(Health::Single {
-                gateway_status: s.to_string(),
+                gateway_status: quote(s),
             });
         }
         let mut nodes = Vec::new();
@@ -143,9 +163,9 @@ impl Health {
                 continue;
             };
             nodes.push(Node {
-                name: name.clone(),
-                gateway_status: status.to_string(),
-                role: node.get("role").and_then(Value::as_str).map(str::to_string),
+                name: quote(name),
+                gateway_status: quote(status),
+                role: node.get("role").and_then(Value::as_str).map(quote),
             });
         }
         if nodes.is_empty() {
@@ -225,17 +245,21 @@ impl WhatsAppClient {
         }
     }
 
-    /// A reqwest client fit for talking to WhatsApp clients (no proxy, no redirects to
-    /// other hosts, small connection pool).
+    /// A reqwest client fit for talking to WhatsApp clients (no proxy, no redirects, small
+    /// connection pool).
     pub fn http_client() -> reqwest::Client {
+        Self::http_client_builder().build().unwrap_or_default()
+    }
+
+    /// What [`http_client`](Self::http_client) is built from, for a client of its own (a
+    /// pinned certificate, a pinned name resolution).
+    pub fn http_client_builder() -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .pool_max_idle_per_host(8)
             .tcp_nodelay(true)
             .user_agent(concat!("whatsapp-keepalive/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
     }
 
     pub fn base(&self) -> &Url {
@@ -345,6 +369,7 @@ impl WhatsAppClient {
     }
 
     /// Sends `req`; a 2xx answers its status and JSON body (an empty body counts as `{}`).
+    /// The body is read to at most 256 KiB; a 3xx is an error, never followed.
     async fn send(
         &self,
         what: &str,
@@ -352,7 +377,27 @@ impl WhatsAppClient {
     ) -> Result<(u16, Value), WaError> {
         let resp = req.send().await.map_err(|e| self.transport(what, &e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| self.transport(what, &e))?;
+        if (300..400).contains(&status) {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| quote(&String::from_utf8_lossy(l.as_bytes())));
+            return Err(WaError::Redirect {
+                what: what.into(),
+                status,
+                location,
+            });
+        }
+        let bytes = match read_body(resp).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Err(WaError::TooLarge {
+                    what: what.into(),
+                    status,
+                })
+            }
+            Err(BodyError::Transport(e)) => return Err(self.transport(what, &e)),
+        };
         if !(200..300).contains(&status) {
             return Err(WaError::Api {
                 what: what.into(),
@@ -371,7 +416,12 @@ impl WhatsAppClient {
     }
 
     fn transport(&self, what: &str, e: &reqwest::Error) -> WaError {
-        if e.is_timeout() {
+        if let Some(detail) = certificate_problem(e) {
+            WaError::Certificate {
+                what: what.into(),
+                detail,
+            }
+        } else if e.is_timeout() {
             WaError::Timeout {
                 what: what.into(),
                 timeout: self.timeout,
@@ -385,7 +435,30 @@ impl WhatsAppClient {
     }
 }
 
+/// What rustls said about a refused certificate, if that is why `e` failed. (An
+/// `io::Error`'s `source()` skips the error it wraps, so that one is opened instead.)
+fn certificate_problem(e: &reqwest::Error) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(rustls::Error::InvalidCertificate(c)) = err.downcast_ref::<rustls::Error>() {
+            return Some(quote(&match c {
+                rustls::CertificateError::Other(other) => other.0.to_string(),
+                c => format!("{c:?}"),
+            }));
+        }
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
 /// The API's `{"errors": [{"code", "title", "details"}]}`; empty when the body is otherwise.
+/// Titles and details are quoted: cut to 300 characters.
 pub fn parse_errors(body: &[u8]) -> Vec<ApiError> {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
@@ -396,8 +469,8 @@ pub fn parse_errors(body: &[u8]) -> Vec<ApiError> {
             errs.iter()
                 .map(|e| ApiError {
                     code: e.get("code").and_then(Value::as_i64),
-                    title: e.get("title").and_then(Value::as_str).map(str::to_string),
-                    details: e.get("details").and_then(Value::as_str).map(str::to_string),
+                    title: e.get("title").and_then(Value::as_str).map(quote),
+                    details: e.get("details").and_then(Value::as_str).map(quote),
                 })
                 .collect()
         })

@@ -4,8 +4,9 @@
 //! - zonal instances: get, insert, reset, start, stop, setMetadata;
 //! - regional addresses (static external IPs): insert, get;
 //! - global firewall rules: insert, get, patch;
-//! - zonal, regional and global operations: get and wait (and list, for zonal ones, with
-//!   the keepalive's reset filters only);
+//! - zonal, regional and global operations: get and wait; list, for zonal ones, and the
+//!   project's aggregated list of every scope, with filters and `orderBy=creationTimestamp
+//!   desc`;
 //! - the project itself: get (every project exists, with a stable number derived from its
 //!   name, see [`FakeCompute::project_number`]);
 //!
@@ -76,6 +77,8 @@ pub enum ComputeRoute {
     InsertInstance,
     /// `POST .../instances/{i}/setMetadata`
     SetMetadata,
+    /// `POST .../instances/{i}/setLabels`
+    SetLabels,
     /// `GET .../regions/{r}/addresses/{a}`
     GetAddress,
     /// `POST .../regions/{r}/addresses`
@@ -96,6 +99,8 @@ pub enum ComputeRoute {
     WaitGlobalOperation,
     /// `GET /compute/v1/projects/{p}`
     GetProject,
+    /// `GET /compute/v1/projects/{p}/aggregated/operations`
+    AggregatedOperations,
 }
 
 impl ComputeRoute {
@@ -111,6 +116,7 @@ impl ComputeRoute {
             }
             ComputeRoute::InsertInstance => "compute.instances.create",
             ComputeRoute::SetMetadata => "compute.instances.setMetadata",
+            ComputeRoute::SetLabels => "compute.instances.setLabels",
             ComputeRoute::GetAddress => "compute.addresses.get",
             ComputeRoute::InsertAddress => "compute.addresses.create",
             ComputeRoute::GetFirewall => "compute.firewalls.get",
@@ -123,6 +129,7 @@ impl ComputeRoute {
                 "compute.globalOperations.get"
             }
             ComputeRoute::GetProject => "compute.projects.get",
+            ComputeRoute::AggregatedOperations => "compute.globalOperations.list",
         }
     }
 }
@@ -163,6 +170,9 @@ struct Instance {
     nat_ip: String,
     metadata: Vec<(String, String)>,
     metadata_fingerprint: String,
+    /// Set by [`FakeCompute::set_labels`] (or [`FakeCompute::add_instance`]); `None`: those of
+    /// the insert body, if any.
+    labels: Option<Vec<(String, String)>>,
     resets: usize,
     /// While booting after an insert: (GETs answered so far, GETs that answer before RUNNING).
     boot: Option<(u32, u32)>,
@@ -259,6 +269,9 @@ struct ComputeState {
     counts: HashMap<ComputeRoute, usize>,
     /// Successful creations by kind ("instance", "address", "firewall").
     created: HashMap<&'static str, usize>,
+    /// Project numbers set by [`FakeCompute::set_project_number`] (others are derived from
+    /// the name).
+    project_numbers: HashMap<String, String>,
     next_external: u32,
     next_internal: u32,
     seq: u64,
@@ -444,7 +457,10 @@ impl ComputeState {
     }
 
     fn project_number(&self, project: &str) -> String {
-        default_project_number(project)
+        self.project_numbers
+            .get(project)
+            .cloned()
+            .unwrap_or_else(|| default_project_number(project))
     }
 
     /// The project as `GET /compute/v1/projects/{p}` answers it. Its creation time is
@@ -548,6 +564,11 @@ impl ComputeState {
         }
         if let Some(t) = inst.last_stop {
             obj.insert("lastStopTimestamp".into(), json!(compute_timestamp(t)));
+        }
+        if let Some(labels) = &inst.labels {
+            let map: Map<String, Value> =
+                labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            obj.insert("labels".into(), Value::Object(map));
         }
         v
     }
@@ -1029,6 +1050,7 @@ impl ComputeState {
             nat_ip: nat_ips_first(&shape),
             metadata,
             metadata_fingerprint: fingerprint(),
+            labels: None,
             resets: 0,
             boot: (!running).then_some((0, boot_polls)),
             inserted: Some(Inserted {
@@ -1130,6 +1152,7 @@ impl FakeCompute {
             faults: HashMap::new(),
             counts: HashMap::new(),
             created: HashMap::new(),
+            project_numbers: HashMap::new(),
             next_external: 10,
             next_internal: 0,
             seq: 0,
@@ -1145,7 +1168,8 @@ impl FakeCompute {
         FakeCompute { state, server }
     }
 
-    /// Adds an instance (natIP `203.0.113.7`, no metadata) and returns its id.
+    /// Adds an instance as the provisioner leaves it (natIP `203.0.113.7`, networkIP
+    /// `10.128.0.2`, label `whatsapp-keepalive=enabled`, no metadata) and returns its id.
     pub fn add_instance(
         &self,
         project: &str,
@@ -1166,6 +1190,7 @@ impl FakeCompute {
                 nat_ip: "203.0.113.7".into(),
                 metadata: Vec::new(),
                 metadata_fingerprint: "fake-fingerprint=".into(),
+                labels: Some(vec![("whatsapp-keepalive".into(), "enabled".into())]),
                 resets: 0,
                 boot: None,
                 inserted: None,
@@ -1221,6 +1246,15 @@ impl FakeCompute {
         });
     }
 
+    /// Replaces the instance's labels. Panics if unknown.
+    pub fn set_labels(&self, project: &str, zone: &str, name: &str, labels: &[(&str, &str)]) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.with_instance(project, zone, name, |i| i.labels = Some(labels));
+    }
+
     /// Sets the instance's `lastStartTimestamp`. Panics if unknown.
     pub fn set_last_start(&self, project: &str, zone: &str, name: &str, t: OffsetDateTime) {
         self.with_instance(project, zone, name, |i| i.last_start = Some(t));
@@ -1229,6 +1263,18 @@ impl FakeCompute {
     /// Sets the instance's external address. Panics if unknown.
     pub fn set_nat_ip(&self, project: &str, zone: &str, name: &str, ip: &str) {
         self.with_instance(project, zone, name, |i| i.nat_ip = ip.into());
+    }
+
+    /// Sets the instance's metadata items (and gives it a new metadata fingerprint, as a
+    /// change by someone else would). Panics if unknown.
+    pub fn set_metadata(&self, project: &str, zone: &str, name: &str, items: &[(&str, &str)]) {
+        self.with_instance(project, zone, name, |i| {
+            i.metadata = items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            i.metadata_fingerprint = fingerprint();
+        });
     }
 
     /// The instance's metadata items, in order.
@@ -1398,10 +1444,18 @@ impl FakeCompute {
     }
 
     /// The project's number, as `GET /compute/v1/projects/{p}` answers it (`id`, and the
-    /// prefix of `defaultServiceAccount`): 12 decimal digits derived from the name (the same
-    /// in every `FakeCompute`).
+    /// prefix of `defaultServiceAccount`): the one set by
+    /// [`set_project_number`](Self::set_project_number), else 12 decimal digits derived from
+    /// the name (the same in every `FakeCompute`).
     pub fn project_number(&self, project: &str) -> String {
         lock(&self.state).project_number(project)
+    }
+
+    /// Gives the project this number (in this fake only).
+    pub fn set_project_number(&self, project: &str, number: &str) {
+        lock(&self.state)
+            .project_numbers
+            .insert(project.to_owned(), number.to_owned());
     }
 
     /// New operations need this many `GET`s to be `DONE` (PENDING, then RUNNING on the GETs
@@ -1465,10 +1519,31 @@ impl FakeCompute {
         name
     }
 
+    /// Changes an operation's status (`DONE` sets its end time).
+    pub fn set_operation_status(&self, name: &str, status: &str) {
+        let mut st = lock(&self.state);
+        if let Some(op) = st.operations.iter_mut().find(|o| o.name == name) {
+            if status == "DONE" {
+                op.finish();
+            } else {
+                op.status = status.into();
+            }
+        }
+    }
+
     /// Every operation, oldest first, as the API shows it.
     pub fn operations(&self) -> Vec<Value> {
         let st = lock(&self.state);
         st.operations.iter().map(|o| st.op_json(o)).collect()
+    }
+
+    /// One operation by name.
+    pub fn operation(&self, name: &str) -> Option<Value> {
+        let st = lock(&self.state);
+        st.operations
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| st.op_json(o))
     }
 
     /// The next `n` requests to `route` (after authentication) answer `status` in Compute's
@@ -1626,6 +1701,11 @@ enum Route<'a> {
         z: &'a str,
         i: &'a str,
     },
+    SetLabels {
+        p: &'a str,
+        z: &'a str,
+        i: &'a str,
+    },
     ListOps {
         p: &'a str,
         z: &'a str,
@@ -1663,6 +1743,9 @@ enum Route<'a> {
     GetProject {
         p: &'a str,
     },
+    AggregatedOps {
+        p: &'a str,
+    },
 }
 
 impl Route<'_> {
@@ -1672,6 +1755,7 @@ impl Route<'_> {
             Route::Action { route, .. } => *route,
             Route::InsertInstance { .. } => ComputeRoute::InsertInstance,
             Route::SetMetadata { .. } => ComputeRoute::SetMetadata,
+            Route::SetLabels { .. } => ComputeRoute::SetLabels,
             Route::ListOps { .. } => ComputeRoute::ListOperations,
             Route::GetOp { scope, .. } => match scope {
                 Scope::Zone(_) => ComputeRoute::GetOperation,
@@ -1689,6 +1773,7 @@ impl Route<'_> {
             Route::InsertFirewall { .. } => ComputeRoute::InsertFirewall,
             Route::PatchFirewall { .. } => ComputeRoute::PatchFirewall,
             Route::GetProject { .. } => ComputeRoute::GetProject,
+            Route::AggregatedOps { .. } => ComputeRoute::AggregatedOperations,
         }
     }
 
@@ -1701,7 +1786,8 @@ impl Route<'_> {
         match self {
             Route::GetInstance { p, z, i }
             | Route::Action { p, z, i, .. }
-            | Route::SetMetadata { p, z, i } => {
+            | Route::SetMetadata { p, z, i }
+            | Route::SetLabels { p, z, i } => {
                 format!("projects/{p}/zones/{z}/instances/{i}")
             }
             Route::InsertInstance { p, z } => named(format!("projects/{p}/zones/{z}/instances")),
@@ -1715,7 +1801,7 @@ impl Route<'_> {
                 format!("projects/{p}/global/firewalls/{f}")
             }
             Route::InsertFirewall { p } => named(format!("projects/{p}/global/firewalls")),
-            Route::GetProject { p } => format!("projects/{p}"),
+            Route::GetProject { p } | Route::AggregatedOps { p } => format!("projects/{p}"),
         }
     }
 }
@@ -1729,9 +1815,11 @@ fn parse_route<'a>(method: &Method, segs: &[&'a str]) -> Option<Route<'a>> {
     };
     match *rest {
         [] if get => Some(Route::GetProject { p }),
+        ["aggregated", "operations"] if get => Some(Route::AggregatedOps { p }),
         ["zones", z, "instances"] if post => Some(Route::InsertInstance { p, z }),
         ["zones", z, "instances", i] if get => Some(Route::GetInstance { p, z, i }),
         ["zones", z, "instances", i, "setMetadata"] if post => Some(Route::SetMetadata { p, z, i }),
+        ["zones", z, "instances", i, "setLabels"] if post => Some(Route::SetLabels { p, z, i }),
         ["zones", z, "instances", i, action] if post => {
             let route = match action {
                 "reset" => ComputeRoute::Reset,
@@ -1840,454 +1928,473 @@ async fn handle(
     let mut st = lock(&ctx.state);
     let st = &mut *st;
     match route {
-        Route::GetInstance { .. }
-        | Route::Action { .. }
-        | Route::InsertInstance { .. }
-        | Route::SetMetadata { .. } => st.instances_call(route, &body, request_id),
-        Route::GetAddress { .. } | Route::InsertAddress { .. } => {
-            st.addresses_call(route, &body, request_id)
+        Route::GetInstance { p, z, i } => {
+            let key = (p.to_owned(), z.to_owned(), i.to_owned());
+            match st.instances.get_mut(&key) {
+                Some(inst) => {
+                    advance_boot(inst);
+                    json_response(200, &st.instance_json(&key, &st.instances[&key]))
+                }
+                None => not_found(&route.resource(None)),
+            }
         }
-        Route::GetFirewall { .. } | Route::InsertFirewall { .. } | Route::PatchFirewall { .. } => {
-            st.firewalls_call(route, &body, request_id)
+        Route::Action {
+            p, z, i, action, ..
+        } => {
+            let key = (p.to_owned(), z.to_owned(), i.to_owned());
+            let Some(inst) = st.instances.get(&key) else {
+                return not_found(&route.resource(None));
+            };
+            let (inst_id, inst_status) = (inst.id, inst.status.clone());
+            // Check-and-insert of the requestId under the one lock: concurrent duplicates
+            // see the first operation.
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            if action == "reset" && inst_status != "RUNNING" {
+                return compute_error(
+                    400,
+                    "resourceNotReady",
+                    &format!("The resource '{}' is not ready", route.resource(None)),
+                );
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Zone(z.into()),
+                instance_link(p, z, i),
+                inst_id,
+                action,
+                request_id,
+            );
+            if let Some(inst) = st.instances.get_mut(&key) {
+                match action {
+                    "reset" => inst.resets += 1,
+                    "stop" => {
+                        inst.status = "TERMINATED".into();
+                        inst.last_stop = Some(now());
+                        inst.boot = None;
+                    }
+                    _ => {
+                        inst.status = "RUNNING".into();
+                        inst.last_start = Some(now());
+                        inst.boot = None;
+                    }
+                }
+            }
+            json_response(200, &st.op_json(&st.operations[idx]))
         }
-        Route::GetOp { .. } | Route::WaitOp { .. } | Route::ListOps { .. } => {
-            st.operations_call(route, &param)
+        Route::InsertInstance { p, z } => {
+            let body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            let name = match check_name(&body) {
+                Ok(n) => n,
+                Err(resp) => return resp,
+            };
+            let key = (p.to_owned(), z.to_owned(), name.clone());
+            if st.instances.contains_key(&key) {
+                return already_exists(&route.resource(Some(&name)));
+            }
+            let boot_polls = st.boot_polls;
+            let (inst, nat_ips) = match st.build_instance(p, z, &name, &body, true, boot_polls) {
+                Ok(x) => x,
+                Err(resp) => return resp,
+            };
+            let link = instance_link(p, z, &name);
+            let id = inst.id;
+            if st.new_op_error.is_none() {
+                st.instances.insert(key, inst);
+                st.attach_addresses(p, &nat_ips, &link);
+                *st.created.entry("instance").or_default() += 1;
+            }
+            let idx = st.new_operation(p, Scope::Zone(z.into()), link, id, "insert", request_id);
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
+        Route::SetMetadata { p, z, i } => {
+            let key = (p.to_owned(), z.to_owned(), i.to_owned());
+            let Some(inst) = st.instances.get(&key) else {
+                return not_found(&route.resource(None));
+            };
+            let inst_id = inst.id;
+            let current = inst.metadata_fingerprint.clone();
+            let body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            if body.get("fingerprint").and_then(Value::as_str) != Some(current.as_str()) {
+                return scripted_error(412, ComputeRoute::SetMetadata, &route.resource(None));
+            }
+            let items = match parse_metadata_items(body.get("items"), "metadata.items") {
+                Ok(items) => items,
+                Err(resp) => return resp,
+            };
+            if st.new_op_error.is_none() {
+                if let Some(inst) = st.instances.get_mut(&key) {
+                    inst.metadata = items;
+                    inst.metadata_fingerprint = fingerprint();
+                }
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Zone(z.into()),
+                instance_link(p, z, i),
+                inst_id,
+                "setMetadata",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
+        // Labels live in the inserted shape (instances added without one have none).
+        Route::SetLabels { p, z, i } => {
+            let key = (p.to_owned(), z.to_owned(), i.to_owned());
+            let Some(inst) = st.instances.get(&key) else {
+                return not_found(&route.resource(None));
+            };
+            let inst_id = inst.id;
+            let current = inst
+                .inserted
+                .as_ref()
+                .map(|ins| ins.shape["labelFingerprint"].clone());
+            let body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            if current.as_ref() != body.get("labelFingerprint") {
+                return scripted_error(412, ComputeRoute::SetLabels, &route.resource(None));
+            }
+            let labels = body.get("labels").cloned().unwrap_or_else(|| json!({}));
+            if st.new_op_error.is_none() {
+                if let Some(ins) = st.instances.get_mut(&key).and_then(|i| i.inserted.as_mut()) {
+                    ins.shape["labels"] = labels;
+                    ins.shape["labelFingerprint"] = json!(fingerprint());
+                }
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Zone(z.into()),
+                instance_link(p, z, i),
+                inst_id,
+                "setLabels",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
+        Route::GetAddress { p, r, a } => {
+            let key = (p.to_owned(), r.to_owned(), a.to_owned());
+            match st.addresses.get(&key) {
+                Some(addr) => json_response(200, &st.address_json(&key, addr)),
+                None => not_found(&route.resource(None)),
+            }
+        }
+        Route::InsertAddress { p, r } => {
+            let body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            let name = match check_name(&body) {
+                Ok(n) => n,
+                Err(resp) => return resp,
+            };
+            let key = (p.to_owned(), r.to_owned(), name.clone());
+            if st.addresses.contains_key(&key) {
+                return already_exists(&route.resource(Some(&name)));
+            }
+            for (field, allowed) in [
+                ("addressType", &["EXTERNAL", "INTERNAL"][..]),
+                ("networkTier", &["PREMIUM", "STANDARD"][..]),
+            ] {
+                if let Some(v) = body.get(field) {
+                    if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
+                        return invalid(&format!("resource.{field}"), &format!("'{v}'"));
+                    }
+                }
+            }
+            let address = match body.get("address").and_then(Value::as_str) {
+                Some(ip) if st.addresses.values().any(|a| a.address == ip) => {
+                    return invalid(
+                        "resource.address",
+                        &format!("'{ip}'. The IP address is already reserved."),
+                    )
+                }
+                Some(ip) => ip.to_owned(),
+                None => st.fresh_external_ip(),
+            };
+            let id = random_id();
+            if st.new_op_error.is_none() {
+                let users: Vec<String> = st
+                    .instances
+                    .iter()
+                    .filter(|((ip, _, _), i)| *ip == p && i.nat_ip == address)
+                    .map(|((ip, iz, n), _)| instance_link(ip, iz, n))
+                    .collect();
+                st.addresses.insert(
+                    key,
+                    Address {
+                        id,
+                        created: now(),
+                        address,
+                        status: if users.is_empty() {
+                            "RESERVED"
+                        } else {
+                            "IN_USE"
+                        }
+                        .into(),
+                        users,
+                        body,
+                    },
+                );
+                *st.created.entry("address").or_default() += 1;
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Region(r.into()),
+                address_link(p, r, &name),
+                id,
+                "insert",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
+        Route::GetFirewall { p, f } => {
+            let key = (p.to_owned(), f.to_owned());
+            match st.firewalls.get(&key) {
+                Some(fw) => json_response(200, &st.firewall_json(&key, fw)),
+                None => not_found(&route.resource(None)),
+            }
+        }
+        Route::InsertFirewall { p } => {
+            let mut body = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            let name = match check_name(&body) {
+                Ok(n) => n,
+                Err(resp) => return resp,
+            };
+            let key = (p.to_owned(), name.clone());
+            if st.firewalls.contains_key(&key) {
+                return already_exists(&route.resource(Some(&name)));
+            }
+            if let Err(resp) = ComputeState::check_firewall(p, &mut body) {
+                return resp;
+            }
+            let id = random_id();
+            if st.new_op_error.is_none() {
+                st.firewalls.insert(
+                    key,
+                    Firewall {
+                        id,
+                        created: now(),
+                        body,
+                    },
+                );
+                *st.created.entry("firewall").or_default() += 1;
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Global,
+                firewall_link(p, &name),
+                id,
+                "insert",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
+        }
+        Route::PatchFirewall { p, f } => {
+            let key = (p.to_owned(), f.to_owned());
+            let Some(fw) = st.firewalls.get(&key) else {
+                return not_found(&route.resource(None));
+            };
+            let (id, mut merged) = (fw.id, fw.body.clone());
+            let patch = match parse_body(&body) {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
+                return resp;
+            }
+            if patch
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n != f)
+            {
+                return invalid(
+                    "resource.name",
+                    "The name of a firewall rule cannot change.",
+                );
+            }
+            if let (Some(m), Some(changes)) = (merged.as_object_mut(), patch.as_object()) {
+                for (k, v) in changes {
+                    if matches!(k.as_str(), "kind" | "id" | "selfLink" | "creationTimestamp") {
+                        continue;
+                    }
+                    if v.is_null() {
+                        m.remove(k);
+                    } else {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            if let Err(resp) = ComputeState::check_firewall(p, &mut merged) {
+                return resp;
+            }
+            if st.new_op_error.is_none() {
+                if let Some(fw) = st.firewalls.get_mut(&key) {
+                    fw.body = merged;
+                }
+            }
+            let idx = st.new_operation(
+                p,
+                Scope::Global,
+                firewall_link(p, f),
+                id,
+                "patch",
+                request_id,
+            );
+            json_response(200, &st.op_json(&st.operations[idx]))
         }
         Route::GetProject { p } => json_response(200, &st.project_json(p)),
+        Route::GetOp { p, ref scope, op } => match st.find_op(p, scope, op) {
+            Some(idx) => {
+                st.operations[idx].advance_on_get();
+                json_response(200, &st.op_json(&st.operations[idx]))
+            }
+            None => not_found(&route.resource(None)),
+        },
+        Route::WaitOp { p, ref scope, op } => match st.find_op(p, scope, op) {
+            Some(idx) => {
+                if st.wait_completes {
+                    st.operations[idx].finish();
+                }
+                json_response(200, &st.op_json(&st.operations[idx]))
+            }
+            None => not_found(&route.resource(None)),
+        },
+        Route::ListOps { p, z } => {
+            let zone_scope = Scope::Zone(z.into());
+            let (items, next) = match st.list_operations(p, Some(&zone_scope), &param) {
+                Ok(page) => page,
+                Err(resp) => return resp,
+            };
+            let zone_link = zone_scope.link(p);
+            let mut body = json!({
+                "kind": "compute#operationList",
+                "id": format!("projects/{p}/zones/{z}/operations"),
+                "selfLink": format!("{zone_link}/operations"),
+            });
+            if let Some(t) = next {
+                body["nextPageToken"] = json!(t);
+            }
+            if !items.is_empty() {
+                body["items"] = Value::Array(items.into_iter().map(|(_, v)| v).collect());
+            }
+            json_response(200, &body)
+        }
+        Route::AggregatedOps { p } => {
+            let (items, next) = match st.list_operations(p, None, &param) {
+                Ok(page) => page,
+                Err(resp) => return resp,
+            };
+            // Grouped by scope, as `zones/{z}`, `regions/{r}` and `global`.
+            let mut scopes = Map::new();
+            for (scope, v) in items {
+                let key = match scope {
+                    Scope::Zone(z) => format!("zones/{z}"),
+                    Scope::Region(r) => format!("regions/{r}"),
+                    Scope::Global => "global".into(),
+                };
+                let entry = scopes
+                    .entry(key)
+                    .or_insert_with(|| json!({"operations": []}));
+                if let Some(list) = entry["operations"].as_array_mut() {
+                    list.push(v);
+                }
+            }
+            let mut body = json!({
+                "kind": "compute#operationAggregatedList",
+                "id": format!("projects/{p}/aggregated/operations"),
+                "items": scopes,
+                "selfLink": format!("{}/aggregated/operations", project_link(p)),
+            });
+            if let Some(t) = next {
+                body["nextPageToken"] = json!(t);
+            }
+            json_response(200, &body)
+        }
     }
 }
 
-/// The handler by resource: `handle` checks the token and the scripted faults, then routes
-/// here.
 impl ComputeState {
-    /// Instances: get, insert, reset/start/stop, setMetadata.
-    fn instances_call(
-        &mut self,
-        route: Route<'_>,
-        body: &[u8],
-        request_id: Option<String>,
-    ) -> Response {
-        let st = self;
-        match route {
-            Route::GetInstance { p, z, i } => {
-                let key = (p.to_owned(), z.to_owned(), i.to_owned());
-                match st.instances.get_mut(&key) {
-                    Some(inst) => {
-                        advance_boot(inst);
-                        json_response(200, &st.instance_json(&key, &st.instances[&key]))
-                    }
-                    None => not_found(&route.resource(None)),
-                }
-            }
-            Route::Action {
-                p, z, i, action, ..
-            } => {
-                let key = (p.to_owned(), z.to_owned(), i.to_owned());
-                let Some(inst) = st.instances.get(&key) else {
-                    return not_found(&route.resource(None));
-                };
-                let (inst_id, inst_status) = (inst.id, inst.status.clone());
-                // Check-and-insert of the requestId under the one lock: concurrent duplicates
-                // see the first operation.
-                if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
-                    return resp;
-                }
-                if action == "reset" && inst_status != "RUNNING" {
-                    return compute_error(
-                        400,
-                        "resourceNotReady",
-                        &format!("The resource '{}' is not ready", route.resource(None)),
-                    );
-                }
-                let idx = st.new_operation(
-                    p,
-                    Scope::Zone(z.into()),
-                    instance_link(p, z, i),
-                    inst_id,
-                    action,
-                    request_id,
-                );
-                if let Some(inst) = st.instances.get_mut(&key) {
-                    match action {
-                        "reset" => inst.resets += 1,
-                        "stop" => {
-                            inst.status = "TERMINATED".into();
-                            inst.last_stop = Some(now());
-                            inst.boot = None;
-                        }
-                        _ => {
-                            inst.status = "RUNNING".into();
-                            inst.last_start = Some(now());
-                            inst.boot = None;
-                        }
-                    }
-                }
-                json_response(200, &st.op_json(&st.operations[idx]))
-            }
-            Route::InsertInstance { p, z } => {
-                let body = match parse_body(body) {
-                    Ok(b) => b,
-                    Err(resp) => return resp,
-                };
-                if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
-                    return resp;
-                }
-                let name = match check_name(&body) {
-                    Ok(n) => n,
-                    Err(resp) => return resp,
-                };
-                let key = (p.to_owned(), z.to_owned(), name.clone());
-                if st.instances.contains_key(&key) {
-                    return already_exists(&route.resource(Some(&name)));
-                }
-                let boot_polls = st.boot_polls;
-                let (inst, nat_ips) = match st.build_instance(p, z, &name, &body, true, boot_polls)
-                {
-                    Ok(x) => x,
-                    Err(resp) => return resp,
-                };
-                let link = instance_link(p, z, &name);
-                let id = inst.id;
-                if st.new_op_error.is_none() {
-                    st.instances.insert(key, inst);
-                    st.attach_addresses(p, &nat_ips, &link);
-                    *st.created.entry("instance").or_default() += 1;
-                }
-                let idx =
-                    st.new_operation(p, Scope::Zone(z.into()), link, id, "insert", request_id);
-                json_response(200, &st.op_json(&st.operations[idx]))
-            }
-            Route::SetMetadata { p, z, i } => {
-                let key = (p.to_owned(), z.to_owned(), i.to_owned());
-                let Some(inst) = st.instances.get(&key) else {
-                    return not_found(&route.resource(None));
-                };
-                let inst_id = inst.id;
-                let current = inst.metadata_fingerprint.clone();
-                let body = match parse_body(body) {
-                    Ok(b) => b,
-                    Err(resp) => return resp,
-                };
-                if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
-                    return resp;
-                }
-                if body.get("fingerprint").and_then(Value::as_str) != Some(current.as_str()) {
-                    return scripted_error(412, ComputeRoute::SetMetadata, &route.resource(None));
-                }
-                let items = match parse_metadata_items(body.get("items"), "metadata.items") {
-                    Ok(items) => items,
-                    Err(resp) => return resp,
-                };
-                if st.new_op_error.is_none() {
-                    if let Some(inst) = st.instances.get_mut(&key) {
-                        inst.metadata = items;
-                        inst.metadata_fingerprint = fingerprint();
-                    }
-                }
-                let idx = st.new_operation(
-                    p,
-                    Scope::Zone(z.into()),
-                    instance_link(p, z, i),
-                    inst_id,
-                    "setMetadata",
-                    request_id,
-                );
-                json_response(200, &st.op_json(&st.operations[idx]))
-            }
-            _ => unreachable!("instances_call: routed by `handle`"),
-        }
-    }
-
-    /// Regional addresses: get, insert.
-    fn addresses_call(
-        &mut self,
-        route: Route<'_>,
-        body: &[u8],
-        request_id: Option<String>,
-    ) -> Response {
-        let st = self;
-        match route {
-            Route::GetAddress { p, r, a } => {
-                let key = (p.to_owned(), r.to_owned(), a.to_owned());
-                match st.addresses.get(&key) {
-                    Some(addr) => json_response(200, &st.address_json(&key, addr)),
-                    None => not_found(&route.resource(None)),
-                }
-            }
-            Route::InsertAddress { p, r } => {
-                let body = match parse_body(body) {
-                    Ok(b) => b,
-                    Err(resp) => return resp,
-                };
-                if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
-                    return resp;
-                }
-                let name = match check_name(&body) {
-                    Ok(n) => n,
-                    Err(resp) => return resp,
-                };
-                let key = (p.to_owned(), r.to_owned(), name.clone());
-                if st.addresses.contains_key(&key) {
-                    return already_exists(&route.resource(Some(&name)));
-                }
-                for (field, allowed) in [
-                    ("addressType", &["EXTERNAL", "INTERNAL"][..]),
-                    ("networkTier", &["PREMIUM", "STANDARD"][..]),
-                ] {
-                    if let Some(v) = body.get(field) {
-                        if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
-                            return invalid(&format!("resource.{field}"), &format!("'{v}'"));
-                        }
-                    }
-                }
-                let address = match body.get("address").and_then(Value::as_str) {
-                    Some(ip) if st.addresses.values().any(|a| a.address == ip) => {
-                        return invalid(
-                            "resource.address",
-                            &format!("'{ip}'. The IP address is already reserved."),
-                        )
-                    }
-                    Some(ip) => ip.to_owned(),
-                    None => st.fresh_external_ip(),
-                };
-                let id = random_id();
-                if st.new_op_error.is_none() {
-                    let users: Vec<String> = st
-                        .instances
-                        .iter()
-                        .filter(|((ip, _, _), i)| *ip == p && i.nat_ip == address)
-                        .map(|((ip, iz, n), _)| instance_link(ip, iz, n))
-                        .collect();
-                    st.addresses.insert(
-                        key,
-                        Address {
-                            id,
-                            created: now(),
-                            address,
-                            status: if users.is_empty() {
-                                "RESERVED"
-                            } else {
-                                "IN_USE"
-                            }
-                            .into(),
-                            users,
-                            body,
-                        },
-                    );
-                    *st.created.entry("address").or_default() += 1;
-                }
-                let idx = st.new_operation(
-                    p,
-                    Scope::Region(r.into()),
-                    address_link(p, r, &name),
-                    id,
-                    "insert",
-                    request_id,
-                );
-                json_response(200, &st.op_json(&st.operations[idx]))
-            }
-            _ => unreachable!("addresses_call: routed by `handle`"),
-        }
-    }
-
-    /// Global firewall rules: get, insert, patch.
-    fn firewalls_call(
-        &mut self,
-        route: Route<'_>,
-        body: &[u8],
-        request_id: Option<String>,
-    ) -> Response {
-        let st = self;
-        match route {
-            Route::GetFirewall { p, f } => {
-                let key = (p.to_owned(), f.to_owned());
-                match st.firewalls.get(&key) {
-                    Some(fw) => json_response(200, &st.firewall_json(&key, fw)),
-                    None => not_found(&route.resource(None)),
-                }
-            }
-            Route::InsertFirewall { p } => {
-                let mut body = match parse_body(body) {
-                    Ok(b) => b,
-                    Err(resp) => return resp,
-                };
-                if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
-                    return resp;
-                }
-                let name = match check_name(&body) {
-                    Ok(n) => n,
-                    Err(resp) => return resp,
-                };
-                let key = (p.to_owned(), name.clone());
-                if st.firewalls.contains_key(&key) {
-                    return already_exists(&route.resource(Some(&name)));
-                }
-                if let Err(resp) = ComputeState::check_firewall(p, &mut body) {
-                    return resp;
-                }
-                let id = random_id();
-                if st.new_op_error.is_none() {
-                    st.firewalls.insert(
-                        key,
-                        Firewall {
-                            id,
-                            created: now(),
-                            body,
-                        },
-                    );
-                    *st.created.entry("firewall").or_default() += 1;
-                }
-                let idx = st.new_operation(
-                    p,
-                    Scope::Global,
-                    firewall_link(p, &name),
-                    id,
-                    "insert",
-                    request_id,
-                );
-                json_response(200, &st.op_json(&st.operations[idx]))
-            }
-            Route::PatchFirewall { p, f } => {
-                let key = (p.to_owned(), f.to_owned());
-                let Some(fw) = st.firewalls.get(&key) else {
-                    return not_found(&route.resource(None));
-                };
-                let (id, mut merged) = (fw.id, fw.body.clone());
-                let patch = match parse_body(body) {
-                    Ok(b) => b,
-                    Err(resp) => return resp,
-                };
-                if let Err(resp) = st.check_request_id(p, request_id.as_ref()) {
-                    return resp;
-                }
-                if patch
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| n != f)
-                {
-                    return invalid(
-                        "resource.name",
-                        "The name of a firewall rule cannot change.",
-                    );
-                }
-                if let (Some(m), Some(changes)) = (merged.as_object_mut(), patch.as_object()) {
-                    for (k, v) in changes {
-                        if matches!(k.as_str(), "kind" | "id" | "selfLink" | "creationTimestamp") {
-                            continue;
-                        }
-                        if v.is_null() {
-                            m.remove(k);
-                        } else {
-                            m.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                if let Err(resp) = ComputeState::check_firewall(p, &mut merged) {
-                    return resp;
-                }
-                if st.new_op_error.is_none() {
-                    if let Some(fw) = st.firewalls.get_mut(&key) {
-                        fw.body = merged;
-                    }
-                }
-                let idx = st.new_operation(
-                    p,
-                    Scope::Global,
-                    firewall_link(p, f),
-                    id,
-                    "patch",
-                    request_id,
-                );
-                json_response(200, &st.op_json(&st.operations[idx]))
-            }
-            _ => unreachable!("firewalls_call: routed by `handle`"),
-        }
-    }
-
-    /// Operations: get and wait in every scope, the zonal list.
-    fn operations_call(
-        &mut self,
-        route: Route<'_>,
+    /// One page of the project's operations (of `scope` only, when given) that match the
+    /// `filter` parameter, oldest first or, with `orderBy=creationTimestamp desc`, newest
+    /// first; `maxResults` (at most 500) a page, `pageToken` the offset. Answers the page
+    /// with each operation's scope, and the next page's token.
+    #[allow(clippy::type_complexity)]
+    fn list_operations(
+        &self,
+        p: &str,
+        scope: Option<&Scope>,
         param: &dyn Fn(&str) -> Option<String>,
-    ) -> Response {
-        let st = self;
-        match route {
-            Route::GetOp { p, ref scope, op } => match st.find_op(p, scope, op) {
-                Some(idx) => {
-                    st.operations[idx].advance_on_get();
-                    json_response(200, &st.op_json(&st.operations[idx]))
+    ) -> Result<(Vec<(Scope, Value)>, Option<String>), Response> {
+        let filter = match param("filter").filter(|f| !f.trim().is_empty()) {
+            Some(f) => match filter::parse(&f) {
+                Ok(expr) => Some(expr),
+                Err(_) => {
+                    return Err(compute_error(
+                        400,
+                        "invalid",
+                        &format!(
+                        "Invalid value for field 'filter': '{f}'. Invalid list filter expression."
+                    ),
+                    ))
                 }
-                None => not_found(&route.resource(None)),
             },
-            Route::WaitOp { p, ref scope, op } => match st.find_op(p, scope, op) {
-                Some(idx) => {
-                    if st.wait_completes {
-                        st.operations[idx].finish();
-                    }
-                    json_response(200, &st.op_json(&st.operations[idx]))
-                }
-                None => not_found(&route.resource(None)),
-            },
-            Route::ListOps { p, z } => {
-                let filter = match param("filter").filter(|f| !f.trim().is_empty()) {
-                Some(f) => match ResetFilter::parse(&f) {
-                    Some(expr) => Some(expr),
-                    None => {
-                        return compute_error(
-                            400,
-                            "invalid",
-                            &format!("Invalid value for field 'filter': '{f}'. Invalid list filter expression."),
-                        )
-                    }
-                },
-                None => None,
-            };
-                let ascending = param("orderBy").is_some_and(|o| {
-                    let o = o.to_ascii_lowercase();
-                    !o.contains("desc")
-                });
-                let max = param("maxResults")
-                    .and_then(|m| m.parse::<usize>().ok())
-                    .unwrap_or(500)
-                    .clamp(1, 500);
-                let offset = param("pageToken")
-                    .and_then(|t| t.parse::<usize>().ok())
-                    .unwrap_or(0);
-                let zone_scope = Scope::Zone(z.into());
-                let mut ops: Vec<(OffsetDateTime, u64, Value)> = st
-                    .operations
-                    .iter()
-                    .filter(|o| o.project == p && o.scope == zone_scope)
-                    .map(|o| (o.insert_time, o.seq, st.op_json(o)))
-                    .filter(|(_, _, v)| filter.as_ref().is_none_or(|f| f.matches(v)))
-                    .collect();
-                ops.sort_by_key(|(t, seq, _)| (*t, *seq));
-                if !ascending {
-                    ops.reverse();
-                }
-                let total = ops.len();
-                let items: Vec<Value> = ops
-                    .into_iter()
-                    .skip(offset)
-                    .take(max)
-                    .map(|(_, _, v)| v)
-                    .collect();
-                let zone_link = zone_scope.link(p);
-                let mut body = json!({
-                    "kind": "compute#operationList",
-                    "id": format!("projects/{p}/zones/{z}/operations"),
-                    "selfLink": format!("{zone_link}/operations"),
-                });
-                if offset + items.len() < total {
-                    body["nextPageToken"] = json!((offset + items.len()).to_string());
-                }
-                if !items.is_empty() {
-                    body["items"] = Value::Array(items);
-                }
-                json_response(200, &body)
-            }
-            _ => unreachable!("operations_call: routed by `handle`"),
+            None => None,
+        };
+        let ascending = param("orderBy").is_none_or(|o| !o.to_ascii_lowercase().contains("desc"));
+        let max = param("maxResults")
+            .and_then(|m| m.parse::<usize>().ok())
+            .unwrap_or(500)
+            .clamp(1, 500);
+        let offset = param("pageToken")
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut ops: Vec<(OffsetDateTime, u64, Scope, Value)> = self
+            .operations
+            .iter()
+            .filter(|o| o.project == p && scope.is_none_or(|s| o.scope == *s))
+            .map(|o| (o.insert_time, o.seq, o.scope.clone(), self.op_json(o)))
+            .filter(|(_, _, _, v)| filter.as_ref().is_none_or(|f| f.matches(v)))
+            .collect();
+        ops.sort_by_key(|(t, seq, _, _)| (*t, *seq));
+        if !ascending {
+            ops.reverse();
         }
+        let total = ops.len();
+        let items: Vec<(Scope, Value)> = ops
+            .into_iter()
+            .skip(offset)
+            .take(max)
+            .map(|(_, _, scope, v)| (scope, v))
+            .collect();
+        let next = (offset + items.len() < total).then(|| (offset + items.len()).to_string());
+        Ok((items, next))
     }
 }
 
@@ -2312,57 +2419,370 @@ fn advance_boot(inst: &mut Instance) {
     }
 }
 
-/// The list filters the keepalive sends for resets (`keepalive/src/onprem/guard.rs`):
-/// `operationType = "reset"`, with `AND targetId = "ID"` when it knows the instance's id and
-/// `AND insertTime > "RFC 3339"` to bound the history, in any order (spaces around the
-/// operator optional, as the API allows). The fake serves exactly these terms; any other
-/// filter is answered 400 `invalid`, as the API answers one it cannot parse, which also lets a
-/// test drive the keepalive's unfiltered fallback.
-#[derive(Debug, PartialEq)]
-struct ResetFilter {
-    target_id: Option<String>,
-    inserted_after: Option<OffsetDateTime>,
-}
+/// Compute Engine list filters: `field op value` terms (`=`, `!=`, `>`, `<`, `>=`, `<=`,
+/// `:`, `eq`, `ne`), values quoted or bare, optionally parenthesised, joined with `AND`
+/// (or juxtaposition), `OR`, and `NOT`. A field absent from the resource makes `=` false
+/// and `!=` true. `targetLink`/`selfLink`/`zone` compare on the part after `/compute/v1/`.
+pub mod filter {
+    use super::parse_rfc3339;
+    use serde_json::Value;
 
-impl ResetFilter {
-    fn parse(filter: &str) -> Option<ResetFilter> {
-        let mut reset = false;
-        let mut f = ResetFilter {
-            target_id: None,
-            inserted_after: None,
-        };
-        for term in filter.split(" AND ") {
-            let (field, op, value) = match term.split_once('>') {
-                Some((field, value)) => (field, '>', value),
-                None => term.split_once('=').map(|(f, v)| (f, '=', v))?,
-            };
-            let value = value.trim().strip_prefix('"')?.strip_suffix('"')?;
-            match (field.trim(), op) {
-                ("operationType", '=') if value == "reset" && !reset => reset = true,
-                ("targetId", '=') if !value.is_empty() && f.target_id.is_none() => {
-                    f.target_id = Some(value.to_string())
-                }
-                ("insertTime", '>') if f.inserted_after.is_none() => {
-                    f.inserted_after = Some(parse_rfc3339(value)?)
-                }
-                _ => return None,
-            }
-        }
-        reset.then_some(f)
+    /// A parsed filter.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Expr {
+        /// `field op value`
+        Term(String, Op, String),
+        /// all of
+        And(Vec<Expr>),
+        /// any of
+        Or(Vec<Expr>),
+        /// negation
+        Not(Box<Expr>),
     }
 
-    fn matches(&self, op: &Value) -> bool {
-        op["operationType"] == "reset"
-            && self
-                .target_id
-                .as_deref()
-                .is_none_or(|id| op["targetId"].as_str() == Some(id))
-            && self.inserted_after.is_none_or(|after| {
-                op["insertTime"]
-                    .as_str()
-                    .and_then(parse_rfc3339)
-                    .is_some_and(|t| t > after)
+    /// Comparison operators.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub enum Op {
+        /// `=` or `eq`
+        Eq,
+        /// `!=` or `ne`
+        Ne,
+        /// `>`
+        Gt,
+        /// `<`
+        Lt,
+        /// `>=`
+        Ge,
+        /// `<=`
+        Le,
+        /// `:` (contains; `:*` present)
+        Has,
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Tok {
+        LParen,
+        RParen,
+        Op(Op),
+        Word(String),
+        Str(String),
+    }
+
+    const MAX_DEPTH: usize = 32;
+
+    fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
+        let mut toks = Vec::new();
+        let mut chars = s.chars().peekable();
+        while let Some(&c) = chars.peek() {
+            match c {
+                c if c.is_whitespace() => {
+                    chars.next();
+                }
+                '(' => {
+                    chars.next();
+                    toks.push(Tok::LParen);
+                }
+                ')' => {
+                    chars.next();
+                    toks.push(Tok::RParen);
+                }
+                '=' => {
+                    chars.next();
+                    toks.push(Tok::Op(Op::Eq));
+                }
+                ':' => {
+                    chars.next();
+                    toks.push(Tok::Op(Op::Has));
+                }
+                '!' | '>' | '<' => {
+                    chars.next();
+                    let eq = chars.peek() == Some(&'=');
+                    if eq {
+                        chars.next();
+                    }
+                    toks.push(Tok::Op(match (c, eq) {
+                        ('!', true) => Op::Ne,
+                        ('>', false) => Op::Gt,
+                        ('>', true) => Op::Ge,
+                        ('<', false) => Op::Lt,
+                        ('<', true) => Op::Le,
+                        _ => return Err("'!' must be followed by '='".into()),
+                    }));
+                }
+                '"' | '\'' => {
+                    let quote = c;
+                    chars.next();
+                    let mut out = String::new();
+                    let mut closed = false;
+                    while let Some(ch) = chars.next() {
+                        if ch == '\\' {
+                            if let Some(esc) = chars.next() {
+                                out.push(esc);
+                            }
+                        } else if ch == quote {
+                            closed = true;
+                            break;
+                        } else {
+                            out.push(ch);
+                        }
+                    }
+                    if !closed {
+                        return Err("unterminated string".into());
+                    }
+                    toks.push(Tok::Str(out));
+                }
+                _ => {
+                    let mut w = String::new();
+                    while let Some(&ch) = chars.peek() {
+                        if ch.is_whitespace() || "()=!<>\"':".contains(ch) {
+                            // ':' inside a bare word (a URL) is not allowed: quote it.
+                            break;
+                        }
+                        w.push(ch);
+                        chars.next();
+                    }
+                    toks.push(Tok::Word(w));
+                }
+            }
+        }
+        Ok(toks)
+    }
+
+    struct Parser {
+        toks: Vec<Tok>,
+        pos: usize,
+    }
+
+    impl Parser {
+        fn peek(&self) -> Option<&Tok> {
+            self.toks.get(self.pos)
+        }
+
+        fn next(&mut self) -> Option<Tok> {
+            let t = self.toks.get(self.pos).cloned();
+            self.pos += 1;
+            t
+        }
+
+        fn is_kw(&self, kw: &str) -> bool {
+            matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
+        }
+
+        fn or(&mut self, depth: usize) -> Result<Expr, String> {
+            if depth > MAX_DEPTH {
+                return Err("filter nested too deeply".into());
+            }
+            let mut parts = vec![self.and(depth)?];
+            while self.is_kw("OR") {
+                self.pos += 1;
+                parts.push(self.and(depth)?);
+            }
+            Ok(if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Expr::Or(parts)
             })
+        }
+
+        fn and(&mut self, depth: usize) -> Result<Expr, String> {
+            let mut parts = vec![self.unary(depth)?];
+            loop {
+                if self.is_kw("AND") {
+                    self.pos += 1;
+                    parts.push(self.unary(depth)?);
+                } else if matches!(self.peek(), Some(Tok::LParen | Tok::Word(_)))
+                    && !self.is_kw("OR")
+                {
+                    parts.push(self.unary(depth)?);
+                } else {
+                    break;
+                }
+            }
+            Ok(if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Expr::And(parts)
+            })
+        }
+
+        fn unary(&mut self, depth: usize) -> Result<Expr, String> {
+            if self.is_kw("NOT") {
+                self.pos += 1;
+                return Ok(Expr::Not(Box::new(self.unary(depth + 1)?)));
+            }
+            match self.next() {
+                Some(Tok::LParen) => {
+                    let e = self.or(depth + 1)?;
+                    match self.next() {
+                        Some(Tok::RParen) => Ok(e),
+                        _ => Err("missing ')'".into()),
+                    }
+                }
+                Some(Tok::Word(field)) => {
+                    let op = match self.next() {
+                        Some(Tok::Op(op)) => op,
+                        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("eq") => Op::Eq,
+                        Some(Tok::Word(w)) if w.eq_ignore_ascii_case("ne") => Op::Ne,
+                        _ => return Err(format!("expected an operator after '{field}'")),
+                    };
+                    let value = match self.next() {
+                        Some(Tok::Str(s) | Tok::Word(s)) => s,
+                        _ => return Err(format!("expected a value after '{field}'")),
+                    };
+                    Ok(Expr::Term(field, op, value))
+                }
+                _ => Err("expected a term".into()),
+            }
+        }
+    }
+
+    /// Parses a filter expression.
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        let mut p = Parser {
+            toks: tokenize(s)?,
+            pos: 0,
+        };
+        let e = p.or(0)?;
+        if p.pos != p.toks.len() {
+            return Err("trailing input".into());
+        }
+        Ok(e)
+    }
+
+    fn lookup<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
+        field.split('.').try_fold(v, |v, k| v.get(k))
+    }
+
+    fn as_text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn normalize_link(s: &str) -> &str {
+        s.find("/compute/v1/")
+            .map_or(s, |i| &s[i + "/compute/v1/".len()..])
+    }
+
+    fn glob(pattern: &str, text: &str) -> bool {
+        if !pattern.contains('*') {
+            return pattern == text;
+        }
+        let parts: Vec<&str> = pattern.split('*').collect();
+        let (first, last) = (parts[0], parts[parts.len() - 1]);
+        if !text.starts_with(first)
+            || !text.ends_with(last)
+            || text.len() < first.len() + last.len()
+        {
+            return false;
+        }
+        let mut rest = &text[first.len()..text.len() - last.len()];
+        for mid in &parts[1..parts.len() - 1] {
+            match rest.find(mid) {
+                Some(i) => rest = &rest[i + mid.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn compare(a: &str, b: &str) -> std::cmp::Ordering {
+        if let (Some(x), Some(y)) = (parse_rfc3339(a), parse_rfc3339(b)) {
+            return x.cmp(&y);
+        }
+        if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
+            return x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+        }
+        a.cmp(b)
+    }
+
+    impl Expr {
+        /// Whether the resource `v` matches.
+        pub fn matches(&self, v: &Value) -> bool {
+            match self {
+                Expr::And(parts) => parts.iter().all(|e| e.matches(v)),
+                Expr::Or(parts) => parts.iter().any(|e| e.matches(v)),
+                Expr::Not(e) => !e.matches(v),
+                Expr::Term(field, op, want) => {
+                    let Some(have) = lookup(v, field) else {
+                        return *op == Op::Ne;
+                    };
+                    let have = as_text(have);
+                    let (have, want) = if field.ends_with("Link") || field == "zone" {
+                        (
+                            normalize_link(&have).to_owned(),
+                            normalize_link(want).to_owned(),
+                        )
+                    } else {
+                        (have, want.clone())
+                    };
+                    use std::cmp::Ordering::*;
+                    match op {
+                        Op::Eq => glob(&want, &have),
+                        Op::Ne => !glob(&want, &have),
+                        Op::Has => want == "*" || have.contains(&want),
+                        Op::Gt => compare(&have, &want) == Greater,
+                        Op::Lt => compare(&have, &want) == Less,
+                        Op::Ge => compare(&have, &want) != Less,
+                        Op::Le => compare(&have, &want) != Greater,
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        #[test]
+        fn parses_and_matches() {
+            let op = json!({
+                "operationType": "reset", "targetId": "123", "status": "DONE",
+                "targetLink": "http://127.0.0.1:1/compute/v1/projects/p/zones/z/instances/vm",
+                "insertTime": "2026-11-24T10:00:00.123-08:00"
+            });
+            for (f, want) in [
+                (r#"operationType = "reset""#, true),
+                (r#"operationType="reset" AND targetId="123""#, true),
+                (r#"(operationType = "reset") AND (targetId = "123")"#, true),
+                (r#"(operationType = "reset") (targetId = "124")"#, false),
+                (r#"operationType = "reset" AND targetId = "124""#, false),
+                (r#"operationType = "stop" OR targetId = 123"#, true),
+                (r#"NOT (status = "DONE")"#, false),
+                (r#"status != "DONE""#, false),
+                (r#"operationType eq reset"#, true),
+                (
+                    r#"targetLink = "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/vm""#,
+                    true,
+                ),
+                (
+                    r#"targetLink = "https://compute.googleapis.com/compute/v1/projects/p/zones/z/instances/other""#,
+                    false,
+                ),
+                (r#"insertTime > "2026-11-24T17:00:00Z""#, true),
+                (r#"insertTime > "2026-11-24T19:00:00Z""#, false),
+                (r#"unknownField = "x""#, false),
+                (r#"unknownField != "x""#, true),
+                (r#"operationType = "res*""#, true),
+            ] {
+                let e = parse(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+                assert_eq!(e.matches(&op), want, "{f}");
+            }
+            for bad in [
+                r#"operationType = "reset"#,
+                "operationType",
+                "(a = b",
+                "a = b)",
+                "= b",
+            ] {
+                assert!(parse(bad).is_err(), "{bad}");
+            }
+            let deep = "(".repeat(100) + "a = b" + &")".repeat(100);
+            assert!(parse(&deep).is_err());
+        }
     }
 }
 
@@ -2610,8 +3030,11 @@ mod tests {
             format!("operations?filter={enc}&orderBy=creationTimestamp%20desc")
         };
         for filter in [
-            format!(r#"operationType = "reset" AND targetId = "{id}""#),
+            format!(r#"(operationType = "reset") AND (targetId = "{id}")"#),
             format!(r#"operationType="reset" AND targetId="{id}""#),
+            format!(
+                r#"operationType = "reset" AND targetLink = "https://www.googleapis.com/compute/v1/projects/{P}/zones/{Z}/instances/vm""#
+            ),
         ] {
             let (status, body) = f.get(&q(&filter)).await;
             assert_eq!(status, 200, "{filter}");
@@ -2622,18 +3045,10 @@ mod tests {
             let id_text = id.to_string();
             assert!(items.iter().all(|o| o["targetId"] == id_text));
         }
-        let (_, body) = f
-            .get(&q(&format!(
-                r#"operationType = "reset" AND targetId = "{other}""#
-            )))
-            .await;
+        let (_, body) = f.get(&q(&format!(r#"targetId = "{other}""#))).await;
         assert_eq!(body["items"].as_array().unwrap().len(), 1);
-        let (_, body) = f.get(&q(r#"operationType = "reset""#)).await;
-        assert_eq!(
-            body["items"].as_array().unwrap().len(),
-            3,
-            "both VMs' resets in this zone"
-        );
+        let (_, body) = f.get(&q(r#"operationType = "delete""#)).await;
+        assert!(body.get("items").is_none());
 
         let (_, body) = f.get("operations?maxResults=2").await;
         assert_eq!(body["items"].as_array().unwrap().len(), 2);
@@ -2642,22 +3057,80 @@ mod tests {
         assert_eq!(body["items"].as_array().unwrap().len(), 2);
         assert!(body.get("nextPageToken").is_none());
 
-        // A filter the keepalive does not send (or a malformed one): 400, as for one the API
-        // cannot parse.
-        for filter in [
-            r#"operationType = "reset"#,
-            r#"operationType = "delete""#,
-            r#"targetId = "1""#,
-            r#"operationType = "reset" OR targetId = "1""#,
-            r#"operationType = "reset" AND insertTime > "yesterday""#,
-        ] {
-            let (status, body) = f.get(&q(filter)).await;
-            assert_eq!(status, 400, "{filter}");
-            assert_eq!(body["error"]["errors"][0]["reason"], "invalid");
-        }
         let (status, body) = f.get(&q(r#"operationType = "reset"#)).await;
         assert_eq!(status, 400);
         assert_eq!(body["error"]["errors"][0]["reason"], "invalid");
+    }
+
+    #[tokio::test]
+    async fn aggregated_operations_span_every_zone() {
+        let f = fixture().await;
+        let now = OffsetDateTime::now_utc();
+        f.compute
+            .add_operation(P, Z, "a", "reset", "DONE", now - time::Duration::minutes(1));
+        f.compute.add_operation(
+            P,
+            "us-east1-b",
+            "b",
+            "reset",
+            "DONE",
+            now - time::Duration::minutes(2),
+        );
+        f.compute
+            .add_operation(P, Z, "c", "reset", "DONE", now - time::Duration::hours(3));
+        f.compute
+            .add_operation(P, Z, "a", "stop", "DONE", now - time::Duration::minutes(1));
+        f.compute
+            .add_operation("other-project", Z, "d", "reset", "DONE", now);
+        let url = |query: &str| {
+            format!(
+                "{}/compute/v1/projects/{P}/aggregated/operations{query}",
+                f.compute.url()
+            )
+        };
+        let get = |u: String| {
+            let req = f.client.get(u).bearer_auth(&f.token);
+            async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let since = compute_timestamp(now - time::Duration::minutes(10));
+        let filter = format!(r#"operationType = "reset" AND insertTime > "{since}""#);
+        let enc: String = form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+        let (status, body) = get(url(&format!("?filter={enc}"))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["kind"], "compute#operationAggregatedList");
+        let names = |scope: &str| -> Vec<String> {
+            body["items"][scope]["operations"]
+                .as_array()
+                .map(|ops| {
+                    ops.iter()
+                        .map(|o| {
+                            o["targetLink"]
+                                .as_str()
+                                .unwrap()
+                                .rsplit('/')
+                                .next()
+                                .unwrap()
+                                .to_owned()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(names(&format!("zones/{Z}")), ["a"]);
+        assert_eq!(names("zones/us-east1-b"), ["b"]);
+        let (_, body) = get(url("?maxResults=2")).await;
+        assert_eq!(body["nextPageToken"], "2");
+        f.compute
+            .fail_next(ComputeRoute::AggregatedOperations, 1, 403);
+        let (status, body) = get(url("")).await;
+        assert_eq!(status, 403);
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("compute.globalOperations.list"));
     }
 
     #[tokio::test]
@@ -3009,6 +3482,12 @@ mod tests {
             .await;
         assert_eq!(status, 400);
         assert_eq!(f.compute.insert_count("firewall"), 2);
+        f.compute.seed_firewall(
+            P,
+            json!({"name": "seeded", "allowed": [{"IPProtocol": "icmp"}]}),
+        );
+        assert_eq!(f.call("GET", "global/firewalls/seeded", None).await.0, 200);
+        assert_eq!(f.compute.insert_count("firewall"), 2);
     }
 
     #[tokio::test]
@@ -3195,11 +3674,12 @@ mod tests {
         let vm = f.call("GET", &get, None).await.1;
         assert_eq!(vm["metadata"]["items"], items);
         assert_ne!(vm["metadata"]["fingerprint"], fp);
-        assert!(f
-            .compute
-            .metadata(P, ZC, "wa")
-            .unwrap()
-            .contains(&("WA_API_VERSION".into(), "v2.53.2".into())));
+        assert_eq!(
+            f.compute
+                .metadata_value(P, ZC, "wa", "WA_API_VERSION")
+                .as_deref(),
+            Some("v2.53.2")
+        );
         // The old fingerprint is stale now.
         let (status, _) = f
             .call("POST", &set, Some(&json!({"fingerprint": fp, "items": []})))
@@ -3360,6 +3840,14 @@ mod tests {
         // Other methods on the project are not routes.
         assert_eq!(f.call("POST", "", None).await.0, 404);
 
+        f.compute.set_project_number(P, "123456789012");
+        assert_eq!(f.compute.project_number(P), "123456789012");
+        let (_, body) = f.call("GET", "", None).await;
+        assert_eq!(body["id"], "123456789012");
+        assert_eq!(
+            body["defaultServiceAccount"],
+            "123456789012-compute@developer.gserviceaccount.com"
+        );
         assert_eq!(other.project_number(P), number);
 
         // Bad or missing token: 401, as for other routes.
@@ -3404,9 +3892,9 @@ mod tests {
         assert_eq!(f.call("GET", "", None).await.0, 200);
 
         // Counted (the POST is no route), and recorded.
-        assert_eq!(f.compute.route_count(ComputeRoute::GetProject), 10);
+        assert_eq!(f.compute.route_count(ComputeRoute::GetProject), 11);
         let requests = f.compute.requests();
-        assert_eq!(requests.len(), 11);
+        assert_eq!(requests.len(), 12);
         assert_eq!(requests[0].method, "GET");
         assert_eq!(requests[0].path, format!("/compute/v1/projects/{P}"));
         other.stop().await;

@@ -45,6 +45,8 @@ struct Secret {
     created: OffsetDateTime,
     replication: Value,
     versions: Vec<Version>,
+    /// The secret's IAM policy (`getIamPolicy` / `setIamPolicy`).
+    policy: Value,
 }
 
 #[derive(Default)]
@@ -122,6 +124,7 @@ impl FakeSecretManager {
                 created: now(),
                 replication: json!({"automatic": {}}),
                 versions: Vec::new(),
+                policy: json!({}),
             });
         secret.versions.push(Version {
             data: value.as_bytes().to_vec(),
@@ -172,6 +175,14 @@ impl FakeSecretManager {
                 v.state = state.into();
             }
         }
+    }
+
+    /// The secret's IAM policy (`{}` when never set; `Null` when there is no such secret).
+    pub fn policy(&self, project: &str, secret: &str) -> Value {
+        lock(&self.state)
+            .secrets
+            .get(&(project.into(), secret.into()))
+            .map_or(Value::Null, |s| s.policy.clone())
     }
 
     /// Successful `:access` calls.
@@ -266,13 +277,51 @@ async fn handle(
                 created: now(),
                 replication,
                 versions: Vec::new(),
+                policy: json!({}),
             };
             let answer = secret_json(p, &s, &secret);
             st.secrets.insert(key, secret);
             json_response(200, &answer)
         }
         ["v1", "projects", p, "secrets", last] => {
-            if let Some(s) = last.strip_suffix(":addVersion") {
+            if let Some((s, verb)) = last
+                .split_once(':')
+                .filter(|(_, v)| matches!(*v, "getIamPolicy" | "setIamPolicy"))
+            {
+                let Some(secret) = st.secrets.get_mut(&(p.to_owned(), s.to_owned())) else {
+                    return google_error(
+                        404,
+                        "NOT_FOUND",
+                        &format!("Secret [projects/{p}/secrets/{s}] not found."),
+                    );
+                };
+                if verb == "setIamPolicy" {
+                    let Some(policy) = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .map(|v| v["policy"].clone())
+                        .filter(Value::is_object)
+                    else {
+                        return google_error(400, "INVALID_ARGUMENT", "policy is required.");
+                    };
+                    let etag = secret.policy["etag"].clone();
+                    if !etag.is_null() && policy["etag"] != etag {
+                        return google_error(
+                            409,
+                            "ABORTED",
+                            "There were concurrent policy changes.",
+                        );
+                    }
+                    let version = etag
+                        .as_str()
+                        .and_then(|e| e.strip_prefix("BwY"))
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + 1;
+                    secret.policy = policy;
+                    secret.policy["etag"] = json!(format!("BwY{version}"));
+                }
+                json_response(200, &secret.policy)
+            } else if let Some(s) = last.strip_suffix(":addVersion") {
                 if !post {
                     return google_error(405, "INVALID_ARGUMENT", "Use POST.");
                 }
@@ -313,6 +362,25 @@ async fn handle(
             } else {
                 google_error(404, "NOT_FOUND", "Unknown method.")
             }
+        }
+        // Newest first, as Secret Manager lists them.
+        ["v1", "projects", p, "secrets", s, "versions"] if get => {
+            let Some(secret) = st.secrets.get(&(p.to_owned(), s.to_owned())) else {
+                return google_error(
+                    404,
+                    "NOT_FOUND",
+                    &format!("Secret [projects/{p}/secrets/{s}] not found."),
+                );
+            };
+            let versions: Vec<Value> = secret
+                .versions
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, v)| version_json(p, s, i + 1, v))
+                .collect();
+            let total = versions.len();
+            json_response(200, &json!({"versions": versions, "totalSize": total}))
         }
         ["v1", "projects", p, "secrets", s, "versions", last] if get => {
             let (v, access) = match last.strip_suffix(":access") {

@@ -1,7 +1,8 @@
 //! What the fakes share: a real HTTP/1.1 server on `127.0.0.1` (plain, or HTTPS with a
 //! self-signed certificate generated at start, see [`SelfSignedCert`]) that records every
 //! request, sets `TCP_NODELAY` on every accepted connection, writes each answer in one piece
-//! (buffered body, `content-length`, one flattened write), can be stopped (listener closed,
+//! (buffered body, `content-length`, one flattened write; or, marked [`Streamed`], as it is
+//! produced), can be stopped (listener closed,
 //! connections in progress dropped) and restarted on the same port, and shuts down when
 //! dropped. Plus small helpers (auth headers, JSON answers, timestamps, a temporary directory).
 //!
@@ -96,6 +97,11 @@ impl RecordedRequest {
         self.header("authorization").and_then(strip_bearer)
     }
 }
+
+/// Marker put into a response's extensions by a handler whose answer must go out as it is
+/// produced (chunked, no `content-length`) rather than buffered: an answer too big to hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Streamed;
 
 /// Marker put into a response's extensions by a handler that wants the connection dropped
 /// without an answer (the client sees the connection closed / reset).
@@ -469,6 +475,9 @@ async fn handle(
     };
     if resp.extensions().get::<CloseConnection>().is_some() {
         return Err(CloseConnection);
+    }
+    if resp.extensions().get::<Streamed>().is_some() {
+        return Ok(resp);
     }
     // Buffer the whole answer so that it goes out with a content-length, in one write.
     let (parts, body) = resp.into_parts();

@@ -194,6 +194,11 @@ pub enum Behaviour {
     Json(u16, Value),
     /// Drops the connection without answering.
     Close,
+    /// 302 with this `Location` (and an empty body), as a misconfigured proxy answers.
+    Redirect(String),
+    /// 200 `application/json`, a body of this many bytes streamed in chunks without a
+    /// `content-length` (a reader finds out how long it is only by reading).
+    Huge(usize),
 }
 
 struct User {
@@ -599,6 +604,34 @@ fn meta() -> Value {
     json!({"api_status": "stable", "version": API_VERSION})
 }
 
+/// A 200 JSON-looking body of `len` bytes (`{"pad":"xxxx…"}` when long enough), streamed in
+/// 64 KiB chunks.
+fn huge_response(len: usize) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let (head, tail) = (&b"{\"pad\":\""[..], &b"\"}"[..]);
+    let fill = len.saturating_sub(head.len() + tail.len());
+    let chunks = std::iter::once(bytes_of(head.iter().copied().take(len)))
+        .chain((0..fill.div_ceil(CHUNK)).map(move |i| {
+            let n = CHUNK.min(fill - i * CHUNK);
+            axum::body::Bytes::from(vec![b'x'; n])
+        }))
+        .chain(std::iter::once(bytes_of(
+            tail.iter().copied().take(len.saturating_sub(head.len())),
+        )))
+        .map(Ok::<_, std::io::Error>);
+    let mut resp = Response::new(axum::body::Body::from_stream(futures::stream::iter(chunks)));
+    resp.extensions_mut().insert(crate::server::Streamed);
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn bytes_of(b: impl Iterator<Item = u8>) -> axum::body::Bytes {
+    axum::body::Bytes::from(b.collect::<Vec<u8>>())
+}
+
 /// The documented errors body.
 pub fn errors_body(code: u32, title: &str, details: &str) -> Value {
     json!({
@@ -657,6 +690,14 @@ async fn handle(
         Behaviour::BadJson => return raw_response(200, "application/json", "not json{"),
         Behaviour::Hang => match hang().await {},
         Behaviour::Close => return close_connection(),
+        Behaviour::Redirect(location) => {
+            let mut resp = raw_response(302, "text/plain", "");
+            if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(axum::http::header::LOCATION, v);
+            }
+            return resp;
+        }
+        Behaviour::Huge(len) => return huge_response(len),
     }
     endpoint(&state, &method, &path, &headers, &body)
 }

@@ -712,12 +712,13 @@ fn docker_context_and_cloud_build_config() {
 // scheduler.yaml
 // ---------------------------------------------------------------------------------------------
 
-const PLACEHOLDERS: [&str; 10] = [
+const PLACEHOLDERS: [&str; 11] = [
     "PROJECT",
     "REGION",
     "JOB_NAME",
     "TOPIC",
     "WHATSAPP_HOSTNAME",
+    "TLS_FINGERPRINT",
     "WHATSAPP_USERNAME",
     "PASSWORD_SECRET",
     "VM",
@@ -725,8 +726,9 @@ const PLACEHOLDERS: [&str; 10] = [
     "TIME_ZONE",
 ];
 
-const PAYLOAD_KEYS: [&str; 6] = [
+const PAYLOAD_KEYS: [&str; 7] = [
     "whatsAppHostname",
+    "whatsAppTlsFingerprint",
     "whatsAppUsername",
     "whatsAppPasswordSecret",
     "vm",
@@ -741,7 +743,11 @@ fn example_values() -> BTreeMap<&'static str, String> {
         ("REGION", "europe-west3"),
         ("JOB_NAME", "keepalive-whatsapp-4915112345678"),
         ("TOPIC", "whatsapp-keepalive"),
-        ("WHATSAPP_HOSTNAME", "34.89.1.2"),
+        ("WHATSAPP_HOSTNAME", "https://34.89.1.2"),
+        (
+            "TLS_FINGERPRINT",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ),
         ("WHATSAPP_USERNAME", "admin"),
         (
             "PASSWORD_SECRET",
@@ -942,6 +948,8 @@ async fn scheduler_payload_is_accepted_by_the_real_binary() {
     w.set_env("KEEPALIVE_ATTEMPTS", "1");
     let secret = format!("projects/{FAKE_PROJECT}/secrets/whatsapp-4915112345678-admin-password");
     w.g.secrets.put(&secret, PASSWORD);
+    // The password from Secret Manager goes only to one of the VM's addresses.
+    w.g.compute.set_nat_ip(FAKE_PROJECT, ZONE, VM, "127.0.0.1");
     let mut values = example_values();
     for (k, v) in [
         ("PROJECT", FAKE_PROJECT.to_string()),
@@ -955,8 +963,13 @@ async fn scheduler_payload_is_accepted_by_the_real_binary() {
         values.insert(k, v);
     }
     let job = api_job(&render(&read_root_file("scheduler.yaml"), &values));
-    let payload = published_payload(&job);
+    let mut payload = published_payload(&job);
     assert!(payload.get("whatsAppPassword").is_none(), "{payload}");
+    // The fake answers plain HTTP: no certificate to pin.
+    payload
+        .as_object_mut()
+        .unwrap()
+        .remove("whatsAppTlsFingerprint");
 
     // Healthy: the password came from Secret Manager and the login worked.
     let run = w.check(&payload, &["--dry-run"]).await;

@@ -64,6 +64,11 @@ impl World {
             &p(&format!("secrets/{name}-admin-password")),
             ADMIN_PASSWORD,
         );
+        // The client's certificate as `vm` pinned it (base64 DER; any bytes do here).
+        self.g.secrets.put(
+            &p(&format!("secrets/{name}-tls-certificate")),
+            &base64::engine::general_purpose::STANDARD.encode(PINNED_DER),
+        );
     }
 
     async fn run_with(&self, config: PathBuf, args: &[&str]) -> ProvisionerRun {
@@ -256,7 +261,7 @@ async fn creates_a_private_service_its_subscription_and_the_job() {
     assert_eq!(job["timeZone"], "Etc/UTC");
     assert_eq!(job["pubsubTarget"]["topicName"], topic);
     let payload = decode_data(&job);
-    assert_eq!(payload["whatsAppHostname"], IP);
+    assert_eq!(payload["whatsAppHostname"], format!("https://{IP}"));
     assert_eq!(payload["vm"], NAME);
     assert_eq!(payload["zone"], "europe-west3-c");
     assert_eq!(payload["project"], FAKE_PROJECT);
@@ -330,6 +335,8 @@ async fn a_second_number_adds_only_its_job() {
         mutations,
         vec![format!(
             "scheduler POST /v1/projects/{FAKE_PROJECT}/locations/{REGION}/jobs"
+        ), format!(
+            "secrets POST /v1/projects/{FAKE_PROJECT}/secrets/whatsapp-4915199999999-admin-password:setIamPolicy"
         )],
         "{}",
         run.stdout
@@ -339,7 +346,7 @@ async fn a_second_number_adds_only_its_job() {
     let job = w.g.scheduler.job(&job_name(second)).unwrap();
     let payload = decode_data(&job);
     assert_eq!(payload["vm"], second);
-    assert_eq!(payload["whatsAppHostname"], "34.89.2.2");
+    assert_eq!(payload["whatsAppHostname"], "https://34.89.2.2");
     // Same topic as the first number's job.
     assert_eq!(
         job["pubsubTarget"]["topicName"],
@@ -739,8 +746,16 @@ async fn the_jobs_payload_runs_through_the_real_keepalive() {
         "RUNNING",
         time::OffsetDateTime::now_utc() - time::Duration::days(1),
     );
+    // The password from Secret Manager goes only to one of the VM's addresses.
+    w.g.compute
+        .set_nat_ip(FAKE_PROJECT, "europe-west3-c", NAME, "127.0.0.1");
     let mut payload = payload;
     payload["whatsAppHostname"] = json!(wa.host_port());
+    // The fake answers plain HTTP: no certificate to pin.
+    payload
+        .as_object_mut()
+        .unwrap()
+        .remove("whatsAppTlsFingerprint");
     let mut env: BTreeMap<String, String> = w.g.env().into_iter().collect();
     env.insert("KEEPALIVE_REQUEST_TIMEOUT_MS".into(), "2000".into());
     let body = payload.to_string().into_bytes();
@@ -817,4 +832,60 @@ async fn plan_shows_step_6_and_changes_nothing() {
     assert!(run.stdout.contains("Cloud Scheduler job"), "{}", run.stdout);
     assert!(w.g.run.services().is_empty() && w.g.scheduler.jobs().is_empty());
     assert!(w.g.pubsub.topics(FAKE_PROJECT).is_empty());
+}
+
+/// What `vm` pinned in the fake's secret: any bytes stand for the certificate's DER here.
+const PINNED_DER: &[u8] = b"the client's self-signed certificate (DER)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_pins_the_certificate_and_the_secret_alone_is_granted() {
+    let w = World::new().await;
+    ok(&w.run(&["keepalive"]).await);
+    let payload = decode_data(&w.g.scheduler.job(&job_name(NAME)).unwrap());
+    assert_eq!(
+        payload["whatsAppHostname"], "https://34.89.1.2",
+        "{payload}"
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, PINNED_DER);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(payload["whatsAppTlsFingerprint"], format!("sha256:{hex}"));
+
+    // The service's account reads this number's admin password, granted on that secret.
+    let account =
+        format!("serviceAccount:whatsapp-keepalive@{FAKE_PROJECT}.iam.gserviceaccount.com");
+    let policy =
+        w.g.secrets
+            .policy(FAKE_PROJECT, &format!("{NAME}-admin-password"));
+    let bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        bindings,
+        vec![json!({"role": "roles/secretmanager.secretAccessor", "members": [account]})],
+        "{policy}"
+    );
+    // ... and on nothing else: no other secret, no project-wide policy.
+    let pin =
+        w.g.secrets
+            .policy(FAKE_PROJECT, &format!("{NAME}-tls-certificate"));
+    assert!(pin.get("bindings").is_none(), "{pin}");
+    let project_wide: Vec<String> = w
+        .mutations()
+        .into_iter()
+        .filter(|m| {
+            m.contains("setIamPolicy")
+                && !m.contains("/secrets/")
+                && !m.contains("/topics/")
+                && !m.contains("/subscriptions/")
+                && !m.contains("/services/")
+        })
+        .collect();
+    assert!(project_wide.is_empty(), "{project_wide:?}");
+
+    // A second run finds the grant and changes nothing.
+    w.clear_requests();
+    ok(&w.run(&["keepalive"]).await);
+    assert!(
+        !w.mutations().iter().any(|m| m.contains("secrets")),
+        "{:?}",
+        w.mutations()
+    );
 }

@@ -324,3 +324,120 @@ async fn verify_twice_is_harmless() {
     ok(&run);
     assert!(run.stdout.contains("registered already"), "{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_prints_the_hostname_with_its_port() {
+    let w = World::new().await;
+    ok(&w.run(&["whatsapp"]).await);
+    let run = w.run(&["connect"]).await;
+    ok(&run);
+    let port = w.wa.host_port().rsplit(':').next().unwrap().to_string();
+    assert!(
+        run.stdout
+            .contains(&format!("hostname: 127.0.0.1:{port}\n")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_whatsapp_runs_at_once_leave_the_clients_password_as_the_latest() {
+    // The interleaving differs from round to round; every one must end the same way.
+    for round in 0..4 {
+        let w = World::new().await;
+        let (a, b) = tokio::join!(w.run(&["whatsapp"]), w.run(&["whatsapp"]));
+        w.assert_no_secrets(&a.output());
+        w.assert_no_secrets(&b.output());
+        let latest = w.secret("admin-password").expect("a stored password");
+        // Compared, never shown (the message names no password).
+        assert!(
+            w.wa.admin_password() == latest,
+            "round {round}: latest is not the client's password\n{}\n{}",
+            a.output(),
+            b.output()
+        );
+        ok(&a);
+        ok(&b);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_logs_in_and_reads_the_health() {
+    use keepalive_tests::whatsapp::Health;
+    let w = World::new().await;
+    ok(&w.run(&["whatsapp"]).await);
+    w.g.compute
+        .seed_address(FAKE_PROJECT, "europe-west3", NAME, Some("203.0.113.7"));
+    w.g.compute.add_instance(
+        FAKE_PROJECT,
+        "europe-west3-c",
+        NAME,
+        "RUNNING",
+        time::OffsetDateTime::now_utc(),
+    );
+    let cases = [
+        (
+            Health::Single("connected"),
+            "healthy: gateway_status is connected",
+        ),
+        (Health::Single("disconnected"), "NOT HEALTHY"),
+        (
+            Health::Nodes(vec![
+                ("wa:web", "connected", "primary_master"),
+                ("wa:core1", "disconnected", "coreapp"),
+                ("wa:core2", "connected", "coreapp"),
+            ]),
+            "healthy: coreapp wa:core2 is connected (3 nodes)",
+        ),
+    ];
+    for (health, want) in cases {
+        w.wa.set_health(health);
+        let run = w.run(&["status"]).await;
+        ok(&run);
+        w.assert_no_secrets(&run.output());
+        assert!(run.stdout.contains(want), "{want}:\n{}", run.stdout);
+    }
+    let run = w.run(&["status"]).await;
+    assert!(
+        run.stdout.contains("wa:core1") && run.stdout.contains("disconnected"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_secret_is_an_error_and_nothing_is_generated_over_it() {
+    let w = World::new().await;
+    ok(&w.run(&["whatsapp"]).await);
+    ok(&w.run(&["connect"]).await);
+    let admin_before = w.wa.admin_password();
+    // (suffix, the command that reads it, state)
+    for (suffix, command, state) in [
+        ("admin-password", "whatsapp", "DISABLED"),
+        ("api-password", "connect", "DESTROYED"),
+        ("tls-certificate", "connect", "DISABLED"),
+    ] {
+        let secret = format!("{NAME}-{suffix}");
+        let versions = w.g.secrets.version_count(FAKE_PROJECT, &secret);
+        let last = format!("projects/{FAKE_PROJECT}/secrets/{secret}/versions/{versions}");
+        w.g.secrets.set_version_state(&last, state);
+        let run = w.run(&[command]).await;
+        assert_eq!(run.code, Some(1), "{suffix}: {}", run.output());
+        assert!(
+            run.stderr.contains(&secret) && run.stderr.contains(state),
+            "{suffix}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            w.g.secrets.version_count(FAKE_PROJECT, &secret),
+            versions,
+            "{suffix}: a new version was stored"
+        );
+        w.g.secrets.set_version_state(&last, "ENABLED");
+    }
+    assert!(
+        w.wa.admin_password() == admin_before,
+        "the admin password changed"
+    );
+    assert_eq!(w.wa.received_new_passwords().len(), 1);
+}

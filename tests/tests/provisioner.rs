@@ -3,7 +3,7 @@
 
 use keepalive_tests::binaries::{run_provisioner, ProvisionerRun};
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -175,7 +175,14 @@ async fn fresh_project_database_then_vm() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    assert!(ports.contains(&"443") && ports.contains(&"80"), "{fw}");
+    // The API on 443 only: 80 stays closed unless `vm.open_http = true`.
+    assert_eq!(ports, vec!["443"], "{fw}");
+    // The keepalive resets only labelled VMs.
+    assert_eq!(
+        body["labels"]["whatsapp-keepalive"], "enabled",
+        "{}",
+        body["labels"]
+    );
     assert_eq!(fw["targetTags"][0], NAME);
     assert_eq!(body["tags"]["items"][0], NAME);
     // The client's certificate was pinned on first contact.
@@ -399,10 +406,16 @@ async fn a_changed_whatsapp_certificate_is_refused() {
     let p = Project::new().await;
     ok(&p.run(&["database"]).await);
     ok(&p.run(&["vm"]).await);
+    let pin = format!("{NAME}-tls-certificate");
+    let pinned = p.g.secrets.get_latest(FAKE_PROJECT, &pin);
     p.wa.rotate_certificate();
     let run = p.run(&["vm"]).await;
     assert_eq!(run.code, Some(1), "{}", run.output());
     assert!(run.stderr.contains("pinned"), "{}", run.stderr);
+    // The error names the secret; the pin is never replaced silently.
+    assert!(run.stderr.contains(&pin), "{}", run.stderr);
+    assert_eq!(p.g.secrets.version_count(FAKE_PROJECT, &pin), 1);
+    assert_eq!(p.g.secrets.get_latest(FAKE_PROJECT, &pin), pinned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,5 +429,104 @@ async fn open_network_only_when_written() {
     assert_eq!(
         sql["settings"]["ipConfiguration"]["authorizedNetworks"][0]["value"],
         "0.0.0.0/0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_80_only_with_open_http_and_an_adopted_vm_gets_the_label() {
+    let p = Project::new().await;
+    p.write_config(&config_text("[vm]\nopen_http = true"));
+    ok(&p.run(&["database"]).await);
+    // A VM made before the label existed: `vm` adopts it and adds the label, keeping the rest.
+    let ip =
+        p.g.compute
+            .address(FAKE_PROJECT, "europe-west3", NAME)
+            .unwrap()["address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    p.g.compute.seed_instance(
+        FAKE_PROJECT,
+        ZONE,
+        json!({
+            "name": NAME,
+            "machineType": format!("zones/{ZONE}/machineTypes/e2-medium"),
+            "labels": {"team": "chat"},
+            "tags": {"items": [NAME]},
+            "disks": [{"boot": true, "initializeParams": {"sourceImage": "projects/cos-cloud/global/images/family/cos-stable"}}],
+            "networkInterfaces": [{"network": "global/networks/default", "accessConfigs": [{"natIP": ip}]}],
+        }),
+    );
+    let run = p.run(&["vm"]).await;
+    let vm = p.g.compute.instance(FAKE_PROJECT, ZONE, NAME).unwrap();
+    assert_eq!(
+        vm["labels"]["whatsapp-keepalive"],
+        "enabled",
+        "{}\n{}",
+        run.output(),
+        vm["labels"]
+    );
+    assert_eq!(vm["labels"]["team"], "chat");
+    let fw =
+        p.g.compute
+            .firewall(FAKE_PROJECT, &format!("{NAME}-allow-web"))
+            .expect("firewall rule");
+    assert_eq!(fw["allowed"][0]["ports"], json!(["443", "80"]), "{fw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_or_destroyed_password_is_an_error_and_nothing_is_generated() {
+    for state in ["DISABLED", "DESTROYED"] {
+        let p = Project::new().await;
+        ok(&p.run(&["database"]).await);
+        let secret = format!("{NAME}-db-password");
+        let user_password = p.g.sql.user_password(NAME, "whatsapp");
+        p.g.secrets.set_version_state(
+            &format!("projects/{FAKE_PROJECT}/secrets/{secret}/versions/1"),
+            state,
+        );
+        let run = p.run(&["database"]).await;
+        assert_eq!(run.code, Some(1), "{}", run.output());
+        assert!(
+            run.stderr.contains(&secret) && run.stderr.contains(state),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            p.g.secrets.version_count(FAKE_PROJECT, &secret),
+            1,
+            "{state}: a password was generated"
+        );
+        assert!(
+            p.g.sql.user_password(NAME, "whatsapp") == user_password,
+            "{state}: the user's password changed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_rotate_password_changes_the_database_password_and_the_metadata() {
+    let p = Project::new().await;
+    ok(&p.run(&["database"]).await);
+    ok(&p.run(&["vm"]).await);
+    let secret = format!("{NAME}-db-password");
+    let first = p.g.secrets.get_latest(FAKE_PROJECT, &secret).unwrap();
+    ok(&p.run(&["database"]).await);
+    // Compared, never shown.
+    assert!(p.g.sql.user_password(NAME, "whatsapp") == Some(first.clone()));
+    assert_eq!(p.g.secrets.version_count(FAKE_PROJECT, &secret), 1);
+
+    ok(&p.run(&["database", "--rotate-password"]).await);
+    let second = p.g.secrets.get_latest(FAKE_PROJECT, &secret).unwrap();
+    assert!(second != first, "the password was not rotated");
+    assert!(
+        p.g.sql.user_password(NAME, "whatsapp") == Some(second.clone()),
+        "the database user does not have the new password"
+    );
+    assert!(
+        p.g.compute
+            .metadata_value(FAKE_PROJECT, ZONE, NAME, "WA_DB_PASSWORD")
+            == Some(second),
+        "the VM's WA_DB_PASSWORD is not the new password"
     );
 }

@@ -1,18 +1,53 @@
 //! Step 3 of an On-Premises check, when the client is down: the reset. Under the VM's lock,
-//! read the VM and its reset record, let the guard (`guard.rs`) withhold the reset, derive its
-//! `requestId`, reset, and wait for the operation. Says what happened as a [`ResetResult`];
-//! the verdict is `decide.rs`'s.
+//! read the VM and its reset record (newest first, within the grace window), let the guard
+//! (`guard.rs`) withhold the reset, read the project's recent resets for the fleet brake,
+//! derive the `requestId`, reset; then, once the caller has announced the accepted reset,
+//! wait for the operation ([`confirm`]). Says what happened as a [`ResetResult`]; the verdict
+//! is `decide.rs`'s.
 
-use shared::google::compute::{Instance, InstanceRef, Operation, Scope};
+use shared::google::compute::{Instance, InstanceRef, Operation, OperationQuery, Scope};
 use shared::google::GoogleError;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::compute_time;
 use super::guard::{self, VmState, Withheld};
+use super::trust;
 use crate::service::Service;
+
+/// Operations a page (an answer stays well under 256 KiB), and pages read at most, for the
+/// VM's history and for the brake.
+const PAGE_SIZE: usize = 100;
+const MAX_PAGES: usize = 5;
+
+/// How the reset went before any wait: settled, or accepted by Compute Engine and not yet
+/// confirmed (then the VM's turn is still held, until [`confirm`]).
+pub enum Reset {
+    Settled(ResetResult),
+    Accepted(Accepted),
+}
+
+/// A reset Compute Engine accepted; its operation is still running.
+pub struct Accepted {
+    operation: Operation,
+    request_id: Uuid,
+    /// Checks of this VM in this process wait until the reset is confirmed.
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl Accepted {
+    /// What is known now: issued, completion not yet confirmed.
+    pub fn result(&self) -> ResetResult {
+        ResetResult::Issued {
+            operation: Some(self.operation.name.clone()).filter(|n| !n.is_empty()),
+            request_id: self.request_id,
+            unconfirmed: None,
+        }
+    }
+}
 
 /// What became of the reset.
 #[derive(Debug, Clone)]
@@ -72,61 +107,84 @@ impl ResetResult {
     }
 }
 
-/// Resets `vm` unless the guard withholds it (`dry_run`: never resets). `why` is the client's
-/// failure, for the log.
+/// Resets `vm` unless the guard or the brake withholds it (`dry_run`: never resets). `why`
+/// is the client's failure, for the log.
 pub async fn reset_if_due(
     svc: &Service,
     vm: &InstanceRef,
     why: &str,
     dry_run: bool,
     deadline: Instant,
-) -> ResetResult {
-    let _turn = svc.vm_locks.lock(&vm.to_string()).await;
+) -> Reset {
+    let turn = svc.vm_locks.lock(&vm.to_string()).await;
+    let failed = |error| {
+        Reset::Settled(ResetResult::Failed {
+            error,
+            request_id: None,
+            operation: None,
+        })
+    };
     let (instance, state) = match read_vm(svc, vm, deadline).await {
         Ok(read) => read,
-        Err(error) => {
-            return ResetResult::Failed {
-                error,
-                request_id: None,
-                operation: None,
-            }
-        }
+        Err(error) => return failed(error),
     };
+    if let Err(not) = trust::enabled(&instance) {
+        return Reset::Settled(ResetResult::Withheld(Withheld::NotEnabled(not)));
+    }
     if let Err(withheld) =
         guard::may_reset(&state, OffsetDateTime::now_utc(), svc.config.boot_grace)
     {
-        return ResetResult::Withheld(withheld);
+        return Reset::Settled(ResetResult::Withheld(withheld));
+    }
+    // The brake comes after the grace rule: a VM in grace is not reset anyway.
+    if svc.config.brake_resets > 0 {
+        let recent = match recent_resets(svc, vm, deadline).await {
+            Ok(ops) => ops,
+            Err(error) => return failed(error),
+        };
+        let config = &svc.config;
+        let now = OffsetDateTime::now_utc();
+        if let Err(braked) = guard::brake(
+            vm,
+            &instance,
+            &recent,
+            now,
+            config.brake_window,
+            config.brake_resets,
+        ) {
+            return Reset::Settled(ResetResult::Withheld(Withheld::Braked(braked)));
+        }
     }
     let request_id = guard::request_id(&vm.project, &vm.zone, &instance, state.last_reset.as_ref());
     if dry_run {
-        return ResetResult::DueButDryRun { request_id };
+        return Reset::Settled(ResetResult::DueButDryRun { request_id });
     }
     tracing::warn!(vm = %vm.name, zone = %vm.zone, project = %vm.project, %request_id, reason = %why, "resetting VM");
     let sent = OffsetDateTime::now_utc();
     let op = match svc.compute.reset(vm, request_id, Some(deadline)).await {
         Ok(op) => op,
         Err(error) if error.status() == Some(409) => {
-            return ResetResult::Refused409 { request_id, error }
+            return Reset::Settled(ResetResult::Refused409 { request_id, error })
         }
         Err(error) => {
-            return ResetResult::Failed {
+            return Reset::Settled(ResetResult::Failed {
                 error,
                 request_id: Some(request_id),
                 operation: None,
-            }
+            })
         }
     };
     // An operation inserted well before this reset was sent answers an earlier request.
     let inserted = op.insert_time.as_deref().and_then(compute_time::parse);
     if inserted.is_some_and(|t| t < sent - time::Duration::seconds(30)) {
-        return ResetResult::AlreadyDoneByAnotherCheck {
+        return Reset::Settled(ResetResult::AlreadyDoneByAnotherCheck {
             operation: op.name,
             request_id,
-        };
+        });
     }
     let operation = Some(op.name.clone()).filter(|n| !n.is_empty());
     if let Some(message) = op.failure() {
-        return ResetResult::Failed {
+        return Reset::Settled(ResetResult::Failed {
             error: GoogleError::Operation {
                 api: "Compute Engine",
                 name: op.name,
@@ -134,23 +192,42 @@ pub async fn reset_if_due(
             },
             request_id: Some(request_id),
             operation,
-        };
+        });
     }
-    let unconfirmed = if op.is_done() || op.name.is_empty() {
-        None
-    } else {
-        match wait_for_reset(svc, vm, &op, deadline).await {
-            Ok(()) => None,
-            Err(error @ GoogleError::Operation { .. }) => {
-                return ResetResult::Failed {
-                    error,
-                    request_id: Some(request_id),
-                    operation,
-                }
+    if op.is_done() || op.name.is_empty() {
+        return Reset::Settled(ResetResult::Issued {
+            operation,
+            request_id,
+            unconfirmed: None,
+        });
+    }
+    Reset::Accepted(Accepted {
+        operation: op,
+        request_id,
+        _turn: turn,
+    })
+}
+
+/// Waits for an accepted reset to finish (bounded by `deadline`).
+pub async fn confirm(
+    svc: &Service,
+    vm: &InstanceRef,
+    accepted: Accepted,
+    deadline: Instant,
+) -> ResetResult {
+    let request_id = accepted.request_id;
+    let operation = Some(accepted.operation.name.clone());
+    let unconfirmed = match wait_for_reset(svc, vm, &accepted.operation, deadline).await {
+        Ok(()) => None,
+        Err(error @ GoogleError::Operation { .. }) => {
+            return ResetResult::Failed {
+                error,
+                request_id: Some(request_id),
+                operation,
             }
-            // The reset was issued; only its completion could not be confirmed.
-            Err(e) => Some(e),
         }
+        // The reset was issued; only its completion could not be confirmed.
+        Err(e) => Some(e),
     };
     ResetResult::Issued {
         operation,
@@ -159,7 +236,7 @@ pub async fn reset_if_due(
     }
 }
 
-/// The instance and, when it is RUNNING, its newest reset on record.
+/// The instance and, when it is RUNNING, its newest reset within the grace window.
 async fn read_vm(
     svc: &Service,
     vm: &InstanceRef,
@@ -183,21 +260,30 @@ async fn read_vm(
     Ok((instance, state))
 }
 
-/// The VM's reset operations on record. A list that cannot be read for a reason other
-/// than load or permissions (a 400 for the filter, a 404 for the list itself when the
-/// instance was just read) leaves only the `requestId` guard, and says so.
+/// The VM's reset operations in the grace window, newest first: however many are on record,
+/// the newest comes first and the pages stop once they pass the window's start. A filter the
+/// server refuses (400) is dropped (the guard filters here too); a list not found (404, when
+/// the instance was just read) leaves only the `requestId` guard, and says so.
 async fn reset_history(
     svc: &Service,
     vm: &InstanceRef,
     instance: &Instance,
     deadline: Instant,
 ) -> Result<Vec<Operation>, GoogleError> {
+    let since = OffsetDateTime::now_utc() - svc.config.boot_grace;
     let list = |filter: String| async move {
+        let query = OperationQuery {
+            filter: &filter,
+            newest_first: true,
+            page_size: PAGE_SIZE,
+            max_pages: MAX_PAGES,
+        };
+        let more = |page: &[Operation]| guard::page_reaches_into(page, since);
         svc.compute
-            .list_zone_operations(&vm.project, &vm.zone, &filter, 4, Some(deadline))
+            .list_zone_operations(&vm.project, &vm.zone, &query, Some(deadline), more)
             .await
     };
-    match list(guard::reset_filter(instance)).await {
+    match list(guard::reset_filter(instance, since)).await {
         Err(e) if e.status() == Some(400) => {
             tracing::warn!(vm = %vm.name, error = %e, "operations filter refused; filtering the zone's operations here");
             list(String::new()).await
@@ -208,6 +294,26 @@ async fn reset_history(
         }
         other => other,
     }
+}
+
+/// The project's resets in the brake's window, in every zone (`aggregated/operations`),
+/// whoever issued them.
+async fn recent_resets(
+    svc: &Service,
+    vm: &InstanceRef,
+    deadline: Instant,
+) -> Result<Vec<Operation>, GoogleError> {
+    let since = OffsetDateTime::now_utc() - svc.config.brake_window;
+    let filter = guard::resets_since(since);
+    let query = OperationQuery {
+        filter: &filter,
+        newest_first: false,
+        page_size: PAGE_SIZE,
+        max_pages: MAX_PAGES,
+    };
+    svc.compute
+        .aggregated_operations(&vm.project, &query, Some(deadline), |_| true)
+        .await
 }
 
 /// Waits for the reset, but not to the last second: the answer must still reach Pub/Sub.

@@ -5,8 +5,9 @@
 use shared::google::GoogleError;
 
 use super::act::ResetResult;
-use super::guard::{GraceCause, Withheld};
-use super::observe::{ClientState, Observation};
+use super::guard::{Braked, GraceCause, Withheld};
+use super::observe::{ClientState, Observation, Refusal};
+use super::trust::{NotEnabled, NotTheVm, LABEL, LABEL_VALUE};
 use crate::error::CheckError;
 use crate::verdict::{Judgement, Verdict};
 
@@ -31,15 +32,32 @@ impl From<Redeliver> for CheckError {
 
 /// From what the client said.
 pub fn after_observe(observed: &Observation) -> Result<Plan, Redeliver> {
+    let alert = |reason: String| Plan::Conclude(Judgement::new(Verdict::Alert, reason));
     let plan = match observed {
+        Observation::VmUnreadable(e) => Plan::Conclude(alert_unless_redelivery(e, || {
+            format!("cannot read the VM: {e}; nothing was sent to the client")
+        })?),
+        Observation::NotEnabled(not) => alert(not_enabled(not)),
         Observation::NoPassword(e) => Plan::Conclude(alert_unless_redelivery(e, || {
             format!("cannot read whatsAppPasswordSecret: {e}")
         })?),
+        Observation::NotTheVm { host, mismatch } => alert(not_the_vm(host, mismatch)),
         Observation::Client { state, .. } => match state {
             ClientState::Up(r) => Plan::Conclude(Judgement::new(Verdict::Healthy, r)),
-            ClientState::Unregistered(r) => Plan::Conclude(Judgement::new(
-                Verdict::Alert,
-                format!("{r}: the number must be registered by a person; a reset does not help"),
+            ClientState::Unregistered(r) => alert(format!(
+                "{r}: the number must be registered by a person; a reset does not help"
+            )),
+            ClientState::Refused(Refusal::Credentials(r)) => alert(format!(
+                "{r}: the credentials were refused; fix whatsAppUsername and the password \
+                 (or its secret); a reset does not help"
+            )),
+            ClientState::Refused(Refusal::Certificate(r)) => alert(format!(
+                "{r}: the certificate was refused; fix whatsAppTlsFingerprint or the client's \
+                 certificate; a reset does not help"
+            )),
+            ClientState::Refused(Refusal::Redirect(r)) => alert(format!(
+                "{r}: the client redirects; point whatsAppHostname at the API itself; a reset \
+                 does not help"
             )),
             ClientState::Down(r) => Plan::ResetIfDue { down: r.clone() },
         },
@@ -47,10 +65,51 @@ pub fn after_observe(observed: &Observation) -> Result<Plan, Redeliver> {
     Ok(plan)
 }
 
+fn not_enabled(not: &NotEnabled) -> String {
+    let found = match &not.found {
+        Some(v) => format!("{LABEL}={v}"),
+        None => format!("no {LABEL} label"),
+    };
+    format!(
+        "the VM does not carry the label {LABEL}={LABEL_VALUE} ({found}): it is never reset \
+         or sent a password (the provisioner's vm step sets the label)"
+    )
+}
+
+fn not_the_vm(host: &str, m: &NotTheVm) -> String {
+    let list = |ips: &[std::net::IpAddr]| {
+        let all: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        all.join(", ")
+    };
+    let resolved = if m.host_addresses.is_empty() {
+        "does not resolve".to_string()
+    } else {
+        list(&m.host_addresses)
+    };
+    format!(
+        "whatsAppHostname {host} ({resolved}) is not one of the VM's addresses ({}): the \
+         password from whatsAppPasswordSecret was not sent",
+        list(&m.vm_addresses)
+    )
+}
+
 /// From what became of the reset of a client that is `down`.
 pub fn after_reset(down: &str, reset: &ResetResult) -> Result<Judgement, Redeliver> {
     use Verdict::{Grace, Reset, Skipped};
     let judgement = match reset {
+        ResetResult::Withheld(Withheld::NotEnabled(not)) => Judgement::new(
+            Verdict::Alert,
+            format!("{down}; {}: no reset", not_enabled(not)),
+        ),
+        ResetResult::Withheld(Withheld::Braked(Braked { others, window })) => Judgement::new(
+            Verdict::Alert,
+            format!(
+                "{down}; fleet brake: {others} other VMs of the project were reset in the last \
+                 {} s, so the cause is most likely shared (the service's network or DNS, \
+                 WhatsApp's servers, Cloud SQL): no reset",
+                window.as_secs()
+            ),
+        ),
         ResetResult::Withheld(Withheld::NotRunning { status }) => Judgement::new(
             Skipped,
             format!("{down}; VM status is {status}, not RUNNING: no reset"),
@@ -193,6 +252,44 @@ mod tests {
                 Observation::NoPassword(GoogleError::Auth("metadata server down".into())),
                 "redeliver",
             ),
+            ("VM not found", Observation::VmUnreadable(api(404)), "alert"),
+            ("VM forbidden", Observation::VmUnreadable(api(403)), "alert"),
+            (
+                "Compute unavailable",
+                Observation::VmUnreadable(api(503)),
+                "redeliver",
+            ),
+            (
+                "VM not labelled",
+                Observation::NotEnabled(NotEnabled { found: None }),
+                "alert",
+            ),
+            (
+                "not the VM's address",
+                Observation::NotTheVm {
+                    host: "evil.example".into(),
+                    mismatch: NotTheVm {
+                        host_addresses: vec![],
+                        vm_addresses: vec![],
+                    },
+                },
+                "alert",
+            ),
+            (
+                "credentials refused",
+                client(ClientState::Refused(Refusal::Credentials("401".into()))),
+                "alert",
+            ),
+            (
+                "certificate refused",
+                client(ClientState::Refused(Refusal::Certificate("tls".into()))),
+                "alert",
+            ),
+            (
+                "redirect",
+                client(ClientState::Refused(Refusal::Redirect("302".into()))),
+                "alert",
+            ),
         ];
         for (name, observed, want) in cases {
             assert_eq!(plan(&observed), want, "{name}");
@@ -285,6 +382,21 @@ mod tests {
                 },
                 Ok(Verdict::Grace),
             ),
+            (
+                "label gone",
+                ResetResult::Withheld(Withheld::NotEnabled(NotEnabled {
+                    found: Some("disabled".into()),
+                })),
+                Ok(Verdict::Alert),
+            ),
+            (
+                "braked",
+                ResetResult::Withheld(Withheld::Braked(Braked {
+                    others: 5,
+                    window: Duration::from_secs(600),
+                })),
+                Ok(Verdict::Alert),
+            ),
             ("403", failed(api(403)), Ok(Verdict::Alert)),
             ("404", failed(api(404)), Ok(Verdict::Alert)),
             (
@@ -311,6 +423,52 @@ mod tests {
             let got = outcome(after_reset("login failed", &reset), "login failed");
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn refusals_and_rules_name_their_cause() {
+        let reason = |o: Observation| match after_observe(&o) {
+            Ok(Plan::Conclude(j)) => j.reason,
+            other => panic!("{other:?}"),
+        };
+        let r = reason(Observation::NotEnabled(NotEnabled { found: None }));
+        assert!(r.contains("whatsapp-keepalive=enabled"), "{r}");
+        let r = reason(client(ClientState::Refused(Refusal::Credentials(
+            "login failed: POST /v1/users/login answered 401".into(),
+        ))));
+        assert!(r.contains("credentials were refused"), "{r}");
+        let r = reason(client(ClientState::Refused(Refusal::Certificate(
+            "x".into(),
+        ))));
+        assert!(r.contains("certificate was refused"), "{r}");
+        let r = reason(client(ClientState::Refused(Refusal::Redirect("x".into()))));
+        assert!(r.contains("redirects"), "{r}");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let r = reason(Observation::NotTheVm {
+            host: "wa.example.com".into(),
+            mismatch: NotTheVm {
+                host_addresses: vec![ip("203.0.113.66")],
+                vm_addresses: vec![ip("34.89.1.2"), ip("10.0.0.2")],
+            },
+        });
+        assert_eq!(
+            r,
+            "whatsAppHostname wa.example.com (203.0.113.66) is not one of the VM's addresses \
+             (34.89.1.2, 10.0.0.2): the password from whatsAppPasswordSecret was not sent"
+        );
+        let braked = after_reset(
+            "down",
+            &ResetResult::Withheld(Withheld::Braked(Braked {
+                others: 7,
+                window: Duration::from_secs(600),
+            })),
+        )
+        .unwrap();
+        assert!(
+            braked.reason.contains("fleet brake: 7 other VMs"),
+            "{}",
+            braked.reason
+        );
     }
 
     #[test]

@@ -10,9 +10,15 @@
 //!
 //! Within one process, checks of the same VM also take turns (`Service::vm_locks`), so a
 //! burst of duplicates costs one Compute round trip each, not one reset each.
+//!
+//! Also here, the fleet brake ([`brake`]): when many other VMs of the project were reset
+//! just now, the cause is shared and one more reset will not fix it. (Whom a check trusts at
+//! all, the labelled VM and its own addresses, is `trust.rs`.)
 
-use shared::google::compute::{Instance, Operation};
+use shared::google::compute::{Instance, InstanceRef, Operation};
+use std::collections::BTreeSet;
 use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -37,11 +43,15 @@ pub struct ResetRecord {
 /// Why the guard withholds a reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Withheld {
+    /// The VM lost its label since it was first read: never reset.
+    NotEnabled(super::trust::NotEnabled),
     /// The VM is not RUNNING: someone stopped it, or it is booting.
     NotRunning { status: String },
     /// Started or reset less than `window` ago, or a reset is still running: the WhatsApp
     /// containers need minutes after a boot, and resetting them again would loop.
     InGrace { cause: GraceCause, window: Duration },
+    /// The fleet brake: many other VMs of the project were reset just now.
+    Braked(Braked),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,16 +108,89 @@ fn within(now: OffsetDateTime, at: OffsetDateTime, grace: Duration) -> Option<i6
 /// Namespace of the derived request ids (a fixed random UUID).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0b52_94a1_4c0e_b3d4_5e8f_a2c7_91d3);
 
-/// The Compute filter for this instance's reset operations (by type alone when the
-/// instance's id is unknown; [`newest_reset`] narrows it down by name then).
-pub fn reset_filter(instance: &Instance) -> String {
-    if instance.id.is_empty() {
-        "operationType = \"reset\"".to_string()
+/// The Compute filter for this instance's reset operations inserted since `since` (by type
+/// alone when the instance's id is unknown; [`newest_reset`] narrows it down by name then).
+pub fn reset_filter(instance: &Instance, since: OffsetDateTime) -> String {
+    let mut filter = resets_since(since);
+    if !instance.id.is_empty() {
+        filter.push_str(&format!(" AND targetId = \"{}\"", instance.id));
+    }
+    filter
+}
+
+/// `operationType = "reset" AND insertTime > "…"`: resets inserted since `since`, and some
+/// hours before it. Compute writes `insertTime` in its own offset (`-08:00`); should a server
+/// compare the text rather than the time, a bound half a day early still lets every recent
+/// reset through (offsets reach -12:00). Times are read exactly here afterwards.
+pub fn resets_since(since: OffsetDateTime) -> String {
+    let bound = since - time::Duration::hours(12);
+    let bound = bound.format(&Rfc3339).unwrap_or_default();
+    format!("operationType = \"reset\" AND insertTime > \"{bound}\"")
+}
+
+/// Whether a page of operations, newest first, still reaches into the window that began at
+/// `since` (its oldest operation is not older): only then is the next page worth reading.
+pub fn page_reaches_into(page: &[Operation], since: OffsetDateTime) -> bool {
+    page.last()
+        .and_then(operation_time)
+        .is_none_or(|t| t >= since)
+}
+
+/// When an operation was inserted: `insertTime`, else `startTime`, else `endTime`.
+fn operation_time(op: &Operation) -> Option<OffsetDateTime> {
+    [&op.insert_time, &op.start_time, &op.end_time]
+        .into_iter()
+        .find_map(|t| t.as_deref().and_then(compute_time::parse))
+}
+
+/// The brake holds: `others` other VMs of the project were reset within `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Braked {
+    pub others: usize,
+    pub window: Duration,
+}
+
+/// The fleet brake: `threshold` (not 0) or more other VMs than `vm` with a reset operation
+/// inserted within `window` before `now`, whoever issued it. A reset with no time on record
+/// counts as recent.
+pub fn brake(
+    vm: &InstanceRef,
+    instance: &Instance,
+    ops: &[Operation],
+    now: OffsetDateTime,
+    window: Duration,
+    threshold: u32,
+) -> Result<(), Braked> {
+    if threshold == 0 {
+        return Ok(());
+    }
+    let since = now - window;
+    let own_link = format!("/zones/{}/instances/{}", vm.zone, vm.name);
+    let others: BTreeSet<String> = ops
+        .iter()
+        .filter(|op| op.operation_type.eq_ignore_ascii_case("reset"))
+        .filter(|op| operation_time(op).is_none_or(|t| t >= since))
+        .filter_map(|op| {
+            let link = op
+                .target_link
+                .as_deref()
+                .map(|l| l.find("/projects/").map_or(l, |i| &l[i..]).to_string());
+            let ours = link.as_deref().is_some_and(|l| l.ends_with(&own_link))
+                || (!instance.id.is_empty() && op.target_id.as_deref() == Some(&instance.id));
+            if ours {
+                None
+            } else {
+                link.or_else(|| op.target_id.clone())
+            }
+        })
+        .collect();
+    if others.len() >= threshold as usize {
+        Err(Braked {
+            others: others.len(),
+            window,
+        })
     } else {
-        format!(
-            "operationType = \"reset\" AND targetId = \"{}\"",
-            instance.id
-        )
+        Ok(())
     }
 }
 
@@ -137,9 +220,7 @@ pub fn newest_reset(instance: &Instance, ops: &[Operation]) -> Option<ResetRecor
         .filter(ours)
         .map(|op| ResetRecord {
             operation: op.name.clone(),
-            inserted: [&op.insert_time, &op.start_time, &op.end_time]
-                .into_iter()
-                .find_map(|t| t.as_deref().and_then(compute_time::parse)),
+            inserted: operation_time(op),
             done: op.is_done(),
         })
         // Unknown times sort last, i.e. newest.
@@ -189,6 +270,7 @@ mod tests {
             Ok(()) => None,
             Err(Withheld::NotRunning { .. }) => Some("not running"),
             Err(Withheld::InGrace { .. }) => Some("grace"),
+            Err(other) => panic!("{other:?}"),
         }
     }
 
@@ -309,7 +391,6 @@ mod tests {
             name: "wa-1".into(),
             status: "RUNNING".into(),
             last_start_timestamp: Some("2026-11-24T10:00:00.000-08:00".into()),
-            self_link: None,
             ..Default::default()
         }
     }
@@ -362,8 +443,8 @@ mod tests {
         assert_eq!(r.operation, "op-new");
         assert!(newest_reset(&i, &ops[2..]).is_none());
         assert_eq!(
-            reset_filter(&i),
-            "operationType = \"reset\" AND targetId = \"123\""
+            reset_filter(&i, NOW),
+            "operationType = \"reset\" AND insertTime > \"2026-11-24T00:00:00Z\" AND targetId = \"123\""
         );
     }
 
@@ -386,10 +467,93 @@ mod tests {
     fn filter_without_an_instance_id() {
         let mut i = instance();
         i.id.clear();
-        assert_eq!(reset_filter(&i), "operationType = \"reset\"");
+        assert_eq!(
+            reset_filter(&i, NOW),
+            "operationType = \"reset\" AND insertTime > \"2026-11-24T00:00:00Z\""
+        );
         let mut by_link = op("op-l", "reset", "", "2026-11-24T09:00:00Z", "DONE");
         by_link.target_id = None;
         by_link.target_link = Some("https://compute/projects/p/zones/z/instances/wa-1".into());
         assert_eq!(newest_reset(&i, &[by_link]).unwrap().operation, "op-l");
+    }
+
+    fn reset_of(vm: &str, zone: &str, id: &str, seconds_ago: i64) -> Operation {
+        let at = NOW - time::Duration::seconds(seconds_ago);
+        Operation {
+            name: format!("op-{vm}-{seconds_ago}"),
+            operation_type: "reset".into(),
+            status: "DONE".into(),
+            target_id: Some(id.into()),
+            target_link: Some(format!(
+                "https://www.googleapis.com/compute/v1/projects/p/zones/{zone}/instances/{vm}"
+            )),
+            insert_time: Some(at.format(&Rfc3339).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn brake_table() {
+        let me = InstanceRef {
+            project: "p".into(),
+            zone: "z".into(),
+            name: "wa-1".into(),
+        };
+        let i = instance();
+        const W: Duration = Duration::from_secs(600);
+        let five_others: Vec<Operation> = (0..5)
+            .map(|n| reset_of(&format!("wa-{}", n + 2), "z", &format!("{}", 200 + n), 60))
+            .collect();
+        let mut same_vm_twice = five_others[..4].to_vec();
+        same_vm_twice.push(reset_of("wa-2", "z", "200", 120));
+        let mut own_resets = five_others[..4].to_vec();
+        own_resets.extend((0..3).map(|n| reset_of("wa-1", "z", "123", 30 + n)));
+        let mut one_too_old = five_others[..4].to_vec();
+        one_too_old.push(reset_of("wa-9", "z", "299", 601));
+        let mut other_zone_same_name = five_others[..4].to_vec();
+        other_zone_same_name.push(reset_of("wa-1", "y", "555", 60));
+        let mut not_resets = five_others.clone();
+        for op in &mut not_resets[..2] {
+            op.operation_type = "stop".into();
+        }
+        let mut no_time = five_others[..4].to_vec();
+        let mut unknown = reset_of("wa-8", "z", "288", 0);
+        unknown.insert_time = None;
+        no_time.push(unknown);
+        let cases: Vec<(&str, &[Operation], u32, Option<usize>)> = vec![
+            ("five others", &five_others, 5, Some(5)),
+            ("five others, threshold six", &five_others, 6, None),
+            ("brake off", &five_others, 0, None),
+            ("four others", &five_others[..4], 5, None),
+            ("one VM reset twice counts once", &same_vm_twice, 5, None),
+            ("its own resets do not count", &own_resets, 5, None),
+            ("older than the window", &one_too_old, 5, None),
+            ("same name, other zone", &other_zone_same_name, 5, Some(5)),
+            ("other operations", &not_resets, 5, None),
+            ("a reset without a time counts", &no_time, 5, Some(5)),
+            ("nothing on record", &[], 1, None),
+        ];
+        for (name, ops, threshold, want) in cases {
+            let got = brake(&me, &i, ops, NOW, W, threshold)
+                .err()
+                .map(|b| b.others);
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn pages_are_read_while_they_reach_into_the_window() {
+        let since = NOW - time::Duration::seconds(600);
+        let page = |ages: &[i64]| -> Vec<Operation> {
+            ages.iter()
+                .map(|a| reset_of("wa-1", "z", "123", *a))
+                .collect()
+        };
+        assert!(page_reaches_into(&page(&[10, 300, 599]), since));
+        assert!(!page_reaches_into(&page(&[10, 300, 601]), since));
+        assert!(page_reaches_into(&[], since));
+        let mut unknown = page(&[10]);
+        unknown[0].insert_time = None;
+        assert!(page_reaches_into(&unknown, since));
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{Config, MailConfig};
+use crate::verdict::Verdict;
 use events::EventPublisher;
 pub use outcome::{Conclusion, Details, Outcome, TargetReport};
 
@@ -77,6 +78,55 @@ impl Reporter {
             let timeout = left.clamp(Duration::from_secs(1), Duration::from_secs(10));
             announced.event = Some(Box::pin(events.publish(&event, report.label(), timeout)).await);
         }
+        announced
+    }
+}
+
+/// Announces a check's conclusion as soon as it is known, once per verdict: the On-Premises
+/// kind announces a reset the moment Compute Engine accepted it, before waiting for the
+/// operation (a SIGTERM during the wait then loses neither the mail nor the event), and
+/// `check.rs` announces the final conclusion, which goes out again only if its verdict
+/// differs.
+pub struct Announcer<'a> {
+    reporter: &'a Reporter,
+    smtp: Option<&'a SmtpSettings>,
+    checked_at: &'a str,
+    dry_run: bool,
+    deadline: Instant,
+    sent: std::sync::Mutex<Option<(Verdict, Announced)>>,
+}
+
+impl<'a> Announcer<'a> {
+    pub fn new(
+        reporter: &'a Reporter,
+        smtp: Option<&'a SmtpSettings>,
+        checked_at: &'a str,
+        dry_run: bool,
+        deadline: Instant,
+    ) -> Announcer<'a> {
+        Announcer {
+            reporter,
+            smtp,
+            checked_at,
+            dry_run,
+            deadline,
+            sent: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The mail and the event of `c`, unless a conclusion with the same verdict was
+    /// announced already (then what became of those).
+    pub async fn announce(&self, c: &Conclusion) -> Announced {
+        let earlier = self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((verdict, announced)) = earlier.filter(|(v, _)| *v == c.verdict) {
+            tracing::debug!(verdict = verdict.as_str(), "already announced");
+            return announced;
+        }
+        let announced = self
+            .reporter
+            .announce(c, self.smtp, self.checked_at, self.dry_run, self.deadline)
+            .await;
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner()) = Some((c.verdict, announced.clone()));
         announced
     }
 }

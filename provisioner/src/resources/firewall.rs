@@ -1,5 +1,5 @@
-//! The firewall rule that lets HTTPS (443) and the keepalive's HTTP proxy (80) reach the VM's
-//! network tag.
+//! The firewall rule that lets HTTPS (443) reach the VM's network tag: the API is served
+//! there only, through the VM's proxy. Port 80 only with `vm.open_http = true`.
 
 use shared::google::compute::model::FirewallAllowed;
 use shared::google::compute::{Firewall, Scope};
@@ -9,14 +9,14 @@ use uuid::Uuid;
 use crate::ensure::{read_back, Check, Created, Difference, Resource};
 use crate::{Provisioner, StepError};
 
-pub const PORTS: [&str; 2] = ["443", "80"];
-
 /// This number's firewall rule, as wanted.
 pub struct FirewallRule {
     pub project: String,
     pub name: String,
     /// The VM's network tag the rule targets.
     pub tag: String,
+    /// `443`, and `80` with `vm.open_http`.
+    pub ports: Vec<&'static str>,
 }
 
 impl FirewallRule {
@@ -26,22 +26,27 @@ impl FirewallRule {
             project: prov.cfg.project.clone(),
             name: n.firewall,
             tag: n.network_tag,
+            ports: if prov.cfg.vm.open_http {
+                vec!["443", "80"]
+            } else {
+                vec!["443"]
+            },
         }
     }
 
     pub fn spec(&self) -> Firewall {
         Firewall {
             name: self.name.clone(),
-            description: Some(
-                "HTTPS (443) and the keepalive's HTTP proxy (80) to the WhatsApp Business API client"
-                    .into(),
-            ),
+            description: Some(format!(
+                "tcp {} to the WhatsApp Business API client's proxy",
+                self.ports.join(", ")
+            )),
             network: Some("global/networks/default".into()),
             direction: Some("INGRESS".into()),
             priority: Some(1000),
             allowed: vec![FirewallAllowed {
                 ip_protocol: "tcp".into(),
-                ports: PORTS.iter().map(|p| p.to_string()).collect(),
+                ports: self.ports.iter().map(|p| p.to_string()).collect(),
             }],
             source_ranges: vec!["0.0.0.0/0".into()],
             target_tags: vec![self.tag.clone()],
@@ -69,7 +74,7 @@ impl Resource for FirewallRule {
     }
 
     fn plan(&self) -> Option<String> {
-        Some(format!("tcp {} to tag {}", PORTS.join(", "), self.tag))
+        Some(format!("tcp {} to tag {}", self.ports.join(", "), self.tag))
     }
 
     async fn create(&self, prov: &Provisioner) -> Result<Created<Firewall>, StepError> {
@@ -104,10 +109,16 @@ impl Resource for FirewallRule {
     /// Reported, not changed: a rule someone widened or narrowed is theirs to settle.
     fn differences(&self, have: &Firewall, _: Check) -> Vec<Difference> {
         let mut d = Vec::new();
-        for p in PORTS {
-            if !have.ports().any(|x| x == p) {
+        for p in &self.ports {
+            if !have.ports().any(|x| x == *p) {
                 d.push(Difference::report(format!("port {p} is not allowed")));
             }
+        }
+        if !self.ports.contains(&"80") && have.ports().any(|x| x == "80") {
+            d.push(Difference::report(format!(
+                "port 80 is open, but the API is served on 443 only (`vm.open_http` is false): close it with `gcloud compute firewall-rules update {} --allow=tcp:443`, or set `vm.open_http = true`",
+                self.name
+            )));
         }
         if !have.target_tags.contains(&self.tag) {
             d.push(Difference::report(format!(

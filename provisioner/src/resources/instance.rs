@@ -26,6 +26,9 @@ pub const METADATA_KEYS: [&str; 6] = [
     "startup-script",
 ];
 
+/// The label the keepalive looks for: it resets only VMs that carry it.
+pub const KEEPALIVE_LABEL: (&str, &str) = ("whatsapp-keepalive", "enabled");
+
 /// This number's VM, as wanted, given the address and the database it uses.
 pub struct WhatsAppVm {
     pub vm: InstanceRef,
@@ -78,7 +81,11 @@ impl WhatsAppVm {
             machine_type: cfg.vm.machine_type.clone(),
             whatsapp_version: cfg.vm.whatsapp_version.clone(),
             network_tag: n.network_tag,
-            labels: prov.labels(),
+            labels: {
+                let mut labels = prov.labels();
+                labels.insert(KEEPALIVE_LABEL.0.into(), KEEPALIVE_LABEL.1.into());
+                labels
+            },
             ip: ip.to_string(),
             db_host: db_host.to_string(),
             db_user: n.db_user,
@@ -124,7 +131,9 @@ impl WhatsAppVm {
                         name: Some("External NAT".into()),
                         nat_ip: Some(self.ip.clone()),
                         network_tier: Some("PREMIUM".into()),
+                        ..Default::default()
                     }],
+                    ..Default::default()
                 }],
                 metadata: Some(Metadata {
                     items,
@@ -144,6 +153,102 @@ impl WhatsAppVm {
             ..Instance::default()
         }
     }
+}
+
+/// Adds the keepalive's label to a VM that lacks it (one created before, or by hand), keeping
+/// its other labels. Done apart from the other differences, which are only reported: without
+/// the label the keepalive would never reset this VM.
+pub async fn ensure_keepalive_label(prov: &Provisioner, have: &Instance) -> Result<(), StepError> {
+    let (key, value) = KEEPALIVE_LABEL;
+    let label = format!("{key}={value}");
+    if have.spec.labels.get(key).map(String::as_str) == Some(value) {
+        return Ok(());
+    }
+    let vm = vm_ref(prov);
+    if prov.dry_run {
+        prov.report.add(
+            "VM label",
+            &vm.name,
+            crate::report::Action::WouldUpdate(format!("add {label}")),
+            None,
+        );
+        return Ok(());
+    }
+    let mut labels = have.spec.labels.clone();
+    labels.insert(key.into(), value.into());
+    let compute = &prov.google.compute;
+    let resource = format!("VM {} (label {label})", vm.name);
+    let op = compute
+        .set_labels(
+            &vm,
+            &labels,
+            have.label_fingerprint.as_deref(),
+            Uuid::new_v4(),
+            Some(prov.call_deadline()),
+        )
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    compute
+        .wait_operation(
+            &vm.project,
+            &Scope::Zone(vm.zone.clone()),
+            &op.name,
+            prov.wait_deadline(Duration::from_secs(300)),
+        )
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    prov.report.add(
+        "VM label",
+        &vm.name,
+        crate::report::Action::Updated(format!("added {label}")),
+        Some("the keepalive resets only labelled VMs".into()),
+    );
+    Ok(())
+}
+
+/// Writes `password` into the VM's metadata `WA_DB_PASSWORD`, the other items kept (after a
+/// `database --rotate-password`). No VM yet: nothing to do, `vm` writes it when it creates one.
+pub async fn set_db_password(prov: &Provisioner, password: &SecretString) -> Result<(), StepError> {
+    const KEY: &str = "WA_DB_PASSWORD";
+    let vm = vm_ref(prov);
+    let Some(have) = read_vm(prov).await? else {
+        return Ok(());
+    };
+    let metadata = have.spec.metadata.clone().unwrap_or_default();
+    let mut items: Vec<MetadataItem> = metadata
+        .items
+        .into_iter()
+        .filter(|i| i.key != KEY)
+        .collect();
+    items.push(MetadataItem::new(KEY, password.expose_secret()));
+    let resource = format!("VM {} (metadata {KEY})", vm.name);
+    let compute = &prov.google.compute;
+    let op = compute
+        .set_metadata(
+            &vm,
+            &items,
+            metadata.fingerprint.as_deref(),
+            Uuid::new_v4(),
+            Some(prov.call_deadline()),
+        )
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    compute
+        .wait_operation(
+            &vm.project,
+            &Scope::Zone(vm.zone.clone()),
+            &op.name,
+            prov.wait_deadline(Duration::from_secs(300)),
+        )
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    prov.report.add(
+        "VM metadata",
+        &format!("{} {KEY}", vm.name),
+        crate::report::Action::Updated("the new database password".into()),
+        Some("the WhatsApp containers read it at the next boot: reset the VM to use it now".into()),
+    );
+    Ok(())
 }
 
 impl Resource for WhatsAppVm {

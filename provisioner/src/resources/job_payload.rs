@@ -39,8 +39,10 @@ pub enum JobPayload {
 /// The On-Premises client a job keeps alive.
 #[derive(Debug, Clone)]
 pub struct OnPremisesTarget {
-    /// host[:port] or URL of the client's API.
+    /// host[:port] or URL of the client's API (`https://<static address>`).
     pub whatsapp_hostname: String,
+    /// `sha256:` + 64 hex digits of the client's pinned certificate.
+    pub tls_fingerprint: String,
     pub whatsapp_username: String,
     /// The Secret Manager version holding the password.
     pub password_secret: String,
@@ -61,6 +63,7 @@ impl JobPayload {
         match self {
             JobPayload::OnPremises(t) => vec![
                 ("${WHATSAPP_HOSTNAME}", t.whatsapp_hostname.as_str()),
+                ("${TLS_FINGERPRINT}", &t.tls_fingerprint),
                 ("${WHATSAPP_USERNAME}", &t.whatsapp_username),
                 ("${PASSWORD_SECRET}", &t.password_secret),
                 ("${VM}", &t.vm),
@@ -214,7 +217,8 @@ pub(crate) mod tests {
 
     pub fn on_premises() -> OnPremisesTarget {
         OnPremisesTarget {
-            whatsapp_hostname: "34.89.1.2".into(),
+            whatsapp_hostname: "https://34.89.1.2".into(),
+            tls_fingerprint: format!("sha256:{}", "ab".repeat(32)),
             whatsapp_username: "admin".into(),
             password_secret:
                 "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
@@ -246,7 +250,11 @@ pub(crate) mod tests {
             .decode(job["pubsubTarget"]["data"].as_str().unwrap())
             .unwrap();
         let payload: Value = serde_json::from_slice(&data).unwrap();
-        assert_eq!(payload["whatsAppHostname"], "34.89.1.2");
+        assert_eq!(payload["whatsAppHostname"], "https://34.89.1.2");
+        assert_eq!(
+            payload["whatsAppTlsFingerprint"],
+            format!("sha256:{}", "ab".repeat(32))
+        );
         assert_eq!(
             payload["whatsAppPasswordSecret"],
             "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"

@@ -49,11 +49,7 @@ impl Resource for GeneratedPassword {
     }
 
     async fn read(&self, prov: &Provisioner) -> Result<Option<SecretString>, StepError> {
-        prov.google
-            .secrets
-            .latest(&self.project, &self.secret, Some(prov.call_deadline()))
-            .await
-            .map_err(prov.google_failed(self.resource()))
+        Ok(read_newest(prov, &self.secret).await?.map(|(_, v)| v))
     }
 
     fn plan(&self) -> Option<String> {
@@ -86,6 +82,104 @@ pub async fn stored_or_new(
         return Ok((p, false));
     }
     Ok((wanted.store_new(prov).await?, true))
+}
+
+/// The value of the secret's newest version (what `versions/latest` names) and its number;
+/// `None` only when the secret does not exist or has no version yet. A newest version that
+/// is disabled or destroyed is an error naming the secret and what to do: it is never taken
+/// for "no secret yet", so nothing is generated over a password still in use.
+pub async fn read_newest(
+    prov: &Provisioner,
+    secret: &str,
+) -> Result<Option<(u64, SecretString)>, StepError> {
+    let project = &prov.cfg.project;
+    let resource = format!("secret {secret}");
+    let versions = prov
+        .google
+        .secrets
+        .versions(project, secret, Some(prov.call_deadline()))
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    let Some(newest) = versions.and_then(|v| v.into_iter().next()) else {
+        return Ok(None);
+    };
+    if newest.state != "ENABLED" {
+        return Err(unusable(secret, newest.number, &newest.state));
+    }
+    let value = prov
+        .google
+        .secrets
+        .access_number(project, secret, newest.number, Some(prov.call_deadline()))
+        .await
+        .map_err(prov.google_failed(&resource))?;
+    Ok(Some((newest.number, value)))
+}
+
+/// The enabled versions' values, newest first (at most `limit`), for finding the one a
+/// client accepts.
+pub async fn enabled_versions(
+    prov: &Provisioner,
+    secret: &str,
+    limit: usize,
+) -> Result<Vec<(u64, SecretString)>, StepError> {
+    let project = &prov.cfg.project;
+    let resource = format!("secret {secret}");
+    let versions = prov
+        .google
+        .secrets
+        .versions(project, secret, Some(prov.call_deadline()))
+        .await
+        .map_err(prov.google_failed(&resource))?
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for v in versions
+        .into_iter()
+        .filter(|v| v.state == "ENABLED")
+        .take(limit)
+    {
+        let value = prov
+            .google
+            .secrets
+            .access_number(project, secret, v.number, Some(prov.call_deadline()))
+            .await
+            .map_err(prov.google_failed(&resource))?;
+        out.push((v.number, value));
+    }
+    Ok(out)
+}
+
+/// Stores `value` as the secret's newest version.
+pub async fn store(
+    prov: &Provisioner,
+    secret: &str,
+    value: &SecretString,
+) -> Result<(), StepError> {
+    prov.google
+        .secrets
+        .store(
+            &prov.cfg.project,
+            secret,
+            value,
+            &LABELS,
+            Some(prov.call_deadline()),
+        )
+        .await
+        .map_err(prov.google_failed(format!("secret {secret}")))
+}
+
+/// The error for a newest version that cannot be read.
+fn unusable(secret: &str, number: u64, state: &str) -> StepError {
+    let how = if state == "DESTROYED" {
+        format!("add the value in use as a new version (`gcloud secrets versions add {secret} --data-file=-`)")
+    } else {
+        format!("enable it (`gcloud secrets versions enable {number} --secret={secret}`) or add the value in use as a new version")
+    };
+    StepError::failed(
+        format!("secret {secret}"),
+        format!(
+            "its newest version {number} is {state}, so the value in use cannot be read; {how}, then run the command again (nothing new is generated over a secret that exists)"
+        ),
+    )
 }
 
 /// A password from the operating system's CSPRNG with upper, lower, digit and special

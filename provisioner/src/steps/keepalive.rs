@@ -11,14 +11,20 @@
 //! the state it needs (the service's URL to the push subscription, what is only planned to
 //! the grants).
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use secrecy::ExposeSecret;
+
 use crate::ensure::{ensure, planned, Resource};
 use crate::names::KeepaliveNames;
 use crate::report::Action;
 use crate::resources::address;
 use crate::resources::grant::{ensure_grants, foreign_events_grant, grants_of};
+use crate::resources::iam_policy::with_member;
 use crate::resources::invoker::InvokerBinding;
 use crate::resources::job::SchedulerJob;
 use crate::resources::job_payload::{JobPayload, OnPremisesTarget};
+use crate::resources::secret::read_newest;
 use crate::resources::service::KeepaliveService;
 use crate::resources::subscription::PubSubSubscription;
 use crate::resources::topic::PubSubTopic;
@@ -87,6 +93,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
     let planned_only = dead_letters.is_planned() || push_planned || events;
     ensure_grants(prov, &k, &grants_of(&k), planned_only).await?;
 
+    grant_secret_access(prov, &k).await?;
+
     match payload {
         Ok(payload) => {
             ensure(prov, &SchedulerJob::new(&k, payload)?).await?;
@@ -110,12 +118,9 @@ async fn on_premises_payload(
 ) -> Result<Result<JobPayload, String>, StepError> {
     let n = prov.names();
     let ip = address::read_ip(prov).await?;
-    let password_exists = prov
-        .google
-        .secrets
-        .version_exists(&k.password_version, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(format!("secret {}", n.admin_password_secret)))?;
+    let fingerprint = pinned_fingerprint(prov).await?;
+    // A disabled or destroyed newest version is an error here too: the job would name it.
+    let password_exists = read_newest(prov, &n.admin_password_secret).await?.is_some();
     let mut blocked = Vec::new();
     if ip.is_none() {
         blocked.push(format!(
@@ -129,20 +134,109 @@ async fn on_premises_payload(
             n.admin_password_secret
         ));
     }
-    match ip {
-        Some(ip) if blocked.is_empty() => Ok(Ok(JobPayload::OnPremises(OnPremisesTarget {
-            whatsapp_hostname: ip,
-            whatsapp_username: "admin".into(),
-            password_secret: k.password_version.clone(),
-            vm: n.vm,
-            zone: prov.cfg.zone.clone(),
-        }))),
+    if fingerprint.is_none() {
+        blocked.push(format!(
+            "no certificate of the WhatsApp client is pinned in {} yet: run `provisioner vm` first (it pins it on first contact)",
+            n.tls_pin_secret
+        ));
+    }
+    match (ip, fingerprint) {
+        (Some(ip), Some(tls_fingerprint)) if blocked.is_empty() => {
+            Ok(Ok(JobPayload::OnPremises(OnPremisesTarget {
+                whatsapp_hostname: format!("https://{ip}"),
+                tls_fingerprint,
+                whatsapp_username: "admin".into(),
+                password_secret: k.password_version.clone(),
+                vm: n.vm,
+                zone: prov.cfg.zone.clone(),
+            })))
+        }
         _ if prov.dry_run => Ok(Err(blocked.join("; "))),
         _ => Err(StepError::failed(
             format!("Cloud Scheduler job {}", k.job),
             blocked.join("; "),
         )),
     }
+}
+
+/// The service's account may read this number's admin password, on that secret only (never
+/// project-wide): `roles/secretmanager.secretAccessor` in the secret's own IAM policy.
+async fn grant_secret_access(prov: &Provisioner, k: &KeepaliveNames) -> Result<(), StepError> {
+    const ROLE: &str = "roles/secretmanager.secretAccessor";
+    let secret = prov.names().admin_password_secret;
+    let member = format!("serviceAccount:{}", k.service_account);
+    let resource = format!("secret {secret} (IAM)");
+    let sm = &prov.google.secrets;
+    let policy = match sm
+        .get_iam_policy(&prov.cfg.project, &secret, Some(prov.call_deadline()))
+        .await
+    {
+        Ok(p) => p,
+        // No secret yet: the job is blocked on it too, and the next run grants.
+        Err(e) if e.is_not_found() => {
+            prov.report.add(
+                "secret grant",
+                &secret,
+                Action::Blocked(
+                    "the secret does not exist yet: run `provisioner whatsapp` first".into(),
+                ),
+                None,
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(prov.google_failed(&resource)(e)),
+    };
+    let Some(wanted) = with_member(&policy, ROLE, &member) else {
+        prov.report.add(
+            "secret grant",
+            &secret,
+            Action::Exists,
+            Some(format!("{ROLE} to {member}")),
+        );
+        return Ok(());
+    };
+    if prov.dry_run {
+        prov.report.add(
+            "secret grant",
+            &secret,
+            Action::WouldUpdate(format!("{ROLE} to {member}")),
+            None,
+        );
+        return Ok(());
+    }
+    sm.set_iam_policy(
+        &prov.cfg.project,
+        &secret,
+        &wanted,
+        Some(prov.call_deadline()),
+    )
+    .await
+    .map_err(prov.google_failed(&resource))?;
+    prov.report.add(
+        "secret grant",
+        &secret,
+        Action::Updated(format!("{ROLE} to {member}")),
+        Some("on this secret only".into()),
+    );
+    Ok(())
+}
+
+/// `sha256:` + the hex SHA-256 of the certificate pinned in Secret Manager (by `vm` or the
+/// first contact of a later step); `None` while none is pinned.
+async fn pinned_fingerprint(prov: &Provisioner) -> Result<Option<String>, StepError> {
+    let secret = prov.names().tls_pin_secret;
+    let Some((_, b64)) = read_newest(prov, &secret).await? else {
+        return Ok(None);
+    };
+    let der = STANDARD.decode(b64.expose_secret().trim()).map_err(|_| {
+        StepError::failed(
+            format!("secret {secret}"),
+            "does not hold a base64 certificate",
+        )
+    })?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Some(format!("sha256:{hex}")))
 }
 
 /// Why a deployed service has no URL, and what to do.

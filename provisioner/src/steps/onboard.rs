@@ -12,10 +12,12 @@ use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
-use super::whatsapp_endpoint::{whatsapp_http, whatsapp_url};
+use super::whatsapp_endpoint::{pin_mismatch, whatsapp_http, whatsapp_url};
 use crate::report::Action;
 use crate::resources::address;
-use crate::resources::secret::stored_or_new;
+use crate::resources::secret::{
+    self, enabled_versions, generate_password, read_newest, stored_or_new,
+};
 use crate::{Provisioner, StepError};
 
 /// The built-in admin's first-start credentials.
@@ -56,13 +58,17 @@ pub async fn client(prov: &Provisioner) -> Result<WhatsAppClient, StepError> {
 }
 
 /// Logs in as admin with the password kept in Secret Manager; on a fresh client, first sets
-/// that password (generated, 64 characters, stored before it is sent).
+/// that password (generated, 64 characters, stored as a new version before it is sent).
+///
+/// Two runs at once: each stores its own password first, then only one first login can
+/// succeed. Whoever logs in (first login or with any stored version) ends by making the
+/// password it logged in with the newest version again if another run stored one after it,
+/// so every interleaving ends with `versions/latest` = the client's password.
 pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Session, StepError> {
-    let n = prov.names();
-    let secret = n.admin_password_secret.clone();
-    let (password, new) = stored_or_new(prov, &secret, 64).await?;
-    if !new {
-        match wa.login(FIRST_USER, &password).await {
+    let secret = prov.names().admin_password_secret;
+    let stored = read_newest(prov, &secret).await?;
+    if let Some((_, password)) = &stored {
+        match wa.login(FIRST_USER, password).await {
             Ok(s) => {
                 prov.report.add(
                     "admin password",
@@ -72,28 +78,81 @@ pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Se
                 );
                 return Ok(s);
             }
-            // Stored, but an earlier run stopped before it was set: set it now.
+            // Stored by a run that stopped (or lost a race) before setting it: see below.
             Err(e) if e.status() == Some(401) => {}
+            Err(e) if e.to_string().contains("pinned on first contact") => {
+                return Err(pin_mismatch(prov, wa.base().as_str()))
+            }
             Err(e) => return Err(wa_error("WhatsApp login as admin", e)),
         }
     }
+    let password = match stored {
+        Some((_, p)) => p,
+        None => {
+            let p = generate_password(64);
+            secret::store(prov, &secret, &p).await?;
+            p
+        }
+    };
     let first = SecretString::from(FIRST_PASSWORD.to_string());
-    let session = wa
+    match wa
         .login_with_new_password(FIRST_USER, &first, &password)
         .await
-        .map_err(|e| {
-            wa_error(
-                "WhatsApp first login as admin (setting the generated password)",
-                e,
-            )
-        })?;
-    prov.report.add(
-        "admin password",
-        &secret,
-        Action::Created,
-        Some("64 characters, set on the client and kept in Secret Manager".into()),
-    );
-    Ok(session)
+    {
+        Ok(session) => {
+            settle(prov, &secret, &password).await?;
+            prov.report.add(
+                "admin password",
+                &secret,
+                Action::Created,
+                Some("64 characters, set on the client and kept in Secret Manager".into()),
+            );
+            Ok(session)
+        }
+        // Not a fresh client any more: another run set its password. Find it among the
+        // stored versions, newest first.
+        Err(e) if e.status() == Some(401) => {
+            for (number, candidate) in enabled_versions(prov, &secret, 20).await? {
+                if candidate.expose_secret() == password.expose_secret() {
+                    continue;
+                }
+                match wa.login(FIRST_USER, &candidate).await {
+                    Ok(session) => {
+                        settle(prov, &secret, &candidate).await?;
+                        prov.report.add(
+                            "admin password",
+                            &secret,
+                            Action::Exists,
+                            Some(format!("logged in with version {number}, set by another run; it is the newest version now")),
+                        );
+                        return Ok(session);
+                    }
+                    Err(e) if e.status() == Some(401) => {}
+                    Err(e) => return Err(wa_error("WhatsApp login as admin", e)),
+                }
+            }
+            Err(StepError::failed(
+                format!("secret {secret}"),
+                "the WhatsApp client accepts none of its versions, nor its first-start password: add the admin password in use as a new version (`gcloud secrets versions add`), then run the command again",
+            ))
+        }
+        Err(e) => Err(wa_error(
+            "WhatsApp first login as admin (setting the generated password)",
+            e,
+        )),
+    }
+}
+
+/// Makes `accepted` (the password the client took) the newest version, unless it is.
+async fn settle(
+    prov: &Provisioner,
+    secret: &str,
+    accepted: &SecretString,
+) -> Result<(), StepError> {
+    match read_newest(prov, secret).await? {
+        Some((_, newest)) if newest.expose_secret() == accepted.expose_secret() => Ok(()),
+        _ => secret::store(prov, secret, accepted).await,
+    }
 }
 
 /// Is the number registered already? (`unregistered` in `/v1/health` means no.)
@@ -355,13 +414,23 @@ pub async fn connect(prov: &Provisioner) -> Result<(), StepError> {
         }
         Err(e) => return Err(wa_error("POST /v1/users", e)),
     }
-    let host = wa.base().host_str().unwrap_or("").to_string();
+    let host = loyjoy_hostname(wa.base());
     println!();
     println!("  In LoyJoy, under Bot / Publish / WhatsApp, enter:");
     println!("    hostname: {host}");
     println!("    username: {username}");
     println!("    password: run `provisioner secrets show api-password`");
     Ok(())
+}
+
+/// The hostname LoyJoy must use: the host, with the port when it is not the scheme's default
+/// (`Url::port` is `None` for the default one).
+fn loyjoy_hostname(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// The client's health now, for `up` (registered or not) and `status`.

@@ -6,14 +6,15 @@ use shared::google::operation::Poll;
 use shared::google::sqladmin::BUILTIN_DATABASES;
 use std::time::Duration;
 
-use super::whatsapp_endpoint::{is_pin_mismatch, whatsapp_http, whatsapp_url};
+use super::whatsapp_endpoint::{is_pin_mismatch, pin_mismatch, whatsapp_http, whatsapp_url};
 use crate::ensure::ensure;
 use crate::ensure::Resource;
 use crate::progress::wait_for;
 use crate::report::Action;
 use crate::resources::address;
 use crate::resources::firewall::FirewallRule;
-use crate::resources::instance::{read_vm, vm_ref, WhatsAppVm};
+use crate::resources::instance::{ensure_keepalive_label, read_vm, vm_ref, WhatsAppVm};
+use crate::resources::secret::read_newest;
 use crate::resources::sql_instance::{primary_ip, SqlInstance};
 use crate::{Provisioner, StepError};
 
@@ -41,16 +42,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             "does not exist or has no IP address yet: run `provisioner database` first",
         ));
     };
-    let password = prov
-        .google
-        .secrets
-        .latest(
-            &prov.cfg.project,
-            &n.db_password_secret,
-            Some(prov.call_deadline()),
-        )
-        .await
-        .map_err(prov.google_failed(format!("secret {}", n.db_password_secret)))?
+    let (_, password) = read_newest(prov, &n.db_password_secret)
+        .await?
         .ok_or_else(|| {
             StepError::failed(
                 format!("secret {}", n.db_password_secret),
@@ -58,7 +51,11 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             )
         })?;
     let vm = WhatsAppVm::of(prov, &ip, &db_host, password);
-    if ensure(prov, &vm).await?.is_planned() || prov.dry_run {
+    let found = ensure(prov, &vm).await?;
+    if let Some(have) = found.as_present() {
+        ensure_keepalive_label(prov, have).await?;
+    }
+    if found.is_planned() || prov.dry_run {
         return Ok(());
     }
 
@@ -103,9 +100,11 @@ async fn wait_for_whatsapp(prov: &Provisioner, ip: &str) -> Result<(), StepError
             .send()
             .await;
         Ok(match r {
-            Ok(resp) if resp.status().is_server_error() => Poll::Pending(format!("answered {}", resp.status())),
+            Ok(resp) if resp.status().is_server_error() => {
+                Poll::Pending(format!("answered {}", resp.status()))
+            }
             Ok(_) => Poll::Ready(()),
-            Err(e) if is_pin_mismatch(&e) => return Err(StepError::failed("WhatsApp client", format!("{login}: the TLS certificate differs from the one pinned on first contact; refusing to talk to it"))),
+            Err(e) if is_pin_mismatch(&e) => return Err(pin_mismatch(prov, login.as_str())),
             Err(e) => Poll::Pending(shared::google::error::describe_reqwest(&e)),
         })
     })

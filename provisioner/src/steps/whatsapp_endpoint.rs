@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::progress::wait_for;
 use crate::report::Action;
+use crate::resources::secret::read_newest;
 use crate::{Provisioner, StepError};
 
 /// Where the WhatsApp client's API is: `PROVISIONER_WHATSAPP_URL`, else `https://<ip>`.
@@ -32,14 +33,9 @@ pub async fn whatsapp_http(prov: &Provisioner, url: &Url) -> Result<reqwest::Cli
     let n = prov.names();
     let project = &prov.cfg.project;
     let resource = format!("secret {}", n.tls_pin_secret);
-    let stored = prov
-        .google
-        .secrets
-        .latest(project, &n.tls_pin_secret, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?;
+    let stored = read_newest(prov, &n.tls_pin_secret).await?;
     let pin = match stored {
-        Some(b64) => Pin::Certificate(
+        Some((_, b64)) => Pin::Certificate(
             STANDARD
                 .decode(b64.expose_secret().trim())
                 .map_err(|_| StepError::failed(&resource, "does not hold a base64 certificate"))?,
@@ -90,6 +86,17 @@ pub async fn whatsapp_http(prov: &Provisioner, url: &Url) -> Result<reqwest::Cli
     );
     pinned_client(PinningVerifier::new(Pin::Certificate(der)))
         .map_err(|e| StepError::failed("TLS client", e))
+}
+
+/// The error for a client whose certificate is not the pinned one: never re-pinned silently.
+pub fn pin_mismatch(prov: &Provisioner, url: &str) -> StepError {
+    let secret = prov.names().tls_pin_secret;
+    StepError::failed(
+        "WhatsApp client",
+        format!(
+            "{url}: the TLS certificate differs from the one pinned on first contact in secret {secret}; refusing to talk to it. If the client's certificate was replaced on purpose, add the new certificate (base64 DER) as a new version of {secret}, or disable its versions to pin again on the next contact"
+        ),
+    )
 }
 
 /// Whether `e` is the pinning verifier refusing a changed certificate.

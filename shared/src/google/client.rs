@@ -1,7 +1,7 @@
 //! The one HTTP layer under every Google REST client: bearer token, timeout bounded by the
-//! caller's deadline, error bodies read into [`GoogleError`], retries by [`RetryPolicy`] for
-//! the requests that say they may be repeated ([`Idempotent`]), and the waits for long-running
-//! operations ([`GoogleClient::wait_operation`]).
+//! caller's deadline, answers read to at most 256 KiB (`crate::limits`), error bodies read into
+//! [`GoogleError`], retries by [`RetryPolicy`] for the requests that say they may be repeated
+//! ([`Idempotent`]), and the waits for long-running operations ([`GoogleClient::wait_operation`]).
 
 use reqwest::Method;
 use secrecy::ExposeSecret;
@@ -15,6 +15,7 @@ use url::Url;
 use super::clock::{Clock, SystemClock};
 use super::operation::{settle, LongRunningOperation, Pacing, Silent, WaitProgress, Waiter};
 use super::{Auth, GoogleError, RetryPolicy};
+use crate::limits::{read_body, too_large_words, BodyError};
 
 /// May this request be sent again after a failure that may have reached the server (a 503, a
 /// timeout, a lost answer)?
@@ -228,10 +229,24 @@ impl GoogleClient {
             .await
             .map_err(|e| GoogleError::transport(api, &e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| GoogleError::transport(api, &e))?;
+        let bytes = match read_body(resp).await {
+            Ok(b) => b,
+            Err(BodyError::Transport(e)) => return Err(GoogleError::transport(api, &e)),
+            // Neither an answer nor an error this client can use: not read further.
+            Err(BodyError::TooLarge) if status.is_success() => {
+                return Err(GoogleError::Decode {
+                    api,
+                    detail: format!("an answer of {}", too_large_words()),
+                })
+            }
+            Err(BodyError::TooLarge) => {
+                return Err(GoogleError::from_response(
+                    api,
+                    status.as_u16(),
+                    format!("an error body of {}", too_large_words()).as_bytes(),
+                ))
+            }
+        };
         if !status.is_success() {
             return Err(GoogleError::from_response(api, status.as_u16(), &bytes));
         }

@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use crate::limits::quote;
+
 /// What went wrong calling a Google API.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GoogleError {
@@ -76,15 +78,15 @@ impl GoogleError {
         let message = error
             .and_then(|e| e.get("message"))
             .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| error.and_then(Value::as_str).map(str::to_string))
+            .map(quote)
+            .or_else(|| error.and_then(Value::as_str).map(quote))
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(body);
                 let text = text.trim();
                 if text.is_empty() {
                     http_reason(status).to_string()
                 } else {
-                    text.chars().take(300).collect()
+                    quote(text)
                 }
             });
         let reason = error
@@ -93,7 +95,7 @@ impl GoogleError {
             .and_then(|e| e.get("reason"))
             .and_then(Value::as_str)
             .or_else(|| error.and_then(|e| e.get("status")).and_then(Value::as_str))
-            .map(str::to_string);
+            .map(quote);
         GoogleError::Api {
             api,
             status,
@@ -190,5 +192,20 @@ mod tests {
     fn non_json_body_is_kept_short() {
         let e = GoogleError::from_response("x", 502, &[b'a'; 5000]);
         assert!(e.to_string().len() < 400);
+    }
+
+    #[test]
+    fn a_long_message_is_cut_to_300_characters() {
+        let long = "m".repeat(100_000);
+        let body = serde_json::json!({"error": {"code": 403, "message": long, "errors": [{"reason": long}]}});
+        let e = GoogleError::from_response("x", 403, body.to_string().as_bytes());
+        let GoogleError::Api {
+            message, reason, ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(message.chars().count(), 300);
+        assert_eq!(reason.as_deref().unwrap().chars().count(), 300);
     }
 }

@@ -202,7 +202,8 @@ pub fn settle<Op: LongRunningOperation>(
 }
 
 /// The words for an operation's errors, each `(code, message)`: `code: message`, either part
-/// left out when absent, joined with `; `; `unknown error` when there is nothing to say.
+/// left out when absent, joined with `; `, cut to a quote's length (`crate::limits::quote`);
+/// `unknown error` when there is nothing to say.
 pub fn failure_text<'a>(
     errors: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
 ) -> String {
@@ -223,7 +224,7 @@ pub fn failure_text<'a>(
     if parts.is_empty() {
         "unknown error".into()
     } else {
-        parts.join("; ")
+        crate::limits::quote(&parts.join("; "))
     }
 }
 

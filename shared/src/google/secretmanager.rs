@@ -177,3 +177,106 @@ impl SecretManager {
         Ok(())
     }
 }
+
+/// One version of a secret, as listed: its number and `state` (`ENABLED`, `DISABLED`,
+/// `DESTROYED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionState {
+    pub number: u64,
+    pub state: String,
+}
+
+impl SecretManager {
+    /// The versions of `projects/P/secrets/S`, newest first; `None` when the secret does not
+    /// exist. (Only the first page: the newest versions are what a reader wants.)
+    pub async fn versions(
+        &self,
+        project: &str,
+        secret: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<VersionState>>, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            ["projects", project, "secrets", secret, "versions"],
+        );
+        let answer = match self
+            .client
+            .send::<serde_json::Value>(Request::get(API, &url), deadline)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out: Vec<VersionState> = answer["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let number = v["name"].as_str()?.rsplit('/').next()?.parse().ok()?;
+                let state = v["state"].as_str().unwrap_or("ENABLED").to_string();
+                Some(VersionState { number, state })
+            })
+            .collect();
+        out.sort_by_key(|v| std::cmp::Reverse(v.number));
+        Ok(Some(out))
+    }
+
+    /// The value of version `number` of `projects/P/secrets/S`.
+    pub async fn access_number(
+        &self,
+        project: &str,
+        secret: &str,
+        number: u64,
+        deadline: Option<Instant>,
+    ) -> Result<SecretString, GoogleError> {
+        let name = format!("projects/{project}/secrets/{secret}/versions/{number}");
+        let version = SecretVersion::parse(&name).map_err(|detail| GoogleError::Decode {
+            api: API,
+            detail: format!("secret name {secret:?}: {detail}"),
+        })?;
+        self.access(&version, deadline).await
+    }
+
+    /// The secret's IAM policy (`{bindings, etag}`).
+    pub async fn get_iam_policy(
+        &self,
+        project: &str,
+        secret: &str,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:getIamPolicy"),
+            ],
+        );
+        self.client.send(Request::get(API, &url), deadline).await
+    }
+
+    /// Sets the secret's whole IAM policy, with the etag it was read with (a concurrent change
+    /// is refused rather than lost).
+    pub async fn set_iam_policy(
+        &self,
+        project: &str,
+        secret: &str,
+        policy: &serde_json::Value,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            [
+                "projects",
+                project,
+                "secrets",
+                &format!("{secret}:setIamPolicy"),
+            ],
+        );
+        let body = serde_json::json!({ "policy": policy });
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+}

@@ -155,6 +155,22 @@ impl SqlAdmin {
         self.client.send(request, deadline).await
     }
 
+    /// Sets the user's password (`PUT .../users?name=U`).
+    pub async fn set_user_password(
+        &self,
+        project: &str,
+        instance: &str,
+        user: &str,
+        password: &str,
+        deadline: Option<Instant>,
+    ) -> Result<SqlOperation, GoogleError> {
+        let body = json!({"name": user, "password": password});
+        let mut url = self.url(project, &["instances", instance, "users"]);
+        url.query_pairs_mut().append_pair("name", user);
+        let request = Request::change(API, Method::PUT, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+
     pub async fn list_databases(
         &self,
         project: &str,

@@ -68,7 +68,9 @@ async fn main() {
         "RUNNING",
         OffsetDateTime::now_utc() - time::Duration::days(3),
     );
-    println!("   VM {VM} in {ZONE}: RUNNING for 3 days");
+    // The password from Secret Manager goes only to one of the VM's addresses: the fake's.
+    g.compute.set_nat_ip(FAKE_PROJECT, ZONE, VM, "127.0.0.1");
+    println!("   VM {VM} in {ZONE}: RUNNING for 3 days, at 127.0.0.1, labelled whatsapp-keepalive=enabled");
     let version = g.secrets.put(SECRET, password);
     println!("   the WhatsApp password is stored as {version}");
 

@@ -223,6 +223,42 @@ impl Compute {
         self.client.send(request, deadline).await
     }
 
+    /// Replaces the instance's labels; `fingerprint` is the `labelFingerprint` they were read
+    /// with (a concurrent change answers 412 instead of being lost).
+    pub async fn set_labels(
+        &self,
+        i: &InstanceRef,
+        labels: &std::collections::BTreeMap<String, String>,
+        fingerprint: Option<&str>,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.instance_url(i, &["setLabels"]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        let body = serde_json::json!({"labels": labels, "labelFingerprint": fingerprint});
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+
+    /// Replaces the instance's metadata items; `fingerprint` is the metadata's fingerprint
+    /// they were read with (a concurrent change answers 412 instead of being lost).
+    pub async fn set_metadata(
+        &self,
+        i: &InstanceRef,
+        items: &[model::MetadataItem],
+        fingerprint: Option<&str>,
+        request_id: Uuid,
+        deadline: Option<Instant>,
+    ) -> Result<Operation, GoogleError> {
+        let mut url = self.instance_url(i, &["setMetadata"]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &request_id.to_string());
+        let body = serde_json::json!({"items": items, "fingerprint": fingerprint});
+        let request = Request::change(API, Method::POST, &url, Idempotent::Yes).body(&body);
+        self.client.send(request, deadline).await
+    }
+
     /// The project's number (`projects.get`'s `id`): what Google-managed service agents are
     /// named after (`service-<number>@gcp-sa-pubsub.iam.gserviceaccount.com`).
     pub async fn project_number(
@@ -286,37 +322,111 @@ impl Compute {
             .await
     }
 
-    /// Lists a zone's operations matching `filter` (Compute's filter syntax), newest first
-    /// as far as the API orders them; reads at most `max_pages` pages.
+    /// A zone's operations matching `query`, page by page while `more(page)` says so.
     pub async fn list_zone_operations(
         &self,
         project: &str,
         zone: &str,
-        filter: &str,
-        max_pages: usize,
+        query: &OperationQuery<'_>,
         deadline: Option<Instant>,
+        more: impl FnMut(&[Operation]) -> bool,
+    ) -> Result<Vec<Operation>, GoogleError> {
+        let url = self.url(project, &Scope::Zone(zone.into()), &["operations"]);
+        self.list_operations(&url, query, deadline, more, |page: OperationList| {
+            (page.items, page.next_page_token)
+        })
+        .await
+    }
+
+    /// The project's operations in every zone and region and its global ones
+    /// (`aggregated/operations`), matching `query`, page by page while `more(page)` says so.
+    pub async fn aggregated_operations(
+        &self,
+        project: &str,
+        query: &OperationQuery<'_>,
+        deadline: Option<Instant>,
+        more: impl FnMut(&[Operation]) -> bool,
+    ) -> Result<Vec<Operation>, GoogleError> {
+        let url = url_with_segments(
+            &self.base,
+            ["projects", project, "aggregated", "operations"],
+        );
+        self.list_operations(
+            &url,
+            query,
+            deadline,
+            more,
+            |page: AggregatedOperationList| {
+                let items = page.items.into_values().flat_map(|s| s.operations);
+                (items.collect(), page.next_page_token)
+            },
+        )
+        .await
+    }
+
+    async fn list_operations<P: DeserializeOwned>(
+        &self,
+        base: &Url,
+        query: &OperationQuery<'_>,
+        deadline: Option<Instant>,
+        mut more: impl FnMut(&[Operation]) -> bool,
+        items: impl Fn(P) -> (Vec<Operation>, Option<String>),
     ) -> Result<Vec<Operation>, GoogleError> {
         let mut out = Vec::new();
         let mut page_token: Option<String> = None;
-        for _ in 0..max_pages.max(1) {
-            let mut url = self.url(project, &Scope::Zone(zone.into()), &["operations"]);
+        for _ in 0..query.max_pages.max(1) {
+            let mut url = base.clone();
             {
                 let mut q = url.query_pairs_mut();
-                if !filter.is_empty() {
-                    q.append_pair("filter", filter);
+                if !query.filter.is_empty() {
+                    q.append_pair("filter", query.filter);
                 }
-                q.append_pair("maxResults", "500");
+                if query.newest_first {
+                    q.append_pair("orderBy", "creationTimestamp desc");
+                }
+                q.append_pair("maxResults", &query.page_size.clamp(1, 500).to_string());
                 if let Some(t) = &page_token {
                     q.append_pair("pageToken", t);
                 }
             }
-            let page: OperationList = self.client.send(Request::get(API, &url), deadline).await?;
-            out.extend(page.items);
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(t) => page_token = Some(t),
-                None => break,
+            let page: P = self.client.send(Request::get(API, &url), deadline).await?;
+            let (page, next) = items(page);
+            let go_on = more(&page);
+            out.extend(page);
+            match next.filter(|t| !t.is_empty()) {
+                Some(t) if go_on => page_token = Some(t),
+                _ => break,
             }
         }
         Ok(out)
     }
+}
+
+/// Which operations a list asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct OperationQuery<'a> {
+    /// Compute's filter syntax (`operationType = "reset" AND ...`); empty: all.
+    pub filter: &'a str,
+    /// `orderBy=creationTimestamp desc`.
+    pub newest_first: bool,
+    /// Operations a page (`maxResults`, at most 500). An operation takes about 1 KB: a page
+    /// of 500 is more than an answer may be (256 KiB).
+    pub page_size: usize,
+    /// At most this many pages.
+    pub max_pages: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AggregatedOperationList {
+    #[serde(default)]
+    items: std::collections::BTreeMap<String, ScopedOperations>,
+    next_page_token: Option<String>,
+}
+
+/// One scope's part of an aggregated list (a scope without operations has a `warning`).
+#[derive(Debug, Deserialize)]
+struct ScopedOperations {
+    #[serde(default)]
+    operations: Vec<Operation>,
 }

@@ -45,6 +45,9 @@ pub struct Instance {
     pub last_start_timestamp: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub self_link: Option<String>,
+    /// What `setLabels` must be sent with (so a concurrent change is refused, not lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_fingerprint: Option<String>,
     #[serde(flatten)]
     pub spec: InstanceSpec,
 }
@@ -73,6 +76,24 @@ pub struct InstanceSpec {
 }
 
 impl Instance {
+    /// Every address of the instance: `natIP`, `networkIP` and the IPv6 ones, internal and
+    /// external, of every interface (text that is not an address is left out).
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let mut out: Vec<std::net::IpAddr> = Vec::new();
+        for nic in &self.spec.network_interfaces {
+            let external = nic.access_configs.iter().chain(&nic.ipv6_access_configs);
+            let texts = [&nic.network_ip, &nic.ipv6_address]
+                .into_iter()
+                .chain(external.flat_map(|a| [&a.nat_ip, &a.external_ipv6]));
+            for ip in texts.flatten().filter_map(|t| t.trim().parse().ok()) {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+        out
+    }
+
     /// The value of metadata entry `key`.
     pub fn metadata_value(&self, key: &str) -> Option<&str> {
         self.spec
@@ -131,8 +152,15 @@ pub struct DiskInitializeParams {
 pub struct NetworkInterface {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The internal address (read only).
+    #[serde(rename = "networkIP", skip_serializing_if = "Option::is_none")]
+    pub network_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_configs: Vec<AccessConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_access_configs: Vec<AccessConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -144,6 +172,8 @@ pub struct AccessConfig {
     pub name: Option<String>,
     #[serde(rename = "natIP", skip_serializing_if = "Option::is_none")]
     pub nat_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_ipv6: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_tier: Option<String>,
 }
