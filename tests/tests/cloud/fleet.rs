@@ -9,6 +9,8 @@ use keepalive_tests::GraphFault;
 use serde_json::{json, Value};
 
 const TOPIC: &str = "projects/acme-ops/topics/keepalive-events";
+/// Where the test reads the events back.
+const READ_BACK: &str = "projects/acme-ops/subscriptions/test-read-back";
 
 /// `n` healthy numbers spread over `wabas` WABAs (the token's app subscribed to each), and
 /// the fleet payload listing them (the token as the top-level default).
@@ -85,6 +87,9 @@ async fn a_fleet_is_read_in_batches_each_waba_and_token_once() {
 async fn mixed_verdicts_a_failing_item_affects_only_its_number_and_events_are_per_number() {
     let mut w = World::new().await;
     w.g.pubsub.add_topic(TOPIC);
+    w.g.pubsub.add_pull_subscription(READ_BACK, TOPIC);
+    let host = w.g.pubsub.host();
+    w.set_env("PUBSUB_EMULATOR_HOST", &host);
     w.set_env("KEEPALIVE_EVENTS_TOPIC", TOPIC);
     let (ids, payload) = fleet(&w, 6, 2);
     // Graph refuses one item of the batch (unknown id): that number alone is an alert.
@@ -112,7 +117,7 @@ async fn mixed_verdicts_a_failing_item_affects_only_its_number_and_events_are_pe
     // One event per number that is not healthy.
     let mut published: Vec<String> =
         w.g.pubsub
-            .published()
+            .pull(READ_BACK)
             .iter()
             .map(|m| m.attributes["phoneNumberId"].clone())
             .collect();
