@@ -72,6 +72,7 @@ impl Answer {
 
 /// Checks what the message asks: one target, or a fleet.
 pub async fn run(svc: &Service, target: &Target, opts: CheckOptions) -> Result<Answer, CheckError> {
+    refuse_foreign_secrets(svc, target).await?;
     match target {
         Target::Fleet(f) => check_fleet(svc, f, opts).await.map(Answer::Fleet),
         _ => check(svc, target, opts).await.map(Answer::One),
@@ -197,6 +198,29 @@ pub async fn check(
 
 /// The kind's own check, to its verdict. Boxed: the check's state exists only while it runs
 /// (see `a_waiting_check_is_small`).
+/// A Cloud API payload's secrets must live in a project this deployment may act in
+/// (`KEEPALIVE_PROJECTS`): a 400 naming the field, before any secret is read.
+async fn refuse_foreign_secrets(svc: &Service, target: &Target) -> Result<(), CheckError> {
+    match target {
+        Target::OnPrem(_) => Ok(()),
+        Target::Cloud(p) => {
+            for (field, project) in p.secret_projects() {
+                svc.project_for(Some(project), field).await?;
+            }
+            Ok(())
+        }
+        Target::Fleet(f) => {
+            for (i, p) in f.numbers.iter().enumerate() {
+                for (field, project) in p.secret_projects() {
+                    svc.project_for(Some(project), format!("numbers[{i}].{field}"))
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 fn conclude<'a>(
     svc: &'a Service,
     target: &'a Target,

@@ -117,7 +117,7 @@ impl Service {
     pub async fn project_for(
         &self,
         asked: Option<&str>,
-        field: &'static str,
+        field: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Result<String, CheckError> {
         let default = || async {
             match &self.config.default_project {
