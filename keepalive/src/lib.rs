@@ -21,6 +21,7 @@
 //! | decide | `cloud/decide.rs` | findings (`cloud/findings.rs`, the table row by row) and the repairs that are safe; pure, in tables of cases |
 //! | act | `cloud/act.rs` | the repairs (subscription, then the override), each read back |
 //! | decide | `cloud/decide.rs` | the verdict from what became of the repairs |
+//! | fleet | `cloud/fleet_observe.rs`, `cloud/fleet.rs` | a fleet message: every number read through Graph batches, then each judged as above; `report/fleet.rs` the answer |
 //! | report | `report/` | the outcome, its log line, the mail and the event (`onprem.rs`, `cloud.rs`); never changes the verdict |
 //!
 //! `verdict.rs` holds the verdicts every kind ends in, `error.rs` the [`CheckError`] of a check

@@ -2,8 +2,8 @@
 //! service, then `serve` or `check`. Everything else is the library (`lib.rs` has the map).
 
 use clap::{Parser, Subcommand};
-use keepalive::report::log_outcome;
-use keepalive::{check, serve, CheckError, CheckOptions, Config, Service, Target};
+use keepalive::check::run;
+use keepalive::{serve, CheckError, CheckOptions, Config, Service, Target};
 use shared::telemetry::{self, Output};
 use std::io::Read;
 use std::path::PathBuf;
@@ -93,20 +93,20 @@ async fn run_check(service: &Service, source: &str, dry_run: bool) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&e.to_string(), Some(e.field().unwrap_or("payload")), true),
     };
-    match check(service, &target, CheckOptions { dry_run }).await {
-        Ok(outcome) => {
-            log_outcome(&outcome, None);
-            match serde_json::to_string(&outcome) {
+    match run(service, &target, CheckOptions { dry_run }).await {
+        Ok(answer) => {
+            answer.log(None);
+            match serde_json::to_string(&answer) {
                 Ok(s) => println!("{s}"),
                 Err(e) => return fail(&format!("cannot print the outcome: {e}"), None, true),
             }
-            if outcome.verdict.wants_attention() {
+            if answer.wants_attention() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Err(CheckError::Refused(e)) => fail(&e.to_string(), Some(e.field), true),
+        Err(CheckError::Refused(e)) => fail(&e.to_string(), Some(&e.field), true),
         Err(e) => fail(
             &format!("check of {} could not be completed: {e}", target.label()),
             None,

@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::check::{check, CheckOptions};
+use crate::check::{run, CheckOptions};
 use crate::error::CheckError;
-use crate::report::log_outcome;
 use crate::service::Service;
 use crate::target::Target;
 
@@ -68,14 +67,14 @@ async fn handle(State(service): State<Arc<Service>>, headers: HeaderMap, body: B
     if !partial.is_empty() {
         tracing::warn!(target_name = %target.label(), present = ?partial, "some but not all five smtp fields are set: no mail will be sent");
     }
-    match check(&service, &target, CheckOptions::default()).await {
-        Ok(outcome) => {
-            log_outcome(&outcome, Some(&message_id));
-            (StatusCode::OK, Json(outcome)).into_response()
+    match run(&service, &target, CheckOptions::default()).await {
+        Ok(answer) => {
+            answer.log(Some(&message_id));
+            (StatusCode::OK, Json(answer)).into_response()
         }
         Err(CheckError::Refused(e)) => {
             tracing::warn!(target_name = %target.label(), message_id = %message_id, error = %e, "rejected a payload this deployment may not act on");
-            error(StatusCode::BAD_REQUEST, e.to_string(), Some(e.field))
+            error(StatusCode::BAD_REQUEST, e.to_string(), Some(&e.field))
         }
         Err(e) => {
             tracing::error!(target_name = %target.label(), message_id = %message_id, error = %e, "check could not be completed; asking Pub/Sub to redeliver");

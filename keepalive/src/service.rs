@@ -117,7 +117,7 @@ impl Service {
     pub async fn project_for(
         &self,
         asked: Option<&str>,
-        field: &'static str,
+        field: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Result<String, CheckError> {
         let default = || async {
             match &self.config.default_project {
@@ -149,7 +149,7 @@ impl Service {
             None => format!("is missing and the default project is {project}"),
         };
         Err(CheckError::Refused(PayloadError {
-            field,
+            field: field.into(),
             problem: format!("{what}: this deployment may act only in {may}"),
         }))
     }

@@ -9,9 +9,11 @@
 //! tells the two kinds apart.
 
 pub mod cloud;
+pub mod fleet;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 use url::Url;
 
@@ -90,18 +92,19 @@ pub struct SmtpSettings {
     pub to: String,
 }
 
-/// Why a payload was refused. `field` is the payload key at fault.
+/// Why a payload was refused. `field` is the payload key at fault (in a fleet payload, the
+/// entry's: `numbers[3].wabaId`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("payload field `{field}` {problem}")]
 pub struct PayloadError {
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     pub problem: String,
 }
 
 impl PayloadError {
-    fn new(field: &'static str, problem: impl Into<String>) -> Self {
+    fn new(field: impl Into<Cow<'static, str>>, problem: impl Into<String>) -> Self {
         PayloadError {
-            field,
+            field: field.into(),
             problem: problem.into(),
         }
     }
@@ -120,21 +123,23 @@ pub enum PayloadParseError {
 
 impl PayloadParseError {
     /// The payload key at fault, if the error is about one key.
-    pub fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<&str> {
         match self {
-            PayloadParseError::Field(e) => Some(e.field),
+            PayloadParseError::Field(e) => Some(&e.field),
             _ => None,
         }
     }
 }
 
-/// What a message asks to check: an On-Premises VM or a Cloud API number.
+/// What a message asks to check: an On-Premises VM, a Cloud API number, or a fleet of them.
 #[derive(Debug, Clone)]
 pub enum AnyPayload {
     /// A payload with `vm` (`keepalive-contract.md`).
     OnPremises(Payload),
     /// A payload with `phoneNumberId` (`cloud-api-contract.md`).
     CloudApi(cloud::CloudPayload),
+    /// A payload with `numbers` (`cloud-api-contract.md`, "Fleet messages").
+    Fleet(fleet::FleetPayload),
 }
 
 impl AnyPayload {
@@ -148,6 +153,17 @@ impl AnyPayload {
             other => return Err(PayloadParseError::NotObject(json_type(&other))),
         };
         let present = |k: &str| map.get(k).is_some_and(|v| !v.is_null());
+        if present("numbers") {
+            if present("vm") {
+                return Err(PayloadError::new(
+                    "numbers",
+                    "cannot be given with `vm`: a fleet holds Cloud API numbers only; an \
+                     On-Premises VM keeps its own message",
+                )
+                .into());
+            }
+            return Ok(AnyPayload::Fleet(fleet::FleetPayload::from_map(&map)?));
+        }
         if !present("phoneNumberId") {
             return Ok(AnyPayload::OnPremises(Payload::from_map(&map)?));
         }

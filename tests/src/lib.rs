@@ -12,8 +12,8 @@
 //! - [`secretmanager::FakeSecretManager`]: Secret Manager v1.
 //! - [`sqladmin::FakeSqlAdmin`]: Cloud SQL Admin v1 (instances, operations, users,
 //!   databases).
-//! - [`pubsub::FakePubSub`]: the Pub/Sub emulator (REST admin API and gRPC `Publish` on one
-//!   port).
+//! - [`pubsub_emulator::PubSubEmulator`]: not a fake: the real Pub/Sub emulator (gRPC and
+//!   REST on one port), started on first use.
 //! - [`cloud_run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
 //!   policies).
 //! - [`scheduler::FakeScheduler`]: Cloud Scheduler v1 (jobs).
@@ -27,7 +27,7 @@ pub mod cloud_run;
 pub mod compute;
 pub mod graph;
 pub mod measure;
-pub mod pubsub;
+pub mod pubsub_emulator;
 mod rest;
 pub mod scheduler;
 pub mod secretmanager;
@@ -46,7 +46,7 @@ use std::{
 pub use cloud_run::FakeCloudRun;
 pub use compute::{ComputeRoute, FakeCompute};
 pub use graph::{Entity, FakeGraph, FakeToken, GraphFault};
-pub use pubsub::FakePubSub;
+pub use pubsub_emulator::{PubSubEmulator, PulledMessage};
 pub use scheduler::FakeScheduler;
 pub use secretmanager::FakeSecretManager;
 pub use server::{HttpServer, RecordedRequest, SelfSignedCert, TempDir};
@@ -73,8 +73,9 @@ pub struct GoogleFakes {
     pub run: FakeCloudRun,
     /// Cloud Scheduler.
     pub scheduler: FakeScheduler,
-    /// Pub/Sub (REST admin and gRPC publish), reached through `PUBSUB_EMULATOR_HOST`.
-    pub pubsub: FakePubSub,
+    /// The Pub/Sub emulator, reached through `PUBSUB_EMULATOR_HOST`; started the first time
+    /// it is asked for (the provisioner's environment asks).
+    pub pubsub: PubSubEmulator,
     /// The service-account key file (`GOOGLE_APPLICATION_CREDENTIALS`).
     pub key_file: PathBuf,
     dir: TempDir,
@@ -90,7 +91,7 @@ impl GoogleFakes {
         let sql = FakeSqlAdmin::start(tokens.clone()).await;
         let run = FakeCloudRun::start(tokens.clone()).await;
         let scheduler = FakeScheduler::start(tokens.clone()).await;
-        let pubsub = FakePubSub::start().await;
+        let pubsub = PubSubEmulator::new();
         let dir = TempDir::new("google").expect("create temporary directory");
         let key_file = token.write_service_account_key(dir.path());
         GoogleFakes {

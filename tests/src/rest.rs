@@ -1,5 +1,5 @@
-//! What the fakes of Google's newer REST APIs (Secret Manager, Cloud Run, Cloud Scheduler,
-//! Pub/Sub) share: their error answers for scripted faults, and the JSON and path helpers
+//! What the fakes of Google's newer REST APIs (Secret Manager, Cloud Run, Cloud Scheduler)
+//! share: their error answers for scripted faults, and the JSON and path helpers
 //! their update masks and resource names need.
 
 use axum::{http::HeaderMap, response::Response};

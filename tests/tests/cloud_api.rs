@@ -118,7 +118,7 @@ async fn a_cloud_api_number_from_nothing_to_keepalive() {
     assert!(w
         .g
         .pubsub
-        .topics()
+        .topics(FAKE_PROJECT)
         .iter()
         .any(|t| t.ends_with("/whatsapp-keepalive")));
     assert_eq!(w.readers(TOKEN_SECRET), vec![KEEPALIVE_SA.to_string()]);

@@ -1,20 +1,23 @@
 //! `KEEPALIVE_EVENTS_TOPIC`: the real `keepalive` binary publishes one JSON event per reset
-//! and per alert through `google-cloud-pubsub` (gRPC) to the Pub/Sub fake found through
-//! `PUBSUB_EMULATOR_HOST`; none for a healthy client, none on a dry run; a failed publish is
-//! reported and changes nothing else.
+//! and per alert through `google-cloud-pubsub` (gRPC) to the real Pub/Sub emulator found
+//! through `PUBSUB_EMULATOR_HOST` (read back from a pull subscription); none for a healthy
+//! client, none on a dry run; a failed publish is reported and changes nothing else.
 
 mod common;
 
 use common::{World, VM, ZONE};
-use keepalive_tests::{Behaviour, FakePubSub, Health, FAKE_PROJECT};
+use keepalive_tests::{Behaviour, Health, PubSubEmulator, FAKE_PROJECT};
 use serde_json::Value;
 
 const TOPIC: &str = "projects/acme-ops/topics/keepalive-events";
+/// Where the tests read the events back.
+const READ_BACK: &str = "projects/acme-ops/subscriptions/test-read-back";
 
-async fn world_with_events() -> (World, FakePubSub) {
+async fn world_with_events() -> (World, PubSubEmulator) {
     let mut w = World::new().await;
-    let ps = FakePubSub::start().await;
+    let ps = PubSubEmulator::new();
     ps.add_topic(TOPIC);
+    ps.add_pull_subscription(READ_BACK, TOPIC);
     w.set_env("PUBSUB_EMULATOR_HOST", &ps.host());
     w.set_env("KEEPALIVE_EVENTS_TOPIC", TOPIC);
     w.set_env("KEEPALIVE_BOOT_GRACE_S", "0");
@@ -31,10 +34,9 @@ async fn a_reset_publishes_one_event() {
     assert_eq!(o["verdict"], "reset");
     assert_eq!(w.resets(), 1);
 
-    let published = ps.published();
+    let published = ps.pull(READ_BACK);
     assert_eq!(published.len(), 1, "{published:?}");
     let m = &published[0];
-    assert_eq!(m.topic, TOPIC);
     assert_eq!(
         o["event"],
         Value::String(format!("published {}", m.message_id))
@@ -55,8 +57,8 @@ async fn a_reset_publishes_one_event() {
     assert_eq!(m.attributes["vm"], VM);
     // Nothing secret in the event.
     w.assert_no_secrets(&m.text());
-    for r in ps.requests() {
-        w.assert_no_secrets(&r.body_text());
+    for v in m.attributes.values() {
+        w.assert_no_secrets(v);
     }
 }
 
@@ -66,12 +68,12 @@ async fn an_alert_publishes_one_event_and_healthy_or_dry_run_none() {
     let run = w.check(&w.payload(), &[]).await;
     assert_eq!(run.outcome()["verdict"], "healthy");
     assert!(run.outcome().get("event").is_none(), "{}", run.stdout);
-    assert!(ps.published().is_empty());
+    assert!(ps.pull(READ_BACK).is_empty());
 
     w.wa.set_health(Health::Single("unregistered"));
     let run = w.check(&w.payload(), &[]).await;
     assert_eq!(run.outcome()["verdict"], "alert");
-    let published = ps.published();
+    let published = ps.pull(READ_BACK);
     assert_eq!(published.len(), 1);
     let e = published[0].json().unwrap();
     assert_eq!(e["type"], "keepalive.alert");
@@ -82,16 +84,19 @@ async fn an_alert_publishes_one_event_and_healthy_or_dry_run_none() {
     w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
     let run = w.check(&w.payload(), &["--dry-run"]).await;
     assert_eq!(run.outcome()["verdict"], "reset");
-    assert_eq!(ps.published().len(), 1);
+    assert!(ps.pull(READ_BACK).is_empty());
     assert_eq!(w.resets(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_publish_is_reported_and_changes_nothing_else() {
-    let (w, ps) = world_with_events().await;
+    let (mut w, ps) = world_with_events().await;
     w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
-    // PERMISSION_DENIED: not retried by the crate.
-    ps.fail_publish_next(1, 7);
+    // A topic that does not exist: NOT_FOUND, not retried by the crate.
+    w.set_env(
+        "KEEPALIVE_EVENTS_TOPIC",
+        "projects/acme-ops/topics/no-such-topic",
+    );
     let run = w.check(&w.payload(), &[]).await;
     let o = run.outcome();
     assert_eq!(o["verdict"], "reset", "{}", run.stdout);
@@ -99,19 +104,26 @@ async fn a_failed_publish_is_reported_and_changes_nothing_else() {
     assert_eq!(w.resets(), 1);
     let event = o["event"].as_str().unwrap();
     assert!(event.starts_with("failed: "), "{event}");
-    assert!(event.contains("PERMISSION_DENIED"), "{event}");
-    assert!(ps.published().is_empty());
+    assert!(event.contains("NOT_FOUND"), "{event}");
+    assert!(ps.pull(READ_BACK).is_empty());
     assert!(run.stderr.contains("event not published"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_pubsub_costs_at_most_the_deadline() {
-    let (mut w, ps) = world_with_events().await;
+    let mut w = World::new().await;
+    // A Pub/Sub that accepts connections and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.set_env(
+        "PUBSUB_EMULATOR_HOST",
+        &hanging.local_addr().unwrap().to_string(),
+    );
+    w.set_env("KEEPALIVE_EVENTS_TOPIC", TOPIC);
+    w.set_env("KEEPALIVE_BOOT_GRACE_S", "0");
     w.set_env("KEEPALIVE_DEADLINE_S", "3");
     w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
-    ps.hang_publish(true);
     let run = w.check(&w.payload(), &[]).await;
-    ps.hang_publish(false);
+    drop(hanging);
     let o = run.outcome();
     // The reset happened and is reported; the event is reported as not published.
     assert_eq!(o["verdict"], "reset", "{}\n{}", run.stdout, run.stderr);
@@ -141,7 +153,7 @@ async fn serve_publishes_too() {
         body["event"].as_str().unwrap().starts_with("published "),
         "{body}"
     );
-    assert_eq!(ps.published().len(), 1);
+    assert_eq!(ps.pull(READ_BACK).len(), 1);
     let (code, _, logs) = served.terminate(std::time::Duration::from_secs(15));
     assert_eq!(code, Some(0));
     assert!(logs.contains("event published"), "{logs}");

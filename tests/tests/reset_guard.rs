@@ -9,7 +9,7 @@ mod common;
 use common::{push_envelope, World, VM, ZONE};
 use keepalive_tests::binaries::Served;
 use keepalive_tests::smtp::{pki, Mode, SmtpServer};
-use keepalive_tests::{ComputeRoute, FakePubSub, Health, FAKE_PROJECT};
+use keepalive_tests::{ComputeRoute, Health, PubSubEmulator, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -146,14 +146,16 @@ async fn sigterm_during_the_reset_wait_loses_neither_mail_nor_event() {
     const USER: &str = "relay";
     const PASSWORD: &str = "Relay-Passw0rd!";
     const TOPIC: &str = "projects/acme-ops/topics/keepalive-events";
+    const READ_BACK: &str = "projects/acme-ops/subscriptions/test-read-back";
     let mut w = down_world("0").await;
     let mut smtp = SmtpServer::start(Mode::StartTls, USER, PASSWORD).await;
     w.set_env(
         "KEEPALIVE_SMTP_CA_FILE",
         &pki().await.ca_file.display().to_string(),
     );
-    let pubsub = FakePubSub::start().await;
+    let pubsub = PubSubEmulator::new();
     pubsub.add_topic(TOPIC);
+    pubsub.add_pull_subscription(READ_BACK, TOPIC);
     w.set_env("PUBSUB_EMULATOR_HOST", &pubsub.host());
     w.set_env("KEEPALIVE_EVENTS_TOPIC", TOPIC);
     // The reset's operation never finishes: the check waits for it until its deadline.
@@ -208,7 +210,7 @@ async fn sigterm_during_the_reset_wait_loses_neither_mail_nor_event() {
     );
     smtp.settle(Duration::from_millis(300)).await;
     assert_eq!(smtp.messages().len(), 1);
-    let events = pubsub.published();
+    let events = pubsub.pull(READ_BACK);
     assert_eq!(events.len(), 1, "{events:?}");
     let event = events[0].json().expect("the event is JSON");
     assert_eq!(event["type"], "keepalive.reset", "{event}");

@@ -10,10 +10,16 @@
 //! 3. `act.rs` (only with `"repair": true`, never under `--dry-run`): the repairs, each read
 //!    back.
 //! 4. `decide.rs` ([`decide::conclude`]): the verdict.
+//!
+//! A fleet message (`fleet.rs`) observes all its numbers at once (`fleet_observe.rs`: Graph
+//! batches, each WABA's apps and each token's `debug_token` read once), then judges each
+//! entry with the same steps 2 to 4 ([`judge`]).
 
 pub mod act;
 pub mod decide;
 pub mod findings;
+pub mod fleet;
+pub mod fleet_observe;
 pub mod observe;
 
 use serde::Serialize;
@@ -26,7 +32,7 @@ use crate::error::CheckError;
 use crate::service::Service;
 use crate::verdict::Judgement;
 use decide::{Assessment, Conclusion, Expectations, Finding, RepairReport, Repairs};
-use observe::{Observation, Readers};
+use observe::{Observation, Readers, Secrets};
 
 /// The Cloud API fields of the outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -56,20 +62,40 @@ pub async fn check(
     dry_run: bool,
     deadline: Instant,
 ) -> Result<(Judgement, Details), CheckError> {
-    // Reads and repairs stop a little before the deadline, so the answer still goes out.
-    let left = deadline.saturating_duration_since(Instant::now());
-    let work_deadline = deadline - (left / 10).min(Duration::from_secs(1));
-    let readers = Readers {
-        graph: &svc.graph,
-        secrets: &svc.secrets,
-        hooks: &svc.hooks,
-        request_timeout: svc.config.request_timeout,
-    };
+    let work_deadline = work_deadline(deadline);
+    let readers = Readers::of(svc);
     // Waiting for a turn is outside every request's timeout (as for On-Premises probes).
     let turn = svc.probing.acquire().await.ok();
     let (observation, secrets) = observe::observe(&readers, p, work_deadline).await;
     drop(turn);
-    let number = match &observation {
+    judge(
+        svc,
+        p,
+        &observation,
+        secrets.as_ref(),
+        dry_run,
+        work_deadline,
+    )
+    .await
+}
+
+/// Reads and repairs stop a little before the deadline, so the answer still goes out.
+pub fn work_deadline(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - (left / 10).min(Duration::from_secs(1))
+}
+
+/// Decide, act, decide, for one number whose observation is in hand (a single check's, or
+/// a fleet entry's from `fleet_observe.rs`). `Err`: it could not be judged (a retry may help).
+pub async fn judge(
+    svc: &Service,
+    p: &CloudPayload,
+    observation: &Observation,
+    secrets: Option<&Secrets>,
+    dry_run: bool,
+    work_deadline: Instant,
+) -> Result<(Judgement, Details), CheckError> {
+    let number = match observation {
         Observation::Read(r) => r.number.as_ref().ok(),
         Observation::NoAccessToken(_) => None,
     };
@@ -94,16 +120,16 @@ pub async fn check(
         waba_id: &p.waba_id,
         app_id: p.app_id.as_deref(),
         webhook: p.webhook.as_ref(),
-        has_verify_token: secrets.as_ref().is_some_and(|s| s.verify_token.is_some()),
+        has_verify_token: secrets.is_some_and(|s| s.verify_token.is_some()),
         repair: p.repair,
         now: OffsetDateTime::now_utc(),
         token_warn: svc.config.graph.token_warn,
     };
-    let judged = match decide::assess(&observation, &exp) {
+    let judged = match decide::assess(observation, &exp) {
         Assessment::Incomplete(why) => return Err(CheckError::Unfinished(why)),
         Assessment::Judged(j) => j,
     };
-    let repairs = match &secrets {
+    let repairs = match secrets {
         Some(s) if p.repair && !judged.repairs.is_empty() => {
             if dry_run {
                 Repairs::DryRun

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use shared::google::secretmanager::SecretManager;
 use shared::google::GoogleError;
 use shared::graph::{GraphClient, GraphError, PhoneNumber, SubscribedApp, TokenInfo};
-use shared::payload::cloud::CloudPayload;
+use shared::payload::cloud::{CloudPayload, WebhookTarget};
 use shared::webhook::{handshake, HandshakeFailure};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,6 +50,7 @@ pub enum Handshake {
 }
 
 /// The secrets read, for the repairs (never part of an observation that is shown).
+#[derive(Clone)]
 pub struct Secrets {
     pub access_token: SecretString,
     pub verify_token: Option<SecretString>,
@@ -63,6 +64,17 @@ pub struct Readers<'a> {
     pub hooks: &'a reqwest::Client,
     /// Bound on the handshake (`KEEPALIVE_REQUEST_TIMEOUT_MS`).
     pub request_timeout: Duration,
+}
+
+impl<'a> Readers<'a> {
+    pub fn of(svc: &'a crate::service::Service) -> Readers<'a> {
+        Readers {
+            graph: &svc.graph,
+            secrets: &svc.secrets,
+            hooks: &svc.hooks,
+            request_timeout: svc.config.request_timeout,
+        }
+    }
 }
 
 /// Reads everything a decision needs. The secrets come back only when the token was read.
@@ -104,14 +116,7 @@ pub async fn observe(
         async {
             match (&p.webhook, &verify_token, no_verify_token) {
                 (_, _, Some(failed)) => failed,
-                (Some(hook), Some(vt), None) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let timeout = r.request_timeout.min(left);
-                    match handshake(r.hooks, &hook.url, vt, timeout).await {
-                        Ok(()) => Handshake::Passed,
-                        Err(f) => Handshake::Failed(f),
-                    }
-                }
+                (Some(hook), Some(vt), None) => shake(r, hook, vt, deadline).await,
                 _ => Handshake::NotAsked,
             }
         }
@@ -129,4 +134,20 @@ pub async fn observe(
             verify_token,
         }),
     )
+}
+
+/// Meta's verification handshake against the bot's endpoint, bounded by the request timeout
+/// and the deadline.
+pub async fn shake(
+    r: &Readers<'_>,
+    hook: &WebhookTarget,
+    verify_token: &SecretString,
+    deadline: Instant,
+) -> Handshake {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let timeout = r.request_timeout.min(left);
+    match handshake(r.hooks, &hook.url, verify_token, timeout).await {
+        Ok(()) => Handshake::Passed,
+        Err(f) => Handshake::Failed(f),
+    }
 }

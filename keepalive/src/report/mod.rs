@@ -6,9 +6,11 @@
 //! - `cloud.rs`: what the Cloud API kind says.
 //! - `mail.rs`: sending a mail over SMTP with STARTTLS.
 //! - `events.rs`: publishing an event to Pub/Sub.
+//! - `fleet.rs`: the answer to a fleet message (worst verdict, counts, one outcome per entry).
 
 pub mod cloud;
 pub mod events;
+pub mod fleet;
 pub mod mail;
 pub mod onprem;
 pub mod outcome;

@@ -4,9 +4,10 @@
 //! - events: the service's account publishes to the events topic (when it is in this
 //!   project; a topic elsewhere is its owner's to grant, and the report says what to run).
 //!
-//! Where the Pub/Sub endpoint has no IAM (the emulator) or the project's number cannot be
-//! read (the service agent is named after it), the grants are left to a person, with the
-//! command for each.
+//! Where the project's number cannot be read (the service agent is named after it), or the
+//! Pub/Sub endpoint is the emulator (`PUBSUB_EMULATOR_HOST`), which answers IAM calls 501
+//! `UNIMPLEMENTED`, the grants are left to a person, with the command for each. Any error of
+//! the real API fails the step.
 
 use google_cloud_iam_v1::model::Policy;
 use google_cloud_pubsub::client::SchemaService;
@@ -22,6 +23,15 @@ use crate::report::Action;
 use crate::{Provisioner, StepError};
 
 const SERVICE_AGENT: &str = "the Pub/Sub service agent";
+
+/// Why the grants are left to a person against the emulator.
+pub const EMULATOR_WITHOUT_IAM: &str = "the Pub/Sub emulator does not serve IAM";
+
+/// Whether `e`, the answer to an IAM call, means "no IAM here": only from an emulator
+/// (`PUBSUB_EMULATOR_HOST` set), and only 501 `UNIMPLEMENTED`.
+pub fn emulator_without_iam(emulator: bool, e: &GoogleError) -> bool {
+    emulator && e.status() == Some(501)
+}
 
 /// One topic- or subscription-level grant.
 #[derive(Debug, Clone)]
@@ -217,14 +227,15 @@ pub async fn ensure_grants(
         }
         return Ok(());
     }
-    // An endpoint without IAM (the Pub/Sub emulator) or without projects.get: the grants
-    // cannot be made here; say so and how to make them by hand, and go on.
+    // A Compute Engine endpoint without projects.get (a minimal one): the service agent
+    // cannot be named; say so and how to make the grants by hand, and go on.
     let unsupported = |e: &GoogleError| matches!(e.status(), Some(404 | 405 | 501));
-    let by_hand = |why: String| {
+    let agent_of = |number: &str| {
+        format!("serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com")
+    };
+    let by_hand = |why: String, agent: String| {
         for g in grants {
-            let member = g.member.clone().unwrap_or_else(|| {
-                "serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com".into()
-            });
+            let member = g.member.clone().unwrap_or_else(|| agent.clone());
             prov.report.add(
                 g.kind,
                 &g.resource,
@@ -233,20 +244,6 @@ pub async fn ensure_grants(
             );
         }
     };
-    if let Some(first) = grants.first() {
-        let probe = iam
-            .get_iam_policy()
-            .set_resource(&first.resource)
-            .send()
-            .await;
-        if let Err(e) = probe {
-            let e = google_error(&e);
-            if unsupported(&e) {
-                by_hand(format!("this Pub/Sub endpoint has no IAM ({e})"));
-                return Ok(());
-            }
-        }
-    }
     let number = match prov
         .google
         .compute
@@ -255,12 +252,34 @@ pub async fn ensure_grants(
     {
         Ok(n) => n,
         Err(e) if unsupported(&e) => {
-            by_hand(format!("the project number could not be read ({e})"));
+            by_hand(
+                format!("the project number could not be read ({e})"),
+                agent_of("PROJECT_NUMBER"),
+            );
             return Ok(());
         }
         Err(e) => return Err(prov.google_failed(format!("project {}", k.project))(e)),
     };
-    let agent = format!("serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
+    // The Pub/Sub emulator serves no IAM (501 UNIMPLEMENTED): the grants are left to a
+    // person. Only there: the real API's errors fail the step (in `ensure` below).
+    if let (Some(first), true) = (grants.first(), prov.google.pubsub.emulator_url().is_some()) {
+        let probe = iam
+            .get_iam_policy()
+            .set_resource(&first.resource)
+            .send()
+            .await;
+        if let Err(e) = probe {
+            let e = google_error(&e);
+            if emulator_without_iam(true, &e) {
+                by_hand(
+                    EMULATOR_WITHOUT_IAM.to_string(),
+                    agent_of(&number.to_string()),
+                );
+                return Ok(());
+            }
+        }
+    }
+    let agent = agent_of(&number.to_string());
     for grant in grants {
         let member = grant.member.clone().unwrap_or_else(|| agent.clone());
         ensure(
@@ -274,4 +293,30 @@ pub async fn ensure_grants(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, reason: &str) -> GoogleError {
+        GoogleError::Api {
+            api: "Pub/Sub",
+            status,
+            reason: Some(reason.into()),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_emulators_unimplemented_leaves_the_grants_to_a_person() {
+        let unimplemented = answer(501, "UNIMPLEMENTED");
+        assert!(emulator_without_iam(true, &unimplemented));
+        // The real API: every error fails the step, 501 included.
+        assert!(!emulator_without_iam(false, &unimplemented));
+        for status in [403, 404, 500] {
+            let e = answer(status, "X");
+            assert!(!emulator_without_iam(true, &e), "{status}");
+        }
+    }
 }

@@ -127,6 +127,15 @@ async fn malformed_payloads_are_400_naming_the_field_and_nothing_is_asked() {
             "accessTokenSecret",
             json!({"accessTokenSecret": "meta-token"}),
         ),
+        // A secret of a project this deployment may not act in (KEEPALIVE_PROJECTS).
+        (
+            "accessTokenSecret",
+            json!({"accessTokenSecret": "projects/someone-else/secrets/meta-token/versions/latest"}),
+        ),
+        (
+            "webhookVerifyTokenSecret",
+            json!({"webhookVerifyTokenSecret": "projects/someone-else/secrets/verify/versions/1"}),
+        ),
         ("appId", json!({"appId": "my-app"})),
         (
             "webhookUrl",
