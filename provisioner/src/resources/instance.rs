@@ -188,21 +188,33 @@ pub async fn ensure_keepalive_label(prov: &Provisioner, have: &Instance) -> Resu
         )
         .await
         .map_err(prov.google_failed(&resource))?;
-    compute
-        .wait_operation(
-            &vm.project,
-            &Scope::Zone(vm.zone.clone()),
-            &op.name,
-            prov.wait_deadline(Duration::from_secs(300)),
-        )
-        .await
-        .map_err(prov.google_failed(&resource))?;
+    wait_for_change(prov, &vm, &op.name, &resource).await?;
     prov.report.add(
         "VM label",
         &vm.name,
         crate::report::Action::Updated(format!("added {label}")),
         Some("the keepalive resets only labelled VMs".into()),
     );
+    Ok(())
+}
+
+/// Waits (at most 5 minutes) for a change of the VM (labels, metadata) to be carried out.
+async fn wait_for_change(
+    prov: &Provisioner,
+    vm: &InstanceRef,
+    operation: &str,
+    resource: &str,
+) -> Result<(), StepError> {
+    prov.google
+        .compute
+        .wait_operation(
+            &vm.project,
+            &Scope::Zone(vm.zone.clone()),
+            operation,
+            prov.wait_deadline(Duration::from_secs(300)),
+        )
+        .await
+        .map_err(prov.google_failed(resource))?;
     Ok(())
 }
 
@@ -233,15 +245,7 @@ pub async fn set_db_password(prov: &Provisioner, password: &SecretString) -> Res
         )
         .await
         .map_err(prov.google_failed(&resource))?;
-    compute
-        .wait_operation(
-            &vm.project,
-            &Scope::Zone(vm.zone.clone()),
-            &op.name,
-            prov.wait_deadline(Duration::from_secs(300)),
-        )
-        .await
-        .map_err(prov.google_failed(&resource))?;
+    wait_for_change(prov, &vm, &op.name, &resource).await?;
     prov.report.add(
         "VM metadata",
         &format!("{} {KEY}", vm.name),
