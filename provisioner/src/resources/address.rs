@@ -101,23 +101,12 @@ impl Resource for StaticAddress {
                 Some(prov.call_deadline()),
             )
             .await;
-        match insert {
-            Ok(op) => {
-                let scope = shared::google::compute::Scope::Region(self.region.clone());
-                compute
-                    .wait_operation(
-                        &self.project,
-                        &scope,
-                        &op.name,
-                        prov.wait_deadline(Duration::from_secs(300)),
-                    )
-                    .await
-                    .map_err(prov.google_failed(self.resource()))?;
-                Ok(Created::New(self.wait_for_ip(prov).await?))
-            }
-            Err(e) if e.is_already_exists() => Ok(Created::AlreadyExists),
-            Err(e) => Err(prov.google_failed(self.resource())(e)),
+        let scope = shared::google::compute::Scope::Region(self.region.clone());
+        let wait = Duration::from_secs(300);
+        if !super::wait_for_insert(prov, self, insert, &self.project, &scope, wait).await? {
+            return Ok(Created::AlreadyExists);
         }
+        Ok(Created::New(self.wait_for_ip(prov).await?))
     }
 
     fn differences(&self, have: &Address, _: Check) -> Vec<Difference> {

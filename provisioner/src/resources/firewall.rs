@@ -87,23 +87,12 @@ impl Resource for FirewallRule {
                 Some(prov.call_deadline()),
             )
             .await;
-        match insert {
-            Ok(op) => {
-                compute
-                    .wait_operation(
-                        &self.project,
-                        &Scope::Global,
-                        &op.name,
-                        prov.wait_deadline(Duration::from_secs(300)),
-                    )
-                    .await
-                    .map_err(prov.google_failed(self.resource()))?;
-                let now = read_back(prov, self, "not found right after it was created").await?;
-                Ok(Created::New(now))
-            }
-            Err(e) if e.is_already_exists() => Ok(Created::AlreadyExists),
-            Err(e) => Err(prov.google_failed(self.resource())(e)),
+        let wait = Duration::from_secs(300);
+        if !super::wait_for_insert(prov, self, insert, &self.project, &Scope::Global, wait).await? {
+            return Ok(Created::AlreadyExists);
         }
+        let now = read_back(prov, self, "not found right after it was created").await?;
+        Ok(Created::New(now))
     }
 
     /// Reported, not changed: a rule someone widened or narrowed is theirs to settle.

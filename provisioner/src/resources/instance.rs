@@ -291,23 +291,12 @@ impl Resource for WhatsAppVm {
                 Some(prov.call_deadline()),
             )
             .await;
-        match insert {
-            Ok(op) => {
-                compute
-                    .wait_operation(
-                        project,
-                        &Scope::Zone(zone.clone()),
-                        &op.name,
-                        prov.wait_deadline(Duration::from_secs(600)),
-                    )
-                    .await
-                    .map_err(prov.google_failed(self.resource()))?;
-                let now = read_back(prov, self, "not found right after it was created").await?;
-                Ok(Created::New(now))
-            }
-            Err(e) if e.is_already_exists() => Ok(Created::AlreadyExists),
-            Err(e) => Err(prov.google_failed(self.resource())(e)),
+        let (scope, wait) = (Scope::Zone(zone.clone()), Duration::from_secs(600));
+        if !super::wait_for_insert(prov, self, insert, project, &scope, wait).await? {
+            return Ok(Created::AlreadyExists);
         }
+        let now = read_back(prov, self, "not found right after it was created").await?;
+        Ok(Created::New(now))
     }
 
     /// Reported, not changed: changing a running VM's address, machine or metadata is a

@@ -41,3 +41,27 @@ pub(crate) fn show(v: &Value) -> String {
 pub fn duration_s(v: &Value) -> Option<f64> {
     v.as_str()?.strip_suffix('s')?.parse().ok()
 }
+
+/// Waits (at most `wait`) for the operation of a Compute Engine insert of `r`. `Ok(false)`:
+/// it already existed, for the ensure loop to adopt (address, firewall rule and VM share this).
+pub(crate) async fn wait_for_insert<R: crate::ensure::Resource>(
+    prov: &crate::Provisioner,
+    r: &R,
+    insert: Result<shared::google::compute::Operation, shared::google::GoogleError>,
+    project: &str,
+    scope: &shared::google::compute::Scope,
+    wait: std::time::Duration,
+) -> Result<bool, crate::StepError> {
+    match insert {
+        Ok(op) => {
+            prov.google
+                .compute
+                .wait_operation(project, scope, &op.name, prov.wait_deadline(wait))
+                .await
+                .map_err(prov.google_failed(r.resource()))?;
+            Ok(true)
+        }
+        Err(e) if e.is_already_exists() => Ok(false),
+        Err(e) => Err(prov.google_failed(r.resource())(e)),
+    }
+}
