@@ -10,6 +10,7 @@ use shared::events_publisher::PubSubTarget;
 use shared::google::client::parse_endpoint;
 use shared::google::{compute, secretmanager};
 use shared::graph;
+use shared::tls_roots::SystemRoots;
 use std::time::Duration;
 use url::Url;
 
@@ -49,9 +50,9 @@ pub struct Config {
     /// further resets (`KEEPALIVE_BRAKE_RESETS`; 0: no brake).
     pub brake_resets: u32,
     pub brake_window: Duration,
-    /// `SSL_CERT_FILE`: the roots an `https://` client without a pinned fingerprint is
-    /// verified against, instead of the public roots built in.
-    pub client_roots: Option<Vec<reqwest::Certificate>>,
+    /// The roots every `https://` client without a pinned fingerprint is verified against:
+    /// `SSL_CERT_FILE`'s bundle, else the system's store. Loaded once, here.
+    pub roots: SystemRoots,
     /// Meta's Graph API, for Cloud API numbers.
     pub graph: GraphConfig,
 }
@@ -174,7 +175,7 @@ impl Config {
                 1,
                 7 * 86_400,
             )?),
-            client_roots: client_roots(env)?,
+            roots: roots(env)?,
         })
     }
 
@@ -228,20 +229,10 @@ fn events(env: Env<'_>) -> Result<Option<EventsConfig>, ConfigError> {
     Ok(Some(EventsConfig { topic, pubsub }))
 }
 
-/// `SSL_CERT_FILE`: a PEM bundle of root certificates, read once.
-fn client_roots(env: Env<'_>) -> Result<Option<Vec<reqwest::Certificate>>, ConfigError> {
-    let Some(path) = present(env, "SSL_CERT_FILE") else {
-        return Ok(None);
-    };
-    let problem = |p: String| ConfigError(format!("SSL_CERT_FILE: {path}: {p}"));
-    let pem = std::fs::read(&path).map_err(|e| problem(format!("cannot be read: {e}")))?;
-    match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(certs) if !certs.is_empty() => Ok(Some(certs)),
-        Ok(_) => Err(problem(
-            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-        )),
-        Err(e) => Err(problem(format!("holds an unreadable certificate: {e}"))),
-    }
+/// `SSL_CERT_FILE`: a PEM bundle of root certificates, read once; unset, the system's store.
+fn roots(env: Env<'_>) -> Result<SystemRoots, ConfigError> {
+    let file = present(env, "SSL_CERT_FILE").map(std::path::PathBuf::from);
+    SystemRoots::load(file.as_deref()).map_err(ConfigError)
 }
 
 /// `KEEPALIVE_PROJECTS`: comma-separated project ids (blanks around commas ignored).

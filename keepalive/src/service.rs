@@ -6,7 +6,6 @@ use shared::google::secretmanager::SecretManager;
 use shared::google::{Auth, GoogleClient, RetryPolicy};
 use shared::graph::GraphClient;
 use shared::payload::PayloadError;
-use shared::tls_roots::SystemRoots;
 use shared::whatsapp::WhatsAppClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,9 +56,9 @@ impl Service {
             GoogleClient::new(auth.clone(), retry, config.google_timeout)
                 .map_err(|e| e.to_string())?,
         );
-        let roots = SystemRoots::load()?;
+        let roots = &config.roots;
         if roots.count == 0 {
-            tracing::warn!("no root certificates found (set SSL_CERT_FILE): every https:// call to the Graph API and to webhook endpoints will fail");
+            tracing::warn!("no root certificates found (set SSL_CERT_FILE): every https:// call to the Graph API, to webhook endpoints and to WhatsApp clients without a pinned fingerprint will fail");
         }
         let graph_http = roots
             .client_builder()
@@ -97,17 +96,9 @@ impl Service {
 }
 
 /// What every HTTP client to a WhatsApp client is built from: no proxy, no redirects, and
-/// the roots of `SSL_CERT_FILE` instead of the built-in ones when it is set.
+/// the roots every `https://` client trusts (a pinned fingerprint replaces them).
 pub fn whatsapp_client_builder(config: &Config) -> reqwest::ClientBuilder {
-    let builder = WhatsAppClient::http_client_builder();
-    match &config.client_roots {
-        Some(roots) => roots
-            .iter()
-            .fold(builder.tls_built_in_root_certs(false), |b, c| {
-                b.add_root_certificate(c.clone())
-            }),
-        None => builder,
-    }
+    WhatsAppClient::http_client_builder().use_preconfigured_tls((*config.roots.config).clone())
 }
 
 impl Service {

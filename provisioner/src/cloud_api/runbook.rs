@@ -96,14 +96,7 @@ pub async fn verify(prov: &Provisioner, code: SecretString) -> Result<(), StepEr
     if prov.dry_run {
         prov.report
             .add("verification", &id, Action::WouldCreate, None);
-        secrets::stored_or_new(
-            prov,
-            "two-step PIN",
-            &names.pin,
-            "6 digits",
-            secrets::generate_pin,
-        )
-        .await?;
+        secrets::pin(prov, &names).await?;
         prov.report.add(
             "registration",
             &id,
@@ -113,15 +106,9 @@ pub async fn verify(prov: &Provisioner, code: SecretString) -> Result<(), StepEr
         return Ok(());
     }
     // The PIN first: one that cannot be read stops the run before anything is sent.
-    let pin = secrets::stored_or_new(
-        prov,
-        "two-step PIN",
-        &names.pin,
-        "6 digits",
-        secrets::generate_pin,
-    )
-    .await?
-    .ok_or_else(|| StepError::failed("two-step PIN", "not stored"))?;
+    let pin = secrets::pin(prov, &names)
+        .await?
+        .ok_or_else(|| StepError::failed("two-step PIN", "not stored"))?;
     match meta
         .graph
         .verify_code(&meta.token, &id, &code, Some(prov.call_deadline()))

@@ -109,6 +109,15 @@ pub async fn stored_or_new(
     Ok(Some(stored))
 }
 
+/// The number's two-step PIN: the stored one, or a new one stored first (see
+/// [`stored_or_new`]).
+pub async fn pin(
+    prov: &Provisioner,
+    names: &CloudSecrets,
+) -> Result<Option<SecretString>, StepError> {
+    stored_or_new(prov, "two-step PIN", &names.pin, "6 digits", generate_pin).await
+}
+
 /// A two-step verification PIN: 6 digits from the operating system's CSPRNG.
 pub fn generate_pin() -> SecretString {
     use rand::rngs::OsRng;

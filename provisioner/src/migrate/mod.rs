@@ -45,14 +45,7 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         println!("  the number reads platform_type CLOUD_API: it is registered on the Cloud API already; steps 2 to 4 are skipped (register is not called)");
     } else {
         step(2, "the two-step PIN");
-        let pin = secrets::stored_or_new(
-            prov,
-            "two-step PIN",
-            &names.pin,
-            "6 digits",
-            secrets::generate_pin,
-        )
-        .await?;
+        let pin = secrets::pin(prov, &names).await?;
         step(3, "the On-Premises backup");
         backup::ensure(prov, &names, OTHER_WAY).await?;
         step(4, "register on the Cloud API with the backup");

@@ -2,6 +2,7 @@
 //! crash after that point cannot lose one; read back by every later run.
 
 use secrecy::SecretString;
+use shared::google::secretmanager::VersionState;
 
 use crate::ensure::{Created, Resource};
 use crate::{Provisioner, StepError};
@@ -92,26 +93,16 @@ pub async fn read_newest(
     prov: &Provisioner,
     secret: &str,
 ) -> Result<Option<(u64, SecretString)>, StepError> {
-    let project = &prov.cfg.project;
-    let resource = format!("secret {secret}");
-    let versions = prov
-        .google
-        .secrets
-        .versions(project, secret, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?;
-    let Some(newest) = versions.and_then(|v| v.into_iter().next()) else {
+    let Some(newest) = versions(prov, secret)
+        .await?
+        .and_then(|v| v.into_iter().next())
+    else {
         return Ok(None);
     };
     if newest.state != "ENABLED" {
         return Err(unusable(secret, newest.number, &newest.state));
     }
-    let value = prov
-        .google
-        .secrets
-        .access_number(project, secret, newest.number, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?;
+    let value = access(prov, secret, newest.number).await?;
     Ok(Some((newest.number, value)))
 }
 
@@ -122,30 +113,42 @@ pub async fn enabled_versions(
     secret: &str,
     limit: usize,
 ) -> Result<Vec<(u64, SecretString)>, StepError> {
-    let project = &prov.cfg.project;
-    let resource = format!("secret {secret}");
-    let versions = prov
-        .google
-        .secrets
-        .versions(project, secret, Some(prov.call_deadline()))
-        .await
-        .map_err(prov.google_failed(&resource))?
-        .unwrap_or_default();
+    let versions = versions(prov, secret).await?.unwrap_or_default();
     let mut out = Vec::new();
     for v in versions
         .into_iter()
         .filter(|v| v.state == "ENABLED")
         .take(limit)
     {
-        let value = prov
-            .google
-            .secrets
-            .access_number(project, secret, v.number, Some(prov.call_deadline()))
-            .await
-            .map_err(prov.google_failed(&resource))?;
-        out.push((v.number, value));
+        out.push((v.number, access(prov, secret, v.number).await?));
     }
     Ok(out)
+}
+
+/// The secret's versions, newest first; `None` when the secret does not exist.
+async fn versions(
+    prov: &Provisioner,
+    secret: &str,
+) -> Result<Option<Vec<VersionState>>, StepError> {
+    prov.google
+        .secrets
+        .versions(&prov.cfg.project, secret, Some(prov.call_deadline()))
+        .await
+        .map_err(prov.google_failed(&format!("secret {secret}")))
+}
+
+/// The value of version `number`.
+async fn access(prov: &Provisioner, secret: &str, number: u64) -> Result<SecretString, StepError> {
+    prov.google
+        .secrets
+        .access_number(
+            &prov.cfg.project,
+            secret,
+            number,
+            Some(prov.call_deadline()),
+        )
+        .await
+        .map_err(prov.google_failed(&format!("secret {secret}")))
 }
 
 /// Stores `value` as the secret's newest version.

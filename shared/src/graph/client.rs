@@ -230,15 +230,9 @@ impl GraphClient {
         language: &str,
         deadline: Option<Instant>,
     ) -> Result<(), GraphError> {
-        check_id("phone number id", phone_number_id)?;
         let body = json!({"code_method": method.as_str(), "language": language});
-        self.send_success(
-            token,
-            &[phone_number_id, "request_code"],
-            Some(&body),
-            deadline,
-        )
-        .await
+        self.post_once(token, phone_number_id, "request_code", &body, deadline)
+            .await
     }
 
     /// `POST /{id}/verify_code`. Sent once: never retried.
@@ -249,16 +243,24 @@ impl GraphClient {
         code: &SecretString,
         deadline: Option<Instant>,
     ) -> Result<(), GraphError> {
-        check_id("phone number id", phone_number_id)?;
         let body = json!({"code": code.expose_secret()});
-        self.send_success(
-            token,
-            &[phone_number_id, "verify_code"],
-            Some(&body),
-            deadline,
-        )
-        .await
-        .map_err(|e| e.redact(code.expose_secret()))
+        self.post_once(token, phone_number_id, "verify_code", &body, deadline)
+            .await
+            .map_err(|e| e.redact(code.expose_secret()))
+    }
+
+    /// `POST /{phone_number_id}/{action}` with `body`, sent once.
+    async fn post_once(
+        &self,
+        token: &SecretString,
+        phone_number_id: &str,
+        action: &str,
+        body: &serde_json::Value,
+        deadline: Option<Instant>,
+    ) -> Result<(), GraphError> {
+        check_id("phone number id", phone_number_id)?;
+        self.send_success(token, &[phone_number_id, action], Some(body), deadline)
+            .await
     }
 
     /// `POST /{id}/register` with the two-step PIN and, for a migration, the On-Premises
