@@ -289,15 +289,57 @@ pub fn run_provisioner(
     run_bounded(&mut cmd, timeout)
 }
 
+/// Runs the provisioner as at a terminal: under util-linux `script`, which gives it a
+/// pseudo-terminal as standard input and types `typed` into it. What the process writes to
+/// the terminal (stdout and stderr, and the echo of `typed`) comes back as `stdout`.
+pub fn run_provisioner_at_terminal(
+    env: &BTreeMap<String, String>,
+    config: &Path,
+    args: &[&str],
+    typed: &str,
+    timeout: Duration,
+) -> ProvisionerRun {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = vec![
+        quote(&provisioner_bin().to_string_lossy()),
+        "--config".into(),
+        quote(&config.to_string_lossy()),
+    ];
+    line.extend(args.iter().map(|a| quote(a)));
+    let mut cmd = Command::new("script");
+    cmd.args(["--quiet", "--return", "--command"])
+        .arg(line.join(" "))
+        .arg("/dev/null")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SHELL", "/bin/sh")
+        .envs(env);
+    run_fed(&mut cmd, Some(typed.as_bytes()), timeout)
+}
+
 /// Runs `cmd` (stdin closed), reading its output as it comes, bounded by `timeout` (killed
 /// after it: `code` is then `None`).
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> ProcessRun {
+    run_fed(cmd, None, timeout)
+}
+
+/// [`run_bounded`], with `input` written to the process's standard input first.
+fn run_fed(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> ProcessRun {
+    let stdin = match input {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        // Closed when dropped: the process then reads end of input after `input`.
+        let _ = pipe.write_all(input);
+    }
     let stdout = Lines::default();
     let stderr = Lines::default();
     let readers = [

@@ -1,5 +1,6 @@
 //! `provisioner decommission` through the real binary: refused for a number still on
-//! On-Premises and without a terminal or `--yes`; after a migration, everything of the
+//! On-Premises and without a terminal or `--yes`; at a terminal, unless the number is typed
+//! back; after a migration, everything of the
 //! installation removed, the database after a backup that outlives it (Cloud SQL's final
 //! backup, or an export), the passwords' versions destroyed, the rest kept; killed half-way
 //! and resumed; the dry run changing nothing; `--abandon`.
@@ -93,6 +94,29 @@ async fn without_a_terminal_it_needs_yes() {
     assert_eq!(run.code, Some(2), "{}", run.output());
     assert!(run.stderr.contains("--yes"), "{}", run.stderr);
     assert_untouched(&w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_only_the_number_typed_back_goes_on() {
+    let w = migrated().await;
+    let run = w
+        .run_at_terminal(&["decommission"], "+49 151 1234567\n")
+        .await;
+    assert_eq!(run.code, Some(2), "{}", run.output());
+    assert!(
+        run.stdout
+            .contains("Type the number (+4915112345678) to go on")
+            && run.stdout.contains("does not match: nothing was removed"),
+        "{}",
+        run.output()
+    );
+    assert_untouched(&w);
+
+    let run = w
+        .run_at_terminal(&["decommission"], "+49 151 12345678\n")
+        .await;
+    ok(&run);
+    assert_removed(&w, &MIGRATED_KEPT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use keepalive_tests::binaries::{run_provisioner, ProvisionerRun};
+use keepalive_tests::binaries::{run_provisioner, run_provisioner_at_terminal, ProvisionerRun};
 use keepalive_tests::graph::{FakeGraph, FakeToken};
 use keepalive_tests::webhook::FakeWebhook;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
@@ -181,6 +181,23 @@ impl World {
         let run = tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             run_provisioner(&env, &config, &args, timeout)
+        })
+        .await
+        .unwrap();
+        self.assert_no_secrets(&run.output());
+        run
+    }
+
+    /// Runs the binary at a (pseudo-)terminal where `typed` is typed; checks that no secret
+    /// reached the terminal.
+    pub async fn run_at_terminal(&self, args: &[&str], typed: &str) -> ProvisionerRun {
+        let env = self.env.clone();
+        let config = self.config.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let typed = typed.to_string();
+        let run = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_provisioner_at_terminal(&env, &config, &args, &typed, Duration::from_secs(120))
         })
         .await
         .unwrap();
