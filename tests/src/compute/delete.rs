@@ -5,10 +5,9 @@
 
 use axum::response::Response;
 
-use super::{
-    address_link, compute_error, firewall_link, instance_link, not_found, ComputeState, Scope,
-};
-use crate::server::json_response;
+use super::errors::{compute_error, not_found};
+use super::names::{address_link, firewall_link, instance_link, Scope, LINK_PREFIX};
+use super::ComputeState;
 
 /// What a `DELETE` names.
 pub(super) enum Target<'a> {
@@ -59,8 +58,7 @@ pub(super) fn delete(
                     &format!(
                         "The address resource '{}' is already being used by '{}'",
                         target.resource(p),
-                        user.trim_start_matches(super::LINK_PREFIX)
-                            .trim_start_matches('/')
+                        user.trim_start_matches(LINK_PREFIX).trim_start_matches('/')
                     ),
                 );
             }
@@ -75,8 +73,7 @@ pub(super) fn delete(
             (Scope::Global, firewall_link(p, f), fw.id)
         }
     };
-    let idx = st.new_operation(p, scope, link, id, "delete", request_id);
-    json_response(200, &st.op_json(&st.operations[idx]))
+    st.operation_answer(p, scope, link, id, "delete", request_id)
 }
 
 #[cfg(test)]
