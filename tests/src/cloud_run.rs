@@ -1,10 +1,10 @@
 //! `FakeCloudRun`: the part of the Cloud Run Admin API v2 that deploys a service, under
-//! `/v2/projects/{p}/locations/{l}/...`: services (create, get, list, patch, delete),
+//! `/v2/projects/{p}/locations/{l}/...`: services (create, get, patch),
 //! their IAM policy (`:setIamPolicy`, `:getIamPolicy`) and long-running operations (get),
 //! with bearer tokens checked against a [`TokenRegistry`], scripted errors, and the newer
 //! Google APIs' error shape `{"error": {"code", "message", "status"}}`.
 //!
-//! Time is counted in polls, not seconds: a create, patch or delete answers an operation
+//! Time is counted in polls, not seconds: a create or patch answers an operation
 //! `{"name": "projects/{p}/locations/{l}/operations/{uuid}", "metadata": {"@type":
 //! SERVICE_TYPE, ...service}, "done": false}`; its first [`FakeCloudRun::set_operation_polls`]
 //! GETs (default 1) answer `done: false`, the next one `done: true` with `response` (the
@@ -33,11 +33,7 @@
 //! container's `resources.limits` (`cpu: "1000m"`, `memory: "512Mi"`, per missing key) and
 //! `ports` (`[{name: "http1", containerPort: 8080}]`; a port without a name gets `http1`).
 //! Output-only fields in a request body are ignored.
-//!
-//! Deleting a service removes it (and its IAM policy) at once; its operation then runs its
-//! polls like the others and answers the deleted service as `response`.
 
-use crate::server::{FakeState, Faults};
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex},
@@ -48,20 +44,21 @@ use axum::{
     extract::State,
     http::{HeaderMap, Method, Uri},
     response::Response,
-    Router,
 };
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::{
-    rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
-    secretmanager::google_error,
-    server::{json_response, lock, now, query_param, random_string, rfc3339_utc, HttpServer},
+    rest::{self, as_int, camel_case, get_path, google_error, parse_object, set_path},
+    server::{
+        json_response, lock, now, query_param, random_string, rfc3339_utc, FakeState, Faults,
+        HttpServer,
+    },
     token::{TokenRegistry, FAKE_CLIENT_EMAIL},
 };
 
-/// Cloud Run's own words for scripted faults (see [`scripted_error`]).
+/// Cloud Run's own words for scripted faults (see [`rest::scripted_error`]).
 const RUN_ERRORS: &[(u16, &str, &str)] = &[
     (
         403,
@@ -133,22 +130,14 @@ struct Service {
     revisions: BTreeMap<String, Value>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OpKind {
-    Create,
-    Update,
-    Delete,
-}
-
 struct Operation {
     name: String,
     /// Full name of the service it acts on.
     service: String,
-    kind: OpKind,
     polls_left: u32,
     done: bool,
     error: Option<String>,
-    /// The service as it was when the operation ended (a delete: when it was deleted).
+    /// The service as it was when the operation ended.
     response: Option<Value>,
 }
 
@@ -475,7 +464,7 @@ fn revision_name(service: &str, generation: u64) -> String {
 }
 
 /// The URI a ready service answers.
-pub fn service_uri(service_id: &str) -> String {
+fn service_uri(service_id: &str) -> String {
     format!("https://{service_id}-abc123-ez.a.run.app")
 }
 
@@ -501,9 +490,7 @@ fn new_service(name: &str, spec: Map<String, Value>) -> Service {
 
 impl RunState {
     fn reconciling(&self, name: &str) -> bool {
-        self.operations
-            .iter()
-            .any(|o| !o.done && o.service == name && o.kind != OpKind::Delete)
+        self.operations.iter().any(|o| !o.done && o.service == name)
     }
 
     fn service_json(&self, name: &str, svc: &Service) -> Value {
@@ -572,34 +559,19 @@ impl RunState {
     /// A new operation on `service`; `still_failing` is the failure it ends with unless a
     /// scripted one comes first (a patch that makes no new revision leaves a failed latest
     /// revision failed).
-    fn new_operation(
-        &mut self,
-        service: &str,
-        kind: OpKind,
-        still_failing: Option<String>,
-    ) -> usize {
-        let error = if kind == OpKind::Delete {
-            None
-        } else {
-            self.fail_operation_next.pop_front().or(still_failing)
-        };
+    fn new_operation(&mut self, service: &str, still_failing: Option<String>) -> usize {
+        let error = self.fail_operation_next.pop_front().or(still_failing);
         let (p, l, _) = split_service_name(service).unwrap_or(("-", "-", "-"));
-        let response = if kind == OpKind::Delete {
-            self.service_view(service)
-        } else {
-            None
-        };
         self.operations.push(Operation {
             name: format!(
                 "projects/{p}/locations/{l}/operations/{}",
                 uuid::Uuid::new_v4()
             ),
             service: service.to_owned(),
-            kind,
             polls_left: self.operation_polls,
             done: false,
             error,
-            response,
+            response: None,
         });
         let idx = self.operations.len() - 1;
         if self.operation_polls == 0 {
@@ -627,9 +599,6 @@ impl RunState {
             return;
         }
         op.done = true;
-        if op.kind == OpKind::Delete {
-            return;
-        }
         let (service, error) = (op.service.clone(), op.error.clone());
         if let Some(svc) = self.services.get_mut(&service) {
             let t = now();
@@ -665,7 +634,7 @@ impl RunState {
         fill_defaults(&mut spec);
         self.services
             .insert(name.to_owned(), new_service(name, spec));
-        let idx = self.new_operation(name, OpKind::Create, None);
+        let idx = self.new_operation(name, None);
         json_response(200, &self.op_json(&self.operations[idx]))
     }
 
@@ -745,7 +714,7 @@ impl RunState {
                 svc.revisions.insert(short(&svc.latest_created), template);
             }
         }
-        let idx = self.new_operation(name, OpKind::Update, still_failing);
+        let idx = self.new_operation(name, still_failing);
         json_response(200, &self.op_json(&self.operations[idx]))
     }
 
@@ -850,25 +819,19 @@ fn bad_json() -> Response {
 
 impl FakeCloudRun {
     crate::server::server_controls!();
+    rest::scripted_failures!();
 
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
-        let state = Arc::new(Mutex::new(RunState {
+        let state = RunState {
             services: BTreeMap::new(),
             policies: BTreeMap::new(),
             operations: Vec::new(),
             operation_polls: 1,
             fail_operation_next: VecDeque::new(),
             faults: Faults::default(),
-        }));
-        let ctx = FakeState {
-            state: state.clone(),
-            tokens,
         };
-        let router = Router::new().fallback(handle).with_state(ctx);
-        let server = HttpServer::start(router)
-            .await
-            .expect("bind fake Cloud Run server");
+        let (state, server) = rest::start(state, tokens, handle, "Cloud Run").await;
         FakeCloudRun { state, server }
     }
 
@@ -887,49 +850,6 @@ impl FakeCloudRun {
             .push_back(message.to_owned());
     }
 
-    /// Ends every pending operation now (as if polled to the end).
-    pub fn finish_operations(&self) {
-        let mut st = lock(&self.state);
-        for idx in 0..st.operations.len() {
-            st.finish(idx);
-        }
-    }
-
-    /// The next request (after authentication) answers `status` in the error shape (429
-    /// `RESOURCE_EXHAUSTED`, 500 `INTERNAL`, 503 `UNAVAILABLE`, 403 `PERMISSION_DENIED`,
-    /// ...). Calls queue: two calls fail the next two requests.
-    pub fn fail_next(&self, status: u16) {
-        lock(&self.state).faults.next(1, status);
-    }
-
-    /// Every request (after authentication) answers `status` until cleared.
-    pub fn fail_always(&self, status: u16) {
-        lock(&self.state).faults.always(status);
-    }
-
-    /// Removes scripted request failures (not [`fail_operation_next`](Self::fail_operation_next)).
-    pub fn clear_failures(&self) {
-        lock(&self.state).faults.clear();
-    }
-
-    /// Stores a ready service (generation 1, `CONDITION_SUCCEEDED`, with a `uri`), no
-    /// operation, no checks. `name` is `projects/P/locations/L/services/S` (panics
-    /// otherwise); `service` the Service JSON (its output-only fields are ignored).
-    pub fn add_service(&self, name: &str, service: Value) {
-        assert!(
-            split_service_name(name).is_some(),
-            "FakeCloudRun::add_service: bad service name {name:?}"
-        );
-        let mut spec = service.as_object().map(user_fields).unwrap_or_default();
-        fill_defaults(&mut spec);
-        let mut svc = new_service(name, spec);
-        svc.observed_generation = 1;
-        svc.latest_ready = Some(svc.latest_created.clone());
-        svc.ready_once = true;
-        svc.condition = ("CONDITION_SUCCEEDED", None, svc.created);
-        lock(&self.state).services.insert(name.to_owned(), svc);
-    }
-
     /// The service as a GET answers it (full name `projects/P/locations/L/services/S`).
     pub fn service(&self, name: &str) -> Option<Value> {
         lock(&self.state).service_view(name)
@@ -944,12 +864,6 @@ impl FakeCloudRun {
     pub fn iam_policy(&self, service_name: &str) -> Option<Value> {
         lock(&self.state).policies.get(service_name).cloned()
     }
-
-    /// Every operation, oldest first, as a GET would answer it (without counting as a poll).
-    pub fn operations(&self) -> Vec<Value> {
-        let st = lock(&self.state);
-        st.operations.iter().map(|o| st.op_json(o)).collect()
-    }
 }
 
 async fn handle(
@@ -959,15 +873,12 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = crate::rest::unauthenticated(&headers, &ctx.tokens) {
+    let mut st = lock(&ctx.state);
+    if let Some(refused) = rest::gate(&headers, &ctx.tokens, &mut st.faults, RUN_ERRORS) {
         return refused;
     }
-    let mut st = lock(&ctx.state);
-    if let Some(code) = st.faults.take() {
-        return scripted_error(code, RUN_ERRORS);
-    }
     let path = uri.path().trim_matches('/');
-    let decoded: Vec<String> = path.split('/').map(percent_decode).collect();
+    let decoded = rest::segments(path);
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let query = uri.query();
     match segs[..] {
@@ -986,21 +897,6 @@ async fn handle(
                 return bad_json();
             };
             st.create(&format!("projects/{p}/locations/{l}/services/{id}"), &body)
-        }
-        ["v2", "projects", p, "locations", l, "services"] if method == Method::GET => {
-            let prefix = format!("projects/{p}/locations/{l}/services/");
-            let services: Vec<Value> = st
-                .services
-                .iter()
-                .filter(|(n, _)| n.starts_with(&prefix))
-                .map(|(n, s)| st.service_json(n, s))
-                .collect();
-            // Like the real API, no `services` key when there are none.
-            let mut answer = json!({});
-            if !services.is_empty() {
-                answer["services"] = Value::Array(services);
-            }
-            json_response(200, &answer)
         }
         ["v2", "projects", p, "locations", l, "services", last] => {
             let (s, verb) = match last.split_once(':') {
@@ -1025,15 +921,6 @@ async fn handle(
                         );
                     }
                     st.update(&name, query, &body)
-                }
-                (None, Method::DELETE) => {
-                    if !st.services.contains_key(&name) {
-                        return not_found(&name);
-                    }
-                    let idx = st.new_operation(&name, OpKind::Delete, None);
-                    st.services.remove(&name);
-                    st.policies.remove(&name);
-                    json_response(200, &st.op_json(&st.operations[idx]))
                 }
                 (Some("setIamPolicy"), Method::POST) => {
                     let Some(body) = parse_object(&body) else {
@@ -1078,6 +965,27 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stores a ready service (generation 1, `CONDITION_SUCCEEDED`, with a `uri`), no
+    /// operation, no checks.
+    fn add_service(run: &FakeCloudRun, name: &str, service: Value) {
+        let mut spec = service.as_object().map(user_fields).unwrap_or_default();
+        fill_defaults(&mut spec);
+        let mut svc = new_service(name, spec);
+        svc.observed_generation = 1;
+        svc.latest_ready = Some(svc.latest_created.clone());
+        svc.ready_once = true;
+        svc.condition = ("CONDITION_SUCCEEDED", None, svc.created);
+        lock(&run.state).services.insert(name.to_owned(), svc);
+    }
+
+    /// Ends every pending operation now (as if polled to the end).
+    fn finish_operations(run: &FakeCloudRun) {
+        let mut st = lock(&run.state);
+        for idx in 0..st.operations.len() {
+            st.finish(idx);
+        }
+    }
     use crate::rest::send;
 
     const PARENT: &str = "projects/p/locations/europe-west1";
@@ -1219,17 +1127,7 @@ mod tests {
 
         assert_eq!(run.services(), vec![NAME.to_owned()]);
         assert_eq!(run.service(NAME).unwrap()["uri"], svc["uri"]);
-        assert_eq!(run.operations().len(), 1);
-        let (status, list) = send(
-            &client,
-            reqwest::Method::GET,
-            format!("{}/v2/{PARENT}/services", run.url()),
-            &token,
-            None,
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert_eq!(list["services"][0]["name"], NAME);
+        assert_eq!(lock(&run.state).operations.len(), 1);
 
         let (status, err) = get(&run, &token, &client, &format!("{PARENT}/operations/nope")).await;
         assert_eq!(status, 404);
@@ -1248,7 +1146,7 @@ mod tests {
         assert_eq!(status, 409);
         assert_eq!(err["error"]["code"], 409);
         assert_eq!(err["error"]["status"], "ALREADY_EXISTS");
-        assert_eq!(run.operations().len(), 1);
+        assert_eq!(lock(&run.state).operations.len(), 1);
     }
 
     #[tokio::test]
@@ -1331,7 +1229,7 @@ mod tests {
     #[tokio::test]
     async fn iam_policy_set_then_get() {
         let (run, token, client) = fixture().await;
-        run.add_service(NAME, service_body());
+        add_service(&run, NAME, service_body());
         let url = |verb: &str| format!("{}/v2/{NAME}:{verb}", run.url());
         let (status, empty) = send(
             &client,
@@ -1448,7 +1346,7 @@ mod tests {
     #[tokio::test]
     async fn requests_need_a_valid_token() {
         let (run, _token, client) = fixture().await;
-        run.add_service(NAME, service_body());
+        add_service(&run, NAME, service_body());
         let resp = client
             .get(format!("{}/v2/{NAME}", run.url()))
             .send()
@@ -1473,7 +1371,7 @@ mod tests {
     #[tokio::test]
     async fn fail_next_answers_the_scripted_status_once() {
         let (run, token, client) = fixture().await;
-        run.add_service(NAME, service_body());
+        add_service(&run, NAME, service_body());
         run.fail_next(503);
         run.fail_next(429);
         let (status, err) = get(&run, &token, &client, NAME).await;
@@ -1500,7 +1398,7 @@ mod tests {
     #[tokio::test]
     async fn patch_replaces_the_spec_and_bumps_the_generation() {
         let (run, token, client) = fixture().await;
-        run.add_service(NAME, service_body());
+        add_service(&run, NAME, service_body());
         let before = run.service(NAME).unwrap();
         assert_eq!(before["reconciling"], false);
         assert_eq!(before["uri"], "https://keepalive-abc123-ez.a.run.app");
@@ -1530,7 +1428,7 @@ mod tests {
         );
         // Not in the mask.
         assert_eq!(svc["labels"], json!({"app": "keepalive"}));
-        run.finish_operations();
+        finish_operations(&run);
         let svc = run.service(NAME).unwrap();
         assert_eq!(svc["reconciling"], false);
         assert_eq!(svc["observedGeneration"], "2");
@@ -1743,19 +1641,5 @@ mod tests {
         assert_eq!(svc["terminalCondition"]["state"], "CONDITION_FAILED");
         assert_eq!(svc["terminalCondition"]["message"], "boom");
         assert!(svc.get("uri").is_none());
-
-        // Delete.
-        let (status, op) = send(
-            &client,
-            reqwest::Method::DELETE,
-            format!("{}/v2/{other}", run.url()),
-            &token,
-            None,
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert_eq!(op["metadata"]["name"], other);
-        assert!(run.service(&other).is_none());
-        assert_eq!(get(&run, &token, &client, &other).await.0, 404);
     }
 }

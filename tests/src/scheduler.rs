@@ -25,7 +25,6 @@
 //!
 //! A list with no jobs answers `{}` (no `jobs` key), as the real API does.
 
-use crate::server::{FakeState, Faults};
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -36,16 +35,16 @@ use axum::{
     extract::State,
     http::{HeaderMap, Method, Uri},
     response::Response,
-    Router,
 };
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::{
-    rest::{as_int, camel_case, get_path, parse_object, percent_decode, scripted_error, set_path},
-    secretmanager::google_error,
-    server::{json_response, lock, now, query_param, rfc3339_utc, HttpServer},
+    rest::{
+        self, as_int, camel_case, get_path, google_error, parse_object, scripted_error, set_path,
+    },
+    server::{json_response, lock, now, query_param, rfc3339_utc, FakeState, Faults, HttpServer},
     token::TokenRegistry,
 };
 
@@ -491,22 +490,16 @@ fn invalid(message: &str) -> Response {
 
 impl FakeScheduler {
     crate::server::server_controls!();
+    rest::scripted_failures!();
 
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
-        let state = Arc::new(Mutex::new(SchedState {
+        let state = SchedState {
             jobs: BTreeMap::new(),
             faults: Faults::default(),
             lost_answers: Faults::default(),
-        }));
-        let ctx = FakeState {
-            state: state.clone(),
-            tokens,
         };
-        let router = Router::new().fallback(handle).with_state(ctx);
-        let server = HttpServer::start(router)
-            .await
-            .expect("bind fake Cloud Scheduler server");
+        let (state, server) = rest::start(state, tokens, handle, "Cloud Scheduler").await;
         FakeScheduler { state, server }
     }
 
@@ -563,23 +556,6 @@ impl FakeScheduler {
     /// Successful `:run` calls of the job (full name); 0 if it does not exist.
     pub fn runs(&self, name: &str) -> usize {
         lock(&self.state).jobs.get(name).map_or(0, |j| j.runs)
-    }
-
-    /// The next request (after authentication) answers `status` in the error shape (429
-    /// `RESOURCE_EXHAUSTED`, 500 `INTERNAL`, 503 `UNAVAILABLE`, 403 `PERMISSION_DENIED`,
-    /// ...). Calls queue: two calls fail the next two requests.
-    pub fn fail_next(&self, status: u16) {
-        lock(&self.state).faults.next(1, status);
-    }
-
-    /// Every request (after authentication) answers `status` until cleared.
-    pub fn fail_always(&self, status: u16) {
-        lock(&self.state).faults.always(status);
-    }
-
-    /// Removes scripted failures.
-    pub fn clear_failures(&self) {
-        lock(&self.state).faults.clear();
     }
 }
 
@@ -664,16 +640,13 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = crate::rest::unauthenticated(&headers, &ctx.tokens) {
-        return refused;
-    }
     let mut guard = lock(&ctx.state);
     let st = &mut *guard;
-    if let Some(code) = st.faults.take() {
-        return scripted_error(code, SCHEDULER_ERRORS);
+    if let Some(refused) = rest::gate(&headers, &ctx.tokens, &mut st.faults, SCHEDULER_ERRORS) {
+        return refused;
     }
     let path = uri.path().trim_matches('/');
-    let decoded: Vec<String> = path.split('/').map(percent_decode).collect();
+    let decoded = rest::segments(path);
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let unknown = || {
         google_error(
