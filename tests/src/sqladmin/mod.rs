@@ -43,7 +43,6 @@ use axum::{
     extract::State,
     http::{HeaderMap, Method, Uri},
     response::Response,
-    Router,
 };
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -161,7 +160,7 @@ impl FakeSqlAdmin {
 
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
-        let state = Arc::new(Mutex::new(SqlState {
+        let state = SqlState {
             instances: BTreeMap::new(),
             operations: Vec::new(),
             create_polls: 3,
@@ -174,15 +173,9 @@ impl FakeSqlAdmin {
             backups: Vec::new(),
             exports: Vec::new(),
             op_extra: HashMap::new(),
-        }));
-        let ctx = FakeState {
-            state: state.clone(),
-            tokens,
         };
-        let router = Router::new().fallback(routes::handle).with_state(ctx);
-        let server = HttpServer::start(router)
-            .await
-            .expect("bind fake Cloud SQL Admin server");
+        let (state, server) =
+            crate::rest::start(state, tokens, routes::handle, "Cloud SQL Admin").await;
         FakeSqlAdmin { state, server }
     }
 
