@@ -1,11 +1,96 @@
-//! What the fakes of Google's newer REST APIs (Secret Manager, Cloud Run, Cloud Scheduler)
-//! share: their error answers for scripted faults, and the JSON and path helpers
-//! their update masks and resource names need.
+//! What the fakes of Google's REST APIs share: starting one (state behind a lock, the tokens
+//! it accepts, one handler for every request); for the newer APIs (Secret Manager, Cloud Run,
+//! Cloud Scheduler) the error shape, the gate every request passes (authentication, then a
+//! scripted fault) with the knobs that script it, and the JSON and path helpers their update
+//! masks and resource names need.
 
-use axum::{http::HeaderMap, response::Response};
+use std::sync::{Arc, Mutex};
+
+use axum::{handler::Handler, http::HeaderMap, response::Response, Router};
 use serde_json::{json, Map, Value};
 
-use crate::{secretmanager::google_error, server::bearer_token, token::TokenRegistry};
+use crate::{
+    server::{bearer_token, json_response, FakeState, Faults, HttpServer},
+    token::TokenRegistry,
+};
+
+/// Starts a fake whose every request goes to `handler`, with `state` and the `tokens` it
+/// accepts; `api` names it in the panic when no port can be bound.
+pub(crate) async fn start<S, H, T>(
+    state: S,
+    tokens: Arc<TokenRegistry>,
+    handler: H,
+    api: &str,
+) -> (Arc<Mutex<S>>, HttpServer)
+where
+    S: Send + 'static,
+    H: Handler<T, FakeState<S>>,
+    T: 'static,
+{
+    let state = Arc::new(Mutex::new(state));
+    let ctx = FakeState {
+        state: state.clone(),
+        tokens,
+    };
+    let router = Router::new().fallback(handler).with_state(ctx);
+    let server = HttpServer::start(router)
+        .await
+        .unwrap_or_else(|e| panic!("bind fake {api} server: {e}"));
+    (state, server)
+}
+
+/// An error answer in the newer Google APIs' shape.
+pub(crate) fn google_error(code: u16, status: &str, message: &str) -> Response {
+    json_response(
+        code,
+        &json!({"error": {"code": code, "message": message, "status": status}}),
+    )
+}
+
+/// What a request meets before its endpoint: the 401 of [`unauthenticated`], then the next
+/// scripted fault of `faults` (in the API's words, see [`scripted_error`]); `None` when it
+/// may go on.
+pub(crate) fn gate(
+    headers: &HeaderMap,
+    tokens: &TokenRegistry,
+    faults: &mut Faults,
+    messages: &[(u16, &str, &str)],
+) -> Option<Response> {
+    unauthenticated(headers, tokens)
+        .or_else(|| faults.take().map(|code| scripted_error(code, messages)))
+}
+
+/// `fail_next`, `fail_always` and `clear_failures` of a fake whose state (field `state`, a
+/// mutex) has `faults: Faults` checked by [`gate`] (invoked inside its `impl`).
+macro_rules! scripted_failures {
+    () => {
+        /// The next request (after authentication) answers `status` in the error shape (429
+        /// `RESOURCE_EXHAUSTED`, 500 `INTERNAL`, 503 `UNAVAILABLE`, 403 `PERMISSION_DENIED`,
+        /// ...). Calls queue: two calls fail the next two requests.
+        pub fn fail_next(&self, status: u16) {
+            crate::server::lock(&self.state).faults.next(1, status);
+        }
+
+        /// Every request (after authentication) answers `status` until cleared.
+        pub fn fail_always(&self, status: u16) {
+            crate::server::lock(&self.state).faults.always(status);
+        }
+
+        /// Removes the scripted request failures.
+        pub fn clear_failures(&self) {
+            crate::server::lock(&self.state).faults.clear();
+        }
+    };
+}
+pub(crate) use scripted_failures;
+
+/// The decoded segments of a path (`/v2/a/b%3Ac` -> `["v2", "a", "b:c"]`).
+pub(crate) fn segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect()
+}
 
 /// The 401 the newer APIs answer a request whose bearer token `tokens` never issued (or that
 /// has none); `None` when it may go on.

@@ -2,7 +2,6 @@
 //! list, access and destroy versions, a secret's IAM policy), with bearer tokens checked against a [`TokenRegistry`] and the newer
 //! Google APIs' error shape.
 
-use crate::server::{FakeState, Faults};
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -13,19 +12,18 @@ use axum::{
     extract::State,
     http::{HeaderMap, Method, Uri},
     response::Response,
-    Router,
 };
 use base64::Engine as _;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::{
-    rest::scripted_error,
-    server::{json_response, lock, now, query_param, rfc3339_utc, HttpServer},
+    rest::{self, google_error},
+    server::{json_response, lock, now, query_param, rfc3339_utc, FakeState, Faults, HttpServer},
     token::TokenRegistry,
 };
 
-/// Secret Manager's own words for scripted faults (see [`scripted_error`]).
+/// Secret Manager's own words for scripted faults (see [`rest::scripted_error`]).
 const SECRET_MANAGER_ERRORS: &[(u16, &str, &str)] = &[
     (
         403,
@@ -100,15 +98,8 @@ impl FakeSecretManager {
 
     /// Starts the fake; requests need a bearer token registered in `tokens`.
     pub async fn start(tokens: Arc<TokenRegistry>) -> Self {
-        let state = Arc::new(Mutex::new(SmState::default()));
-        let ctx = FakeState {
-            state: state.clone(),
-            tokens,
-        };
-        let router = Router::new().fallback(handle).with_state(ctx);
-        let server = HttpServer::start(router)
-            .await
-            .expect("bind fake Secret Manager server");
+        let (state, server) =
+            rest::start(SmState::default(), tokens, handle, "Secret Manager").await;
         FakeSecretManager { state, server }
     }
 
@@ -215,26 +206,6 @@ impl FakeSecretManager {
     pub fn fail_next(&self, n: usize, status: u16) {
         lock(&self.state).faults.next(n, status);
     }
-
-    /// Every request answers `status` until cleared.
-    pub fn fail_always(&self, status: u16) {
-        lock(&self.state).faults.always(status);
-    }
-
-    /// Removes scripted failures.
-    pub fn clear_failures(&self) {
-        let mut st = lock(&self.state);
-        st.faults.clear();
-        st.path_faults.clear();
-    }
-}
-
-/// An error answer in the newer Google APIs' shape.
-pub fn google_error(code: u16, status: &str, message: &str) -> Response {
-    json_response(
-        code,
-        &json!({"error": {"code": code, "message": message, "status": status}}),
-    )
 }
 
 fn secret_json(p: &str, s: &str, secret: &Secret) -> Value {
@@ -267,12 +238,10 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = crate::rest::unauthenticated(&headers, &ctx.tokens) {
-        return refused;
-    }
     let mut st = lock(&ctx.state);
-    if let Some(code) = st.faults.take() {
-        return scripted_error(code, SECRET_MANAGER_ERRORS);
+    let gate = rest::gate(&headers, &ctx.tokens, &mut st.faults, SECRET_MANAGER_ERRORS);
+    if let Some(refused) = gate {
+        return refused;
     }
     let on_path = st
         .path_faults
@@ -280,7 +249,7 @@ async fn handle(
         .filter(|(key, _)| uri.path().contains(key.as_str()))
         .find_map(|(_, f)| f.take());
     if let Some(code) = on_path {
-        return scripted_error(code, SECRET_MANAGER_ERRORS);
+        return rest::scripted_error(code, SECRET_MANAGER_ERRORS);
     }
     let path = uri.path().trim_matches('/');
     let segs: Vec<&str> = path.split('/').collect();
@@ -691,7 +660,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 404);
-        assert!(sm.exists("p", "pw"));
         assert_eq!(sm.version_count("p", "pw"), 1);
     }
 }

@@ -40,11 +40,10 @@ pub(super) fn delete(st: &mut SqlState, p: &str, i: &str, query: Option<&str>) -
         inst.state = "PENDING_DELETE".into();
     }
     let polls = st.op_polls;
-    let error = st.new_op_error.clone();
     // The deletion's effect happens when the operation ends (see `finish_delete`).
     st.pending_final_backups
         .push((p.to_owned(), i.to_owned(), final_backup.then_some(ttl)));
-    let idx = st.new_operation(p, i, "DELETE", polls, error);
+    let idx = st.new_operation(p, i, "DELETE", polls, None);
     json_response(200, &st.op_json(&st.operations[idx]))
 }
 
@@ -121,13 +120,12 @@ pub(super) fn export(st: &mut SqlState, p: &str, i: &str, body: &Value) -> Respo
     if st.pending_op(p, i).is_some() {
         return operation_in_progress();
     }
-    let mut error = st.new_op_error.clone();
-    if error.is_none() && st.exports.iter().any(|(u, _)| u == uri) {
-        error = Some((
-            "ERROR_OTHER".into(),
+    let error = st.exports.iter().any(|(u, _)| u == uri).then(|| {
+        (
+            "ERROR_OTHER".to_owned(),
             format!("The file {uri} already exists."),
-        ));
-    }
+        )
+    });
     if error.is_none() {
         st.exports.push((uri.to_owned(), db.to_owned()));
     }

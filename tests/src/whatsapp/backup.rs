@@ -13,7 +13,10 @@ use axum::response::Response;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{error_response, invalid, json_object, meta, required_str, WaState};
+use super::{
+    answers::{error_response, invalid, json_object, required_str},
+    meta, WaState,
+};
 use crate::server::json_response;
 
 /// Backups: `{"password"}` in, `{"settings": {"data"}}` out.
