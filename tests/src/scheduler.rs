@@ -106,6 +106,8 @@ struct SchedState {
     faults: Faults,
     /// Changes carried out but answered with this status instead (see `lose_answers`).
     lost_answers: Faults,
+    /// Faults of job creates only (see `fail_creates`).
+    create_faults: Faults,
 }
 
 /// The fake Cloud Scheduler API.
@@ -498,6 +500,7 @@ impl FakeScheduler {
             jobs: BTreeMap::new(),
             faults: Faults::default(),
             lost_answers: Faults::default(),
+            create_faults: Faults::default(),
         }));
         let ctx = FakeState {
             state: state.clone(),
@@ -577,9 +580,17 @@ impl FakeScheduler {
         lock(&self.state).faults.always(status);
     }
 
+    /// Every job create answers `status` in the error shape (reads, patches and deletes go
+    /// through) until [`clear_failures`](Self::clear_failures).
+    pub fn fail_creates(&self, status: u16) {
+        lock(&self.state).create_faults.always(status);
+    }
+
     /// Removes scripted failures.
     pub fn clear_failures(&self) {
-        lock(&self.state).faults.clear();
+        let mut st = lock(&self.state);
+        st.faults.clear();
+        st.create_faults.clear();
     }
 }
 
@@ -684,7 +695,10 @@ async fn handle(
     };
     let answer = match segs[..] {
         ["v1", "projects", p, "locations", l, "jobs"] if method == Method::POST => {
-            create(st, p, l, &body)
+            match st.create_faults.take() {
+                Some(code) => scripted_error(code, SCHEDULER_ERRORS),
+                None => create(st, p, l, &body),
+            }
         }
         ["v1", "projects", p, "locations", l, "jobs"] if method == Method::GET => {
             let prefix = format!("projects/{p}/locations/{l}/jobs/");
