@@ -384,3 +384,23 @@ async fn no_own_job_is_deleted_when_the_fleet_job_cannot_be_created() {
         assert!(w.g.scheduler.job(&own_job(digits)).is_none(), "{digits}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_moving_to_another_token_is_never_in_no_fleet_job() {
+    let w = World::new().await;
+    ok(&w.fleet(&[]).await);
+    // 2001 gets a token of its own; its new job cannot be created yet.
+    w.g.secrets.put(&p("secrets/token-c"), "EAAGfleetTokenC-do-not-log");
+    w.write("acme/de", &World::cloud_config("1510000001", "2001", "token-c"));
+    w.g.scheduler.fail_creates(403);
+    let run = w.fleet(&[]).await;
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    let (_, a) = of_token(&w.fleet_jobs(), "token-a");
+    assert_eq!(ids(&a), ["2002", "2001"], "token-a's job still checks 2001");
+
+    w.g.scheduler.clear_failures();
+    ok(&w.fleet(&[]).await);
+    let jobs = w.fleet_jobs();
+    assert_eq!(ids(&of_token(&jobs, "token-a").1), ["2002"]);
+    assert_eq!(ids(&of_token(&jobs, "token-c").1), ["2001"]);
+}
