@@ -29,6 +29,7 @@ pub mod config;
 pub mod decommission;
 pub mod ensure;
 pub mod environment;
+pub mod fleet;
 pub mod google_apis;
 pub mod migrate;
 pub mod names;

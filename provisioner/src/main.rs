@@ -88,6 +88,14 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// One Cloud Scheduler job per project, region and access token for all the Cloud API
+    /// numbers whose number.toml is under DIR (instead of one job each); their own jobs are
+    /// deleted once it is in place. On-Premises numbers keep their own jobs. Ignores --config.
+    Fleet {
+        /// The directory holding the numbers' number.toml files (subdirectories included).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +107,9 @@ enum SecretsAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     shared::telemetry::init(shared::telemetry::Output::Stderr);
+    if let Command::Fleet { dir } = &cli.command {
+        return fleet(dir, cli.dry_run);
+    }
     let cfg = match NumberConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -127,6 +138,7 @@ fn main() -> ExitCode {
         Command::Up => ("up", cli.dry_run),
         Command::Migrate => ("migrate", cli.dry_run),
         Command::Decommission { .. } => ("decommission", cli.dry_run),
+        Command::Fleet { .. } => unreachable!("handled before the configuration is read"),
     };
     let config_dir = cli
         .config
@@ -196,6 +208,7 @@ fn main() -> ExitCode {
                 action: SecretsAction::Show { name },
             } => secrets::show(&prov, name.as_deref()).await,
             Command::Up => up::run(&prov, &config_dir).await,
+            Command::Fleet { .. } => unreachable!("handled before the configuration is read"),
         }
     });
     if let Err(e) = result {
@@ -219,4 +232,48 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// `provisioner fleet --dir DIR`: many numbers, so no `--config`.
+fn fleet(dir: &std::path::Path, dry_run: bool) -> ExitCode {
+    let env = match Environment::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("provisioner: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("provisioner: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(provisioner::fleet::run(dir, &env, dry_run)) {
+        Err(provisioner::StepError::Config(message)) => {
+            eprintln!("provisioner fleet: {message}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("provisioner fleet: failed: {e}");
+            ExitCode::from(1)
+        }
+        Ok(outcome) => {
+            if dry_run {
+                println!("dry run: nothing was changed");
+            }
+            if outcome.differences > 0 {
+                eprintln!(
+                    "provisioner fleet: {} resource(s) exist with settings that differ from the numbers' files; the provisioner does not change them silently. Fix them and run `provisioner fleet` again.",
+                    outcome.differences
+                );
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }

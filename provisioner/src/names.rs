@@ -120,10 +120,39 @@ impl KeepaliveNames {
     }
 
     pub fn job_name(&self) -> String {
+        self.job_name_of(&self.job)
+    }
+
+    /// `projects/P/locations/R/jobs/{job}`.
+    pub fn job_name_of(&self, job: &str) -> String {
         format!(
-            "projects/{}/locations/{}/jobs/{}",
-            self.project, self.region, self.job
+            "projects/{}/locations/{}/jobs/{job}",
+            self.project, self.region
         )
+    }
+
+    /// The id of the fleet job (`provisioner fleet`) of this project's and region's Cloud API
+    /// numbers whose token is in `access_token_secret` (a version name):
+    /// `keepalive-fleet-<secret id>-<8 hex digits>`. The same for the same group on every run;
+    /// the digits (of a SHA-256 of project, region and version name) keep two groups apart
+    /// even when a long secret id is cut. Letters, digits, `-` and `_` only, as Cloud
+    /// Scheduler requires, and far below its 500 characters.
+    pub fn fleet_job(&self, access_token_secret: &str) -> String {
+        let secret_id = access_token_secret
+            .split('/')
+            .nth(3)
+            .unwrap_or("token")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(40)
+            .collect::<String>();
+        let group = format!("{}/{}/{access_token_secret}", self.project, self.region);
+        let digest = ring::digest::digest(&ring::digest::SHA256, group.as_bytes());
+        let hex: String = digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("keepalive-fleet-{secret_id}-{hex}")
     }
 
     pub fn service_name(&self) -> String {
@@ -131,6 +160,34 @@ impl KeepaliveNames {
             "projects/{}/locations/{}/services/{}",
             self.project, self.region, self.service
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_job_name_is_stable_per_group_and_valid_for_cloud_scheduler() {
+        let k = KeepaliveNames::example();
+        let token = "projects/acme-prod/secrets/meta-token/versions/latest";
+        let name = k.fleet_job(token);
+        assert_eq!(name, k.fleet_job(token));
+        assert!(name.starts_with("keepalive-fleet-meta-token-"), "{name}");
+        assert_ne!(
+            name,
+            k.fleet_job("projects/acme-prod/secrets/meta-token-2/versions/latest")
+        );
+        let mut other_region = k.clone();
+        other_region.region = "europe-west1".into();
+        assert_ne!(name, other_region.fleet_job(token));
+        let long = format!("projects/p/secrets/{}/versions/latest", "s".repeat(255));
+        for n in [name, k.fleet_job(&long)] {
+            assert!(n.len() <= 500 && n.len() < 80, "{n}");
+            assert!(n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
     }
 }
 

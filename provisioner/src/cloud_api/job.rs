@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::secrets::CloudSecrets;
+use crate::config::{ConfigError, NumberConfig};
 use crate::ensure::{ensure as ensure_resource, Resource};
 use crate::names::KeepaliveNames;
 use crate::resources::job::SchedulerJob;
@@ -18,21 +19,23 @@ use crate::{Provisioner, StepError};
 
 /// What the job checks: ids from `[cloud]`, where the token and the verify token are.
 pub fn target(prov: &Provisioner) -> Result<CloudApiTarget, StepError> {
-    let c = prov
-        .cfg
-        .require_cloud("the Cloud API keepalive job")
-        .map_err(|e| StepError::Config(e.message))?;
+    target_of(&prov.cfg).map_err(|e| StepError::Config(e.message))
+}
+
+/// [`target`] of any number's configuration (`provisioner fleet` reads many).
+pub fn target_of(cfg: &NumberConfig) -> Result<CloudApiTarget, ConfigError> {
+    let c = cfg.require_cloud("the Cloud API keepalive job")?;
     Ok(CloudApiTarget {
         phone_number_id: c.phone_number_id.clone(),
         waba_id: c.waba_id.clone(),
         access_token_secret: c.access_token_secret.clone(),
         app_id: c.app_id.clone(),
         webhook_url: c.webhook_url.clone(),
-        webhook_verify_token_secret: CloudSecrets::version(
-            prov,
-            &CloudSecrets::of(prov).verify_token,
+        webhook_verify_token_secret: CloudSecrets::version_in(
+            &cfg.project,
+            &CloudSecrets::of_config(cfg).verify_token,
         ),
-        name: format!("+{}{}", prov.cfg.country_code, prov.cfg.phone_number),
+        name: format!("+{}{}", cfg.country_code, cfg.phone_number),
     })
 }
 
@@ -43,6 +46,22 @@ pub async fn payload(
     k: &KeepaliveNames,
 ) -> Result<Result<JobPayload, String>, StepError> {
     let t = target(prov)?;
+    let blocked = missing_secrets(prov, &t).await?;
+    match blocked.is_empty() {
+        true => Ok(Ok(JobPayload::CloudApi(t))),
+        false if prov.dry_run => Ok(Err(blocked.join("; "))),
+        false => Err(StepError::failed(
+            format!("Cloud Scheduler job {}", k.job),
+            blocked.join("; "),
+        )),
+    }
+}
+
+/// Which of the two secrets `t` names do not exist yet, each with what to do first.
+pub async fn missing_secrets(
+    prov: &Provisioner,
+    t: &CloudApiTarget,
+) -> Result<Vec<String>, StepError> {
     let mut blocked = Vec::new();
     for (version, first) in [
         (
@@ -64,14 +83,7 @@ pub async fn payload(
             blocked.push(format!("{version} does not exist: {first}"));
         }
     }
-    match blocked.is_empty() {
-        true => Ok(Ok(JobPayload::CloudApi(t))),
-        false if prov.dry_run => Ok(Err(blocked.join("; "))),
-        false => Err(StepError::failed(
-            format!("Cloud Scheduler job {}", k.job),
-            blocked.join("; "),
-        )),
-    }
+    Ok(blocked)
 }
 
 /// Read access for the keepalive's service account to the token and the verify token.
@@ -80,21 +92,28 @@ pub async fn grant_secrets(
     k: &KeepaliveNames,
     t: &CloudApiTarget,
 ) -> Result<(), StepError> {
+    grant_token(prov, k, &t.access_token_secret).await?;
+    grant_verify_token(prov, k, &t.webhook_verify_token_secret).await
+}
+
+/// Read access for the keepalive's service account to the access token in `version`.
+pub async fn grant_token(
+    prov: &Provisioner,
+    k: &KeepaliveNames,
+    version: &str,
+) -> Result<(), StepError> {
     let member = format!("serviceAccount:{}", k.service_account);
-    secret_accessor::ensure(
-        prov,
-        &t.access_token_secret,
-        &member,
-        "store the access token first",
-    )
-    .await?;
-    secret_accessor::ensure(
-        prov,
-        &t.webhook_verify_token_secret,
-        &member,
-        "run `provisioner connect` first",
-    )
-    .await
+    secret_accessor::ensure(prov, version, &member, "store the access token first").await
+}
+
+/// Read access for the keepalive's service account to the verify token in `version`.
+pub async fn grant_verify_token(
+    prov: &Provisioner,
+    k: &KeepaliveNames,
+    version: &str,
+) -> Result<(), StepError> {
+    let member = format!("serviceAccount:{}", k.service_account);
+    secret_accessor::ensure(prov, version, &member, "run `provisioner connect` first").await
 }
 
 /// The JSON payload a job publishes.

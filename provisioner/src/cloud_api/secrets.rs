@@ -8,6 +8,7 @@
 
 use secrecy::SecretString;
 
+use crate::config::NumberConfig;
 use crate::report::Action;
 use crate::resources::secret::read_newest;
 use crate::{Provisioner, StepError};
@@ -27,7 +28,12 @@ pub struct CloudSecrets {
 
 impl CloudSecrets {
     pub fn of(prov: &Provisioner) -> CloudSecrets {
-        let base = prov.cfg.resource_name();
+        Self::of_config(&prov.cfg)
+    }
+
+    /// The names for the number `cfg` describes.
+    pub fn of_config(cfg: &NumberConfig) -> CloudSecrets {
+        let base = cfg.resource_name();
         CloudSecrets {
             pin: format!("{base}-two-step-pin"),
             verify_token: format!("{base}-webhook-verify-token"),
@@ -38,10 +44,12 @@ impl CloudSecrets {
 
     /// `projects/P/secrets/S/versions/latest` of `secret`.
     pub fn version(prov: &Provisioner, secret: &str) -> String {
-        format!(
-            "projects/{}/secrets/{secret}/versions/latest",
-            prov.cfg.project
-        )
+        Self::version_in(&prov.cfg.project, secret)
+    }
+
+    /// `projects/{project}/secrets/{secret}/versions/latest`.
+    pub fn version_in(project: &str, secret: &str) -> String {
+        format!("projects/{project}/secrets/{secret}/versions/latest")
     }
 }
 

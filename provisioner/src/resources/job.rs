@@ -45,20 +45,29 @@ pub struct SchedulerJob {
 impl SchedulerJob {
     /// The job of `k`'s number publishing `payload`; fails when the template does not render.
     pub fn new(k: &KeepaliveNames, payload: JobPayload) -> Result<SchedulerJob, StepError> {
+        Self::named(k, &k.job, payload)
+    }
+
+    /// The job `job` (an id) in `k`'s project and region publishing `payload` to `k`'s topic.
+    pub fn named(
+        k: &KeepaliveNames,
+        job: &str,
+        payload: JobPayload,
+    ) -> Result<SchedulerJob, StepError> {
         let fields = JobFields {
             project: k.project.clone(),
             region: k.region.clone(),
-            job: k.job.clone(),
+            job: job.to_string(),
             topic_id: k.topic_id.clone(),
             time_zone: "Etc/UTC".into(),
         };
         let want = render_job(&fields, &payload)
-            .map_err(|e| StepError::failed(format!("Cloud Scheduler job {}", k.job_name()), e))?;
+            .map_err(|e| StepError::failed(format!("Cloud Scheduler job {}", k.job_name_of(job)), e))?;
         Ok(SchedulerJob {
             project: k.project.clone(),
             region: k.region.clone(),
-            job: k.job.clone(),
-            full_name: k.job_name(),
+            job: job.to_string(),
+            full_name: k.job_name_of(job),
             topic: k.topic.clone(),
             payload,
             want,

@@ -19,6 +19,15 @@ pub const SCHEDULER_TEMPLATE: &str = include_str!("../../../scheduler.yaml");
 /// The template of a Cloud API number's job (same job name, so a migration rewrites it).
 pub const CLOUD_API_TEMPLATE: &str = include_str!("../../../scheduler-cloud-api.yaml");
 
+/// The template of a fleet job (`provisioner fleet`): many Cloud API numbers, one token.
+pub const FLEET_TEMPLATE: &str = include_str!("../../../scheduler-fleet.yaml");
+
+/// The most bytes of a job's JSON: Cloud Scheduler takes at most 1 MB per job, about 1 KB of
+/// which is its request's overhead (its quotas page); kept well under both. The keepalive
+/// then reads the payload in a push envelope (its `data` base64 as in the job) under axum's
+/// default request body cap of 2 MiB, which such a job cannot reach.
+pub const MAX_JOB_BYTES: usize = 1_000_000 - 8 * 1024;
+
 /// The job's own fields, whatever it publishes.
 #[derive(Debug, Clone)]
 pub struct JobFields {
@@ -39,6 +48,61 @@ pub enum JobPayload {
     OnPremises(OnPremisesTarget),
     /// A number on Meta's Cloud API (`cloud-api-contract.md`).
     CloudApi(CloudApiTarget),
+    /// Many Cloud API numbers with one token (`cloud-api-contract.md`, "Fleet messages").
+    Fleet(FleetTarget),
+}
+
+/// The Cloud API numbers one fleet job checks: all read with the token in
+/// `access_token_secret`, in a stable order.
+#[derive(Debug, Clone)]
+pub struct FleetTarget {
+    pub access_token_secret: String,
+    /// Each with the same `access_token_secret`.
+    pub numbers: Vec<CloudApiTarget>,
+}
+
+impl FleetTarget {
+    /// The payload's fields besides `accessTokenSecret`: `numbers`, one entry per number,
+    /// and as top-level defaults the optional fields every entry shares (`appId`,
+    /// `webhookUrl`), so that a large fleet stays small.
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        let mut entries: Vec<Map<String, Value>> = self
+            .numbers
+            .iter()
+            .map(|t| {
+                let mut e = Map::new();
+                e.insert("phoneNumberId".into(), json!(t.phone_number_id));
+                e.insert("wabaId".into(), json!(t.waba_id));
+                e.insert("name".into(), json!(t.name));
+                for (k, v) in [
+                    ("appId", &t.app_id),
+                    ("webhookUrl", &t.webhook_url),
+                    ("webhookVerifyTokenSecret", &t.webhook_verify_token_secret),
+                ] {
+                    if !v.is_empty() {
+                        e.insert(k.into(), json!(v));
+                    }
+                }
+                e
+            })
+            .collect();
+        let mut out = Vec::new();
+        for key in ["appId", "webhookUrl"] {
+            let first = entries.first().and_then(|e| e.get(key)).cloned();
+            let shared = first.filter(|v| entries.iter().all(|e| e.get(key) == Some(v)));
+            if let Some(v) = shared.filter(|_| entries.len() > 1) {
+                entries.iter_mut().for_each(|e| {
+                    e.remove(key);
+                });
+                out.push((key, v));
+            }
+        }
+        out.push((
+            "numbers",
+            Value::Array(entries.into_iter().map(Value::Object).collect()),
+        ));
+        out
+    }
 }
 
 /// The Cloud API number a job checks: ids and where its secrets are, never their values.
@@ -77,6 +141,7 @@ impl JobPayload {
         match self {
             JobPayload::OnPremises(_) => SCHEDULER_TEMPLATE,
             JobPayload::CloudApi(_) => CLOUD_API_TEMPLATE,
+            JobPayload::Fleet(_) => FLEET_TEMPLATE,
         }
     }
 
@@ -102,15 +167,18 @@ impl JobPayload {
                 ),
                 ("${NAME}", &t.name),
             ],
+            JobPayload::Fleet(t) => vec![("${ACCESS_TOKEN_SECRET}", t.access_token_secret.as_str())],
         }
     }
 
     /// Payload fields set only when they have a value (no placeholder may be empty).
-    fn optional_fields(&self) -> Vec<(&'static str, &str)> {
+    /// A fleet's entries are such fields too.
+    fn optional_fields(&self) -> Vec<(&'static str, Value)> {
         match self {
             JobPayload::OnPremises(_) => Vec::new(),
-            JobPayload::CloudApi(t) if !t.app_id.is_empty() => vec![("appId", &t.app_id)],
+            JobPayload::CloudApi(t) if !t.app_id.is_empty() => vec![("appId", json!(t.app_id))],
             JobPayload::CloudApi(_) => Vec::new(),
+            JobPayload::Fleet(t) => t.fields(),
         }
     }
 
@@ -120,6 +188,7 @@ impl JobPayload {
         match self {
             JobPayload::OnPremises(_) => payload.contains_key("vm"),
             JobPayload::CloudApi(_) => payload.contains_key("phoneNumberId"),
+            JobPayload::Fleet(_) => payload.contains_key("numbers"),
         }
     }
 
@@ -130,6 +199,11 @@ impl JobPayload {
             JobPayload::CloudApi(t) => format!(
                 "Cloud API number {}, token from {}",
                 t.phone_number_id, t.access_token_secret
+            ),
+            JobPayload::Fleet(t) => format!(
+                "{} Cloud API number(s), token from {}",
+                t.numbers.len(),
+                t.access_token_secret
             ),
         }
     }
@@ -194,7 +268,7 @@ pub fn render_template(
         .ok_or("scheduler.yaml: pubsubTarget has no payload")?;
     if let Some(m) = mapping.as_object_mut() {
         for (k, v) in payload.optional_fields() {
-            m.insert(k.into(), Value::String(v.into()));
+            m.insert(k.into(), v);
         }
     }
     let data = serde_json::to_vec(&mapping).map_err(|e| e.to_string())?;

@@ -44,61 +44,7 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         Platform::OnPrem => on_premises_payload(prov, &k).await?,
         Platform::Cloud => cloud_api::job::payload(prov, &k).await?,
     };
-
-    let pubsub = &prov.google.pubsub;
-    let topics = pubsub
-        .topic_admin()
-        .await
-        .map_err(prov.google_failed("Pub/Sub client"))?;
-    let subscriptions = pubsub
-        .subscription_admin()
-        .await
-        .map_err(prov.google_failed("Pub/Sub client"))?;
-    let topic = |name: &str| PubSubTopic {
-        admin: &topics,
-        name: name.to_string(),
-    };
-
-    ensure(prov, &topic(&k.topic)).await?;
-    let dead_letters = ensure(prov, &topic(&k.dead_letter_topic)).await?;
-    let events = match k.own_events_topic() {
-        Some(events) => ensure(prov, &topic(events)).await?.is_planned(),
-        None => false,
-    };
-
-    let service = KeepaliveService::of(&k);
-    let deployed = ensure(prov, &service).await?;
-    let url = deployed.as_present().and_then(KeepaliveService::url);
-    let invoker = InvokerBinding::of(&k);
-    match &deployed.as_present() {
-        Some(s) if url.is_none() && !prov.dry_run => {
-            return Err(StepError::failed(service.resource(), never_ready(s)));
-        }
-        Some(_) => {
-            ensure(prov, &invoker).await?;
-        }
-        None => planned(prov, &invoker),
-    }
-
-    ensure(prov, &PubSubSubscription::dead_letter(&subscriptions, &k)).await?;
-    let push_planned = match &url {
-        Some(url) => ensure(prov, &PubSubSubscription::push(&subscriptions, &k, url))
-            .await?
-            .is_planned(),
-        None => {
-            planned(prov, &PubSubSubscription::push_planned(&subscriptions, &k));
-            true
-        }
-    };
-
-    // The grants first: a job this step cannot fix (DISABLED) stops it, and what dead
-    // letters and events need should be in place all the same.
-    if let Some((topic, how)) = foreign_events_grant(&k) {
-        prov.report
-            .add("events grant", &topic, Action::ByHand(how), None);
-    }
-    let planned_only = dead_letters.is_planned() || push_planned || events;
-    ensure_grants(prov, &k, &grants_of(&k), planned_only).await?;
+    ensure_project(prov, &k).await?;
 
     // Read access to the secrets the job names, and to no other.
     if prov.cfg.platform == Platform::OnPrem {
@@ -121,6 +67,66 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         ),
     }
     Ok(())
+}
+
+/// What every number of the project shares, in `k`'s names: the topics, the service and who
+/// may invoke it, the subscriptions and the grants dead letters and events need. `keepalive`
+/// (one number) and `fleet` (each project of a directory of numbers) both call it.
+pub async fn ensure_project(prov: &Provisioner, k: &KeepaliveNames) -> Result<(), StepError> {
+    let pubsub = &prov.google.pubsub;
+    let topics = pubsub
+        .topic_admin()
+        .await
+        .map_err(prov.google_failed("Pub/Sub client"))?;
+    let subscriptions = pubsub
+        .subscription_admin()
+        .await
+        .map_err(prov.google_failed("Pub/Sub client"))?;
+    let topic = |name: &str| PubSubTopic {
+        admin: &topics,
+        name: name.to_string(),
+    };
+
+    ensure(prov, &topic(&k.topic)).await?;
+    let dead_letters = ensure(prov, &topic(&k.dead_letter_topic)).await?;
+    let events = match k.own_events_topic() {
+        Some(events) => ensure(prov, &topic(events)).await?.is_planned(),
+        None => false,
+    };
+
+    let service = KeepaliveService::of(k);
+    let deployed = ensure(prov, &service).await?;
+    let url = deployed.as_present().and_then(KeepaliveService::url);
+    let invoker = InvokerBinding::of(k);
+    match &deployed.as_present() {
+        Some(s) if url.is_none() && !prov.dry_run => {
+            return Err(StepError::failed(service.resource(), never_ready(s)));
+        }
+        Some(_) => {
+            ensure(prov, &invoker).await?;
+        }
+        None => planned(prov, &invoker),
+    }
+
+    ensure(prov, &PubSubSubscription::dead_letter(&subscriptions, k)).await?;
+    let push_planned = match &url {
+        Some(url) => ensure(prov, &PubSubSubscription::push(&subscriptions, k, url))
+            .await?
+            .is_planned(),
+        None => {
+            planned(prov, &PubSubSubscription::push_planned(&subscriptions, k));
+            true
+        }
+    };
+
+    // The grants first: a job this step cannot fix (DISABLED) stops it, and what dead
+    // letters and events need should be in place all the same.
+    if let Some((topic, how)) = foreign_events_grant(k) {
+        prov.report
+            .add("events grant", &topic, Action::ByHand(how), None);
+    }
+    let planned_only = dead_letters.is_planned() || push_planned || events;
+    ensure_grants(prov, k, &grants_of(k), planned_only).await
 }
 
 /// The job's payload for this number's On-Premises client; `Err`: what earlier step is

@@ -110,6 +110,8 @@ struct SchedState {
     faults: Faults,
     /// Changes carried out but answered with this status instead (see `lose_answers`).
     lost_answers: Faults,
+    /// Faults of job creates only (see `fail_creates`).
+    create_faults: Faults,
 }
 
 /// The fake Cloud Scheduler API.
@@ -137,6 +139,7 @@ impl FakeScheduler {
             jobs: BTreeMap::new(),
             faults: Faults::default(),
             lost_answers: Faults::default(),
+            create_faults: Faults::default(),
         };
         let (state, server) = rest::start(state, tokens, handle, "Cloud Scheduler").await;
         FakeScheduler { state, server }
@@ -167,6 +170,17 @@ impl FakeScheduler {
     /// client's retry then meets the change already made.
     pub fn lose_answers(&self, n: usize, status: u16) {
         lock(&self.state).lost_answers.next(n, status);
+    }
+
+    /// Every job create answers `status` in the error shape (reads, patches and deletes go
+    /// through) until [`accept_creates`](Self::accept_creates).
+    pub fn fail_creates(&self, status: u16) {
+        lock(&self.state).create_faults.always(status);
+    }
+
+    /// Job creates go through again (undoes [`fail_creates`](Self::fail_creates)).
+    pub fn accept_creates(&self) {
+        lock(&self.state).create_faults.clear();
     }
 
     /// Puts a job in `state`: `PAUSED` as `:pause` does (someone stopped the keepalive of a
@@ -296,7 +310,10 @@ async fn handle(
     };
     let answer = match segs[..] {
         ["v1", "projects", p, "locations", l, "jobs"] if method == Method::POST => {
-            create(st, p, l, &body)
+            match st.create_faults.take() {
+                Some(code) => scripted_error(code, SCHEDULER_ERRORS),
+                None => create(st, p, l, &body),
+            }
         }
         ["v1", "projects", p, "locations", l, "jobs"] if method == Method::GET => {
             let prefix = format!("projects/{p}/locations/{l}/jobs/");
