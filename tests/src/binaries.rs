@@ -325,3 +325,13 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> ProcessRun {
         stderr: stderr.text(),
     }
 }
+
+/// The outcome log lines in a keepalive's standard error: the JSON lines (Cloud Logging's
+/// structured format) that carry `kind`, one per checked target, in order.
+pub fn outcome_log_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
