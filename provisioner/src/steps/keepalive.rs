@@ -120,7 +120,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             None,
         ),
     }
-    Ok(())
+    // Last: who hears of a number that stays broken.
+    crate::steps::alerts::run(prov).await
 }
 
 /// The job's payload for this number's On-Premises client; `Err`: what earlier step is

@@ -121,7 +121,12 @@ async fn mixed_verdicts_a_failing_item_affects_only_its_number_and_events_are_pe
         assert_eq!(line["phoneNumberId"], ids[i].as_str(), "{line}");
         assert_eq!(line["name"], format!("tenant-{i}"), "{line}");
         assert_eq!(line["verdict"], o["outcomes"][i]["verdict"], "{line}");
-        assert!(line["wabaId"].as_str().is_some_and(|w| w.starts_with("900")), "{line}");
+        assert!(
+            line["wabaId"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("900")),
+            "{line}"
+        );
     }
     assert_eq!(lines[4]["findings"], "status");
     assert_eq!(lines[4]["severity"], "ERROR");
