@@ -152,11 +152,12 @@ mod tests {
             ),
             ("[alerts]\nrenotify = \"6 hours\"\n", "alerts.renotify"),
             ("[alerts]\nrenotify = \"60s\"\n", "alerts.renotify"),
-            ("[alerts]\nrenotfy = \"6h\"\n", "alerts.renotfy"),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
             assert!(e.message.contains(key), "{e}");
         }
+        let typo = parse("[alerts]\nrenotfy = \"6h\"\n").unwrap_err();
+        assert!(typo.message.contains("renotfy"), "{typo}");
     }
 }

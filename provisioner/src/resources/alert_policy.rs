@@ -113,7 +113,7 @@ fn label_extractors(severity: Severity) -> Value {
 }
 
 fn documentation(k: &KeepaliveNames, severity: Severity, renotify: Duration) -> Value {
-    let hours = renotify.as_secs_f64() / 3600.0;
+    let every = every(renotify);
     let logs = format!(
         "https://console.cloud.google.com/logs/query;query=resource.type%3D%22cloud_run_revision%22%20resource.labels.service_name%3D%22{}%22?project={}",
         k.service, k.project
@@ -133,7 +133,7 @@ fn documentation(k: &KeepaliveNames, severity: Severity, renotify: Duration) -> 
                  the number again; `blocked` or `status`: WhatsApp Manager), then check with \
                  `provisioner status`.\n\n\
                  This incident stays open while the verdict lasts (one check every 5 minutes), is \
-                 notified again every {hours} h, and closes by itself {} minutes after the last \
+                 notified again every {every}, and closes by itself {} minutes after the last \
                  `alert`.",
                 AUTO_CLOSE_S / 60
             ),
@@ -147,13 +147,23 @@ fn documentation(k: &KeepaliveNames, severity: Severity, renotify: Duration) -> 
                  One reset is routine; a VM reset again and again (this incident staying open) \
                  means a reset does not fix it: look at the VM's serial output and the client's \
                  containers, and at the log lines ({logs}).\n\n\
-                 Notified again every {hours} h while resets go on; closes by itself {} minutes \
+                 Notified again every {every} while resets go on; closes by itself {} minutes \
                  after the last reset.",
                 AUTO_CLOSE_S / 60
             ),
         ),
     };
     json!({"content": content, "mimeType": "text/markdown", "subject": subject})
+}
+
+/// `6 hours`, `90 minutes`: the re-notification period in words.
+fn every(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s % 3600 == 0 && s >= 7200 => format!("{} hours", s / 3600),
+        3600 => "hour".into(),
+        _ => format!("{} minutes", s.div_ceil(60)),
+    }
 }
 
 impl<'a> AlertPolicy<'a> {
