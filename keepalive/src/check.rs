@@ -55,7 +55,7 @@ impl Answer {
                     match o {
                         EntryOutcome::Checked(o) => log_outcome(o, message_id),
                         EntryOutcome::Unknown(u) => tracing::warn!(
-                            phone_number_id = %u.phone_number_id, waba_id = %u.waba_id,
+                            kind = "cloud", phone_number_id = %u.phone_number_id, waba_id = %u.waba_id,
                             name = %u.name, verdict = "unknown", error = %u.error,
                             message_id = message_id.unwrap_or(""), "fleet entry could not be checked"
                         ),

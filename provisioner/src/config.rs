@@ -4,7 +4,9 @@
 use serde::Deserialize;
 use std::path::Path;
 
+mod alerts;
 mod cloud;
+pub use alerts::{AlertsConfig, MIN_RENOTIFY};
 pub use cloud::{CloudConfig, DecommissionConfig, Platform, DEFAULT_GRAPH_VERSION};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +35,9 @@ pub struct NumberConfig {
     pub cloud: CloudConfig,
     #[serde(default)]
     pub decommission: DecommissionConfig,
+    /// Who hears of a number that stays broken: Cloud Monitoring's channels.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +290,7 @@ impl NumberConfig {
         }
         self.validate_keepalive()?;
         self.validate_cloud()?;
+        self.validate_alerts()?;
         if !self.vm.whatsapp_version.starts_with('v') {
             return Err(bad(
                 "vm.whatsapp_version",

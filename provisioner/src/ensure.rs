@@ -302,6 +302,7 @@ mod tests {
             secretmanager_endpoint: nowhere.clone(),
             cloud_run_endpoint: nowhere.clone(),
             scheduler_endpoint: nowhere.clone(),
+            monitoring_endpoint: nowhere.clone(),
             pubsub: PubSubTarget::emulator("127.0.0.1:9").unwrap(),
             whatsapp_url: None,
             graph_endpoint: nowhere,

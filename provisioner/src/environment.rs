@@ -19,6 +19,8 @@ pub struct Environment {
     pub cloud_run_endpoint: Url,
     /// `PROVISIONER_SCHEDULER_ENDPOINT`
     pub scheduler_endpoint: Url,
+    /// `PROVISIONER_MONITORING_ENDPOINT` (Cloud Monitoring: alert policies, channels)
+    pub monitoring_endpoint: Url,
     /// Pub/Sub (through `google-cloud-pubsub`): `PUBSUB_EMULATOR_HOST` or the real service.
     pub pubsub: PubSubTarget,
     /// `PROVISIONER_WHATSAPP_URL`: where the WhatsApp client's API is reached, when not at
@@ -48,7 +50,7 @@ fn endpoint(name: &str, default: &str) -> Result<Url, EnvError> {
 
 impl Environment {
     pub fn from_env() -> Result<Environment, EnvError> {
-        use shared::google::{cloud_run, compute, scheduler, secretmanager, sqladmin};
+        use shared::google::{cloud_run, compute, monitoring, scheduler, secretmanager, sqladmin};
         let whatsapp_url = var("PROVISIONER_WHATSAPP_URL")
             .map(|v| parse_endpoint("PROVISIONER_WHATSAPP_URL", &v).map_err(EnvError))
             .transpose()?;
@@ -75,6 +77,10 @@ impl Environment {
             scheduler_endpoint: endpoint(
                 "PROVISIONER_SCHEDULER_ENDPOINT",
                 scheduler::DEFAULT_ENDPOINT,
+            )?,
+            monitoring_endpoint: endpoint(
+                "PROVISIONER_MONITORING_ENDPOINT",
+                monitoring::DEFAULT_ENDPOINT,
             )?,
             pubsub: PubSubTarget::from_env().map_err(EnvError)?,
             whatsapp_url,

@@ -6,6 +6,7 @@
 use shared::events_publisher::PubSubTarget;
 use shared::google::cloud_run::CloudRun;
 use shared::google::compute::Compute;
+use shared::google::monitoring::Monitoring;
 use shared::google::scheduler::Scheduler;
 use shared::google::secretmanager::SecretManager;
 use shared::google::sqladmin::SqlAdmin;
@@ -24,6 +25,8 @@ pub struct GoogleApis {
     pub secrets: SecretManager,
     pub cloud_run: CloudRun,
     pub scheduler: Scheduler,
+    /// Cloud Monitoring: the alert policies and notification channels.
+    pub monitoring: Monitoring,
     /// Pub/Sub, through `google-cloud-pubsub` (its own retries).
     pub pubsub: PubSubTarget,
 }
@@ -44,6 +47,7 @@ impl GoogleApis {
             secrets: SecretManager::new(client.clone(), &env.secretmanager_endpoint),
             cloud_run: CloudRun::new(client.clone(), &env.cloud_run_endpoint),
             scheduler: Scheduler::new(client.clone(), &env.scheduler_endpoint),
+            monitoring: Monitoring::new(client.clone(), &env.monitoring_endpoint),
             pubsub: env.pubsub.clone(),
             client,
         })

@@ -196,6 +196,7 @@ async fn keepalive(prov: &Provisioner) -> Result<(), StepError> {
         Err(e) => format!("unknown: {e}"),
     };
     line("keepalive job", &k.job, &state);
+    crate::steps::alerts::status(prov).await;
     Ok(())
 }
 

@@ -367,3 +367,13 @@ fn run_fed(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Proces
         stderr: stderr.text(),
     }
 }
+
+/// The outcome log lines in a keepalive's standard error: the JSON lines (Cloud Logging's
+/// structured format) that carry `kind`, one per checked target, in order.
+pub fn outcome_log_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}

@@ -17,6 +17,8 @@
 //! - [`cloud_run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
 //!   policies).
 //! - [`scheduler::FakeScheduler`]: Cloud Scheduler v1 (jobs).
+//! - [`monitoring::FakeMonitoring`]: Cloud Monitoring v3 (alert policies, notification
+//!   channels, open alerts).
 //! - [`graph::FakeGraph`]: Meta's Graph API for WhatsApp numbers (Cloud API), and
 //!   [`webhook::FakeWebhook`], a bot's webhook endpoint answering Meta's handshake.
 //! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
@@ -27,6 +29,7 @@ pub mod cloud_run;
 pub mod compute;
 pub mod graph;
 pub mod measure;
+pub mod monitoring;
 pub mod pubsub_emulator;
 mod rest;
 pub mod scheduler;
@@ -46,6 +49,7 @@ use std::{
 pub use cloud_run::FakeCloudRun;
 pub use compute::{ComputeRoute, FakeCompute};
 pub use graph::{Entity, FakeGraph, FakeToken, GraphFault};
+pub use monitoring::FakeMonitoring;
 pub use pubsub_emulator::{PubSubEmulator, PulledMessage};
 pub use scheduler::FakeScheduler;
 pub use secretmanager::FakeSecretManager;
@@ -73,6 +77,8 @@ pub struct GoogleFakes {
     pub run: FakeCloudRun,
     /// Cloud Scheduler.
     pub scheduler: FakeScheduler,
+    /// Cloud Monitoring (the provisioner's alert policies and channels).
+    pub monitoring: FakeMonitoring,
     /// The Pub/Sub emulator, reached through `PUBSUB_EMULATOR_HOST`; started the first time
     /// it is asked for (the provisioner's environment asks).
     pub pubsub: PubSubEmulator,
@@ -91,6 +97,7 @@ impl GoogleFakes {
         let sql = FakeSqlAdmin::start(tokens.clone()).await;
         let run = FakeCloudRun::start(tokens.clone()).await;
         let scheduler = FakeScheduler::start(tokens.clone()).await;
+        let monitoring = FakeMonitoring::start(tokens.clone()).await;
         let pubsub = PubSubEmulator::new();
         let dir = TempDir::new("google").expect("create temporary directory");
         let key_file = token.write_service_account_key(dir.path());
@@ -102,6 +109,7 @@ impl GoogleFakes {
             sql,
             run,
             scheduler,
+            monitoring,
             pubsub,
             key_file,
             dir,
@@ -133,7 +141,7 @@ impl GoogleFakes {
     /// Environment for the provisioner: `GOOGLE_APPLICATION_CREDENTIALS`,
     /// `PROVISIONER_COMPUTE_ENDPOINT`, `PROVISIONER_SQLADMIN_ENDPOINT`,
     /// `PROVISIONER_SECRETMANAGER_ENDPOINT`, `PROVISIONER_RUN_ENDPOINT`,
-    /// `PROVISIONER_SCHEDULER_ENDPOINT`, `PUBSUB_EMULATOR_HOST`.
+    /// `PROVISIONER_SCHEDULER_ENDPOINT`, `PROVISIONER_MONITORING_ENDPOINT`, `PUBSUB_EMULATOR_HOST`.
     pub fn provisioner_env(&self) -> Vec<(String, String)> {
         vec![
             (
@@ -150,6 +158,10 @@ impl GoogleFakes {
             (
                 "PROVISIONER_SCHEDULER_ENDPOINT".into(),
                 self.scheduler.url(),
+            ),
+            (
+                "PROVISIONER_MONITORING_ENDPOINT".into(),
+                self.monitoring.url(),
             ),
             ("PUBSUB_EMULATOR_HOST".into(), self.pubsub.host()),
         ]
@@ -182,6 +194,7 @@ mod tests {
                 "PROVISIONER_SECRETMANAGER_ENDPOINT",
                 "PROVISIONER_RUN_ENDPOINT",
                 "PROVISIONER_SCHEDULER_ENDPOINT",
+                "PROVISIONER_MONITORING_ENDPOINT",
                 "PUBSUB_EMULATOR_HOST"
             ]
         );

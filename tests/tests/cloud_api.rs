@@ -127,6 +127,21 @@ async fn a_cloud_api_number_from_nothing_to_keepalive() {
         vec![KEEPALIVE_SA.to_string()]
     );
     assert!(w.readers(&format!("{NAME}-two-step-pin")).is_empty());
+    // Alerting: a Cloud API number has the `alert` policy, and no `reset` policy (nothing to
+    // reset).
+    let policies = w.g.monitoring.policies(FAKE_PROJECT);
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["displayName"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        ["WhatsApp keepalive (whatsapp-keepalive): a number needs a person"]
+    );
+    assert_eq!(
+        policies[0]["conditions"][0]["conditionMatchedLog"]["labelExtractors"]["phone_number_id"],
+        "EXTRACT(jsonPayload.phoneNumberId)"
+    );
 
     let run = w.run(&["status"]).await;
     ok(&run);

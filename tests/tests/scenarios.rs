@@ -629,3 +629,23 @@ async fn a_client_that_echoes_the_password_cannot_leak_it() {
     assert_eq!(o["verdict"], "alert", "{o}");
     assert!(o["reason"].as_str().unwrap().contains("[REDACTED]"), "{o}");
 }
+
+/// The outcome's log line carries the fields the provisioner's alert policies match
+/// (`jsonPayload.kind`, `.verdict`, `.vm`, `.zone`), in Cloud Logging's structured format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcome_log_line_carries_the_fields_alert_policies_match() {
+    let w = World::new().await;
+    w.wa.set_health(Health::Single("unregistered"));
+    let run = w.check(&w.payload(), &[]).await;
+    assert_eq!(verdict(&run), "alert");
+    let lines = keepalive_tests::binaries::outcome_log_lines(&run.stderr);
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line = &lines[0];
+    assert_eq!(line["kind"], "onprem", "{line}");
+    assert_eq!(line["verdict"], "alert", "{line}");
+    assert_eq!(line["vm"], VM, "{line}");
+    assert_eq!(line["zone"], ZONE, "{line}");
+    assert_eq!(line["project"], FAKE_PROJECT, "{line}");
+    assert_eq!(line["severity"], "ERROR", "{line}");
+    assert!(line["message"].as_str().is_some(), "{line}");
+}

@@ -138,17 +138,17 @@ impl TargetReport for Details {
         let kinds = kinds.join(",");
         match o.verdict.severity() {
             Severity::Info => tracing::info!(
-                phone_number_id = %id, waba_id = %waba, name = %name, verdict, reason = %o.reason,
-                duration_ms = o.duration_ms, message_id, "check done"
+                kind = "cloud", phone_number_id = %id, waba_id = %waba, name = %name, verdict,
+                reason = %o.reason, findings = %kinds, duration_ms = o.duration_ms, message_id, "check done"
             ),
             Severity::Warning => tracing::warn!(
-                phone_number_id = %id, waba_id = %waba, name = %name, verdict, reason = %o.reason,
-                findings = %kinds, dry_run = self.dry_run, duration_ms = o.duration_ms, message_id,
+                kind = "cloud", phone_number_id = %id, waba_id = %waba, name = %name, verdict,
+                reason = %o.reason, findings = %kinds, dry_run = self.dry_run, duration_ms = o.duration_ms, message_id,
                 "check done: a person should look"
             ),
             Severity::Error => tracing::error!(
-                phone_number_id = %id, waba_id = %waba, name = %name, verdict, reason = %o.reason,
-                findings = %kinds, duration_ms = o.duration_ms, message_id,
+                kind = "cloud", phone_number_id = %id, waba_id = %waba, name = %name, verdict,
+                reason = %o.reason, findings = %kinds, duration_ms = o.duration_ms, message_id,
                 "check done: needs a person"
             ),
         }

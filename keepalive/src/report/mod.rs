@@ -7,6 +7,28 @@
 //! - `mail.rs`: sending a mail over SMTP with STARTTLS.
 //! - `events.rs`: publishing an event to Pub/Sub.
 //! - `fleet.rs`: the answer to a fleet message (worst verdict, counts, one outcome per entry).
+//!
+//! # The outcome log line: fields a log filter can match
+//!
+//! Every check ends in one log line per target (a fleet message: one per number, then a
+//! summary line without `kind`). Its fields are stable: Cloud Monitoring's alert policies
+//! (`provisioner keepalive`) match them. `tracing-stackdriver` writes each field as a
+//! top-level key of the JSON line, its name turned into camelCase, and Cloud Run's logging
+//! agent puts every key that is not a special one (`severity`, `message`, `time`,
+//! `logging.googleapis.com/...`) under `jsonPayload`:
+//!
+//! | `jsonPayload.` | kinds | value |
+//! |---|---|---|
+//! | `kind` | both | `onprem` or `cloud`: only outcome lines carry it |
+//! | `verdict` | both | `healthy`, `grace`, `skipped`, `reset`, `alert`; `warning`, `repaired`; `unknown` for a fleet entry that could not be checked |
+//! | `reason` | both | the outcome's reason |
+//! | `vm`, `zone`, `project` | `onprem` | the VM, its zone and project |
+//! | `phoneNumberId`, `wabaId`, `name` | `cloud` | the number, its WABA, its label |
+//! | `findings` | `cloud` | the findings' kinds, comma-separated (`token,blocked`), empty when none |
+//! | `messageId` | both | the Pub/Sub message (empty for `check`) |
+//!
+//! A filter such as `jsonPayload.kind="onprem" AND jsonPayload.verdict="reset"` matches the
+//! resets, `jsonPayload.findings:"token"` the numbers whose access token is refused.
 
 pub mod cloud;
 pub mod events;

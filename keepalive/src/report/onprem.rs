@@ -121,16 +121,16 @@ impl TargetReport for Details {
         let (vm, zone, attempts) = (&self.vm, &self.zone, self.attempts);
         match o.verdict.severity() {
             Severity::Info => tracing::info!(
-                vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
+                kind = "onprem", vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
                 duration_ms = o.duration_ms, message_id, "check done"
             ),
             Severity::Warning => tracing::warn!(
-                vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
+                kind = "onprem", vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
                 operation = self.operation.as_deref().unwrap_or(""), dry_run = self.dry_run,
                 duration_ms = o.duration_ms, message_id, "check done: VM reset"
             ),
             Severity::Error => tracing::error!(
-                vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
+                kind = "onprem", vm = %vm, zone = %zone, project, verdict, reason = %o.reason, attempts,
                 duration_ms = o.duration_ms, message_id, "check done: needs a person"
             ),
         }

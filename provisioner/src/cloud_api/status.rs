@@ -181,4 +181,5 @@ async fn keepalive(prov: &Provisioner) {
         Err(e) => format!("unknown: {e}"),
     };
     line("keepalive job", &k.job, &state);
+    crate::steps::alerts::status(prov).await;
 }

@@ -8,9 +8,11 @@
 //!   [`subscription`], [`grant`] (Pub/Sub IAM), [`job`] (Cloud Scheduler), whose message is
 //!   built in [`job_payload`] (an On-Premises or a Cloud API payload); [`iam_policy`] is the
 //!   policy arithmetic the IAM kinds share; [`secret_accessor`] lets the keepalive read the
-//!   secrets a Cloud API job names.
+//!   secrets a Cloud API job names; [`alert_policy`] and [`notification_channel`] (Cloud
+//!   Monitoring) turn the keepalive's outcome lines into incidents.
 
 pub mod address;
+pub mod alert_policy;
 pub mod database_user;
 pub mod firewall;
 pub mod grant;
@@ -19,6 +21,7 @@ pub mod instance;
 pub mod invoker;
 pub mod job;
 pub mod job_payload;
+pub mod notification_channel;
 pub mod secret;
 pub mod secret_accessor;
 pub mod service;

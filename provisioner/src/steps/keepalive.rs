@@ -66,7 +66,8 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
             None,
         ),
     }
-    Ok(())
+    // Last: who hears of a number that stays broken.
+    crate::steps::alerts::run(prov).await
 }
 
 /// What every number of the project shares, in `k`'s names: the topics, the service and who

@@ -7,9 +7,10 @@
 //!   TLS client for it);
 //! - steps 3 and 4: [`onboard`] (`whatsapp`, `verify`, `connect`);
 //! - step 5: [`link`];
-//! - step 6: [`keepalive`];
+//! - step 6: [`keepalive`], ending with [`alerts`] (Cloud Monitoring's policies and channels);
 //! - for `status`: [`client_health`] (logs in, reads `/v1/health`).
 
+pub mod alerts;
 pub mod client_health;
 pub mod database;
 pub mod keepalive;

@@ -71,6 +71,12 @@ impl GoogleError {
         }
     }
 
+    /// The API is not enabled in the project (403 with an `ErrorInfo` reason
+    /// `SERVICE_DISABLED`): `gcloud services enable` fixes it.
+    pub fn is_service_disabled(&self) -> bool {
+        matches!(self, GoogleError::Api { reason: Some(r), .. } if r == "SERVICE_DISABLED")
+    }
+
     /// Builds the error from a non-2xx answer, reading either error body shape.
     pub fn from_response(api: &'static str, status: u16, body: &[u8]) -> GoogleError {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
@@ -89,6 +95,15 @@ impl GoogleError {
                     quote(text)
                 }
             });
+        // An API that is not enabled says so only in an `ErrorInfo` detail (the status is
+        // PERMISSION_DENIED): that reason wins, so callers can name `gcloud services enable`.
+        let service_disabled = error
+            .and_then(|e| e.get("details"))
+            .and_then(Value::as_array)
+            .is_some_and(|d| {
+                d.iter()
+                    .any(|i| i.get("reason").and_then(Value::as_str) == Some("SERVICE_DISABLED"))
+            });
         let reason = error
             .and_then(|e| e.get("errors"))
             .and_then(|e| e.get(0))
@@ -96,6 +111,11 @@ impl GoogleError {
             .and_then(Value::as_str)
             .or_else(|| error.and_then(|e| e.get("status")).and_then(Value::as_str))
             .map(quote);
+        let reason = if service_disabled {
+            Some("SERVICE_DISABLED".to_string())
+        } else {
+            reason
+        };
         GoogleError::Api {
             api,
             status,
@@ -167,6 +187,16 @@ mod tests {
         let e = GoogleError::from_response("Secret Manager", 409, body);
         assert!(e.is_already_exists());
         assert!(e.to_string().contains("ALREADY_EXISTS"));
+    }
+
+    #[test]
+    fn an_api_not_enabled_is_told_by_its_error_info() {
+        let body = br#"{"error":{"code":403,"message":"Cloud Monitoring API has not been used in project 123 before or it is disabled.","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SERVICE_DISABLED","domain":"googleapis.com","metadata":{"service":"monitoring.googleapis.com","consumer":"projects/123"}}]}}"#;
+        let e = GoogleError::from_response("Cloud Monitoring", 403, body);
+        assert!(e.is_service_disabled());
+        assert!(!e.is_retryable());
+        let denied = br#"{"error":{"code":403,"message":"Permission denied.","status":"PERMISSION_DENIED"}}"#;
+        assert!(!GoogleError::from_response("x", 403, denied).is_service_disabled());
     }
 
     #[test]

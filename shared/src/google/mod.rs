@@ -2,7 +2,7 @@
 //! ([`retry`]) applied to the requests that may be repeated ([`client::Idempotent`]), one
 //! waiter for long-running operations ([`operation`]) on an injectable [`clock`], and one small
 //! client per API, each on an overridable base URL: [`compute`], [`sqladmin`],
-//! [`secretmanager`], [`cloud_run`], [`scheduler`].
+//! [`secretmanager`], [`cloud_run`], [`scheduler`], [`monitoring`].
 
 pub mod auth;
 pub mod client;
@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cloud_run;
 pub mod compute;
 pub mod error;
+pub mod monitoring;
 pub mod operation;
 pub mod retry;
 pub mod scheduler;

@@ -112,6 +112,25 @@ async fn mixed_verdicts_a_failing_item_affects_only_its_number_and_events_are_pe
     );
     assert_eq!(kinds(&o["outcomes"][1]), ["request"], "{o}");
     assert_eq!(kinds(&o["outcomes"][4]), ["status"], "{o}");
+    // One log line per number, with the fields an alert policy's log filter matches
+    // (`jsonPayload.kind`, `.verdict`, `.phoneNumberId`, `.findings`, ...).
+    let lines = keepalive_tests::binaries::outcome_log_lines(&run.stderr);
+    assert_eq!(lines.len(), 6, "{}", run.stderr);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["kind"], "cloud", "{line}");
+        assert_eq!(line["phoneNumberId"], ids[i].as_str(), "{line}");
+        assert_eq!(line["name"], format!("tenant-{i}"), "{line}");
+        assert_eq!(line["verdict"], o["outcomes"][i]["verdict"], "{line}");
+        assert!(
+            line["wabaId"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("900")),
+            "{line}"
+        );
+    }
+    assert_eq!(lines[4]["findings"], "status");
+    assert_eq!(lines[4]["severity"], "ERROR");
+    assert_eq!(lines[0]["findings"], "");
     // Not retried: one read of the refused number.
     assert_eq!(w.graph.count("GET", &ids[1]), 1);
     // One event per number that is not healthy.
