@@ -164,6 +164,32 @@ impl KeepaliveNames {
 }
 
 #[cfg(test)]
+impl KeepaliveNames {
+    /// The names of +49 15112345678 in `acme-prod`, for tests.
+    pub fn example() -> KeepaliveNames {
+        KeepaliveNames {
+            project: "acme-prod".into(),
+            region: "europe-west3".into(),
+            image: "europe-west3-docker.pkg.dev/acme-prod/keepalive/keepalive:1".into(),
+            topic: "projects/acme-prod/topics/whatsapp-keepalive".into(),
+            topic_id: "whatsapp-keepalive".into(),
+            dead_letter_topic: "projects/acme-prod/topics/whatsapp-keepalive-dead-letter".into(),
+            subscription: "projects/acme-prod/subscriptions/whatsapp-keepalive-push".into(),
+            dead_letter_subscription:
+                "projects/acme-prod/subscriptions/whatsapp-keepalive-dead-letter".into(),
+            service: "whatsapp-keepalive".into(),
+            service_account: "whatsapp-keepalive@acme-prod.iam.gserviceaccount.com".into(),
+            invoker: "whatsapp-keepalive-invoker@acme-prod.iam.gserviceaccount.com".into(),
+            events_topic: None,
+            job: "keepalive-whatsapp-4915112345678".into(),
+            password_version:
+                "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
+                    .into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -187,32 +213,6 @@ mod tests {
             assert!(n
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        }
-    }
-}
-
-#[cfg(test)]
-impl KeepaliveNames {
-    /// The names of +49 15112345678 in `acme-prod`, for tests.
-    pub fn example() -> KeepaliveNames {
-        KeepaliveNames {
-            project: "acme-prod".into(),
-            region: "europe-west3".into(),
-            image: "europe-west3-docker.pkg.dev/acme-prod/keepalive/keepalive:1".into(),
-            topic: "projects/acme-prod/topics/whatsapp-keepalive".into(),
-            topic_id: "whatsapp-keepalive".into(),
-            dead_letter_topic: "projects/acme-prod/topics/whatsapp-keepalive-dead-letter".into(),
-            subscription: "projects/acme-prod/subscriptions/whatsapp-keepalive-push".into(),
-            dead_letter_subscription:
-                "projects/acme-prod/subscriptions/whatsapp-keepalive-dead-letter".into(),
-            service: "whatsapp-keepalive".into(),
-            service_account: "whatsapp-keepalive@acme-prod.iam.gserviceaccount.com".into(),
-            invoker: "whatsapp-keepalive-invoker@acme-prod.iam.gserviceaccount.com".into(),
-            events_topic: None,
-            job: "keepalive-whatsapp-4915112345678".into(),
-            password_version:
-                "projects/acme-prod/secrets/whatsapp-4915112345678-admin-password/versions/latest"
-                    .into(),
         }
     }
 }

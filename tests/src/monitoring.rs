@@ -21,8 +21,8 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
+    rest::google_error,
     rest::{camel_case, parse_object, set_path},
-    secretmanager::google_error,
     server::{json_response, lock, now, rfc3339_utc, FakeState, HttpServer},
     token::TokenRegistry,
 };
@@ -227,16 +227,17 @@ fn policy_problem(p: &Value) -> Option<String> {
     None
 }
 
-/// The fields of `mask` (comma-separated, either case), each one of `allowed` or under one.
-fn mask_paths(mask: Option<String>, allowed: &[&str]) -> Result<Vec<String>, Response> {
+/// The fields of `mask` (comma-separated, either case), each one of `allowed` or under one;
+/// otherwise the 400's message.
+fn mask_paths(mask: Option<String>, allowed: &[&str]) -> Result<Vec<String>, String> {
     let Some(mask) = mask.filter(|m| !m.trim().is_empty()) else {
-        return Err(invalid("updateMask is required."));
+        return Err("updateMask is required.".into());
     };
     let mut out = Vec::new();
     for path in mask.split(',').map(|p| camel_case(p.trim())) {
         let top = path.split('.').next().unwrap_or_default();
         if !allowed.contains(&top) {
-            return Err(invalid(&format!("Invalid update mask path: \"{path}\".")));
+            return Err(format!("Invalid update mask path: \"{path}\"."));
         }
         out.push(path);
     }
@@ -389,7 +390,7 @@ async fn handle(
             };
             let paths = match mask_paths(mask, allowed) {
                 Ok(p) => p,
-                Err(refused) => return refused,
+                Err(message) => return invalid(&message),
             };
             let Some(body) = parse_object(&body).map(Value::Object) else {
                 return invalid("Invalid JSON payload received.");

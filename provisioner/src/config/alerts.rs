@@ -38,6 +38,25 @@ impl AlertsConfig {
     pub fn renotify_period(&self) -> Duration {
         parse_duration(&self.renotify).unwrap_or(Duration::from_secs(6 * 3600))
     }
+
+    /// Adds `other`'s channels and addresses, and keeps the shorter re-notification period:
+    /// the numbers of one project share its policies, so every team named hears, as often as
+    /// the most demanding one asked.
+    pub fn merge(&mut self, other: &AlertsConfig) {
+        for email in &other.emails {
+            if !self.emails.contains(email) {
+                self.emails.push(email.clone());
+            }
+        }
+        for channel in &other.channels {
+            if !self.channels.contains(channel) {
+                self.channels.push(channel.clone());
+            }
+        }
+        if other.renotify_period() < self.renotify_period() {
+            self.renotify = other.renotify.clone();
+        }
+    }
 }
 
 /// `90s`, `30m`, `6h`, `1d`: a whole number and one unit.
@@ -159,5 +178,23 @@ mod tests {
         }
         let typo = parse("[alerts]\nrenotfy = \"6h\"\n").unwrap_err();
         assert!(typo.message.contains("renotfy"), "{typo}");
+    }
+
+    #[test]
+    fn merged_tables_name_every_channel_once_and_keep_the_shorter_period() {
+        let mut a = parse("[alerts]\nemails = [\"ops@example.com\"]\nrenotify = \"6h\"\n")
+            .unwrap()
+            .alerts;
+        let b = parse("[alerts]\nemails = [\"ops@example.com\", \"de@example.com\"]\nchannels = [\"projects/p/notificationChannels/42\"]\nrenotify = \"30m\"\n").unwrap().alerts;
+        a.merge(&b);
+        assert_eq!(a.emails, ["ops@example.com", "de@example.com"]);
+        assert_eq!(a.channels, ["projects/p/notificationChannels/42"]);
+        assert_eq!(a.renotify_period(), Duration::from_secs(1800));
+        a.merge(&parse("").unwrap().alerts);
+        assert_eq!(
+            a.renotify_period(),
+            Duration::from_secs(1800),
+            "6h is longer"
+        );
     }
 }

@@ -12,7 +12,9 @@
 //!    job is written; a job that gives numbers up to another group of this run is written
 //!    after the jobs that take them;
 //! 4. only then each number's own job is deleted ([`singles`]), and only one that publishes
-//!    the Cloud API payload of that same number.
+//!    the Cloud API payload of that same number;
+//! 5. per project, the alert policy and channels ([`steps::alerts`]) from every number's
+//!    `[alerts]` merged: all channels named, the shortest `renotify`.
 //!
 //! On-Premises numbers keep their own jobs (`provisioner keepalive` manages them).
 
@@ -52,7 +54,10 @@ pub async fn run(dir: &Path, env: &Environment, dry_run: bool) -> Result<Outcome
         );
     }
     if fleet.projects.is_empty() {
-        println!("fleet: no Cloud API number under {}: no fleet job", dir.display());
+        println!(
+            "fleet: no Cloud API number under {}: no fleet job",
+            dir.display()
+        );
         return Ok(Outcome { differences: 0 });
     }
 
@@ -70,7 +75,6 @@ pub async fn run(dir: &Path, env: &Environment, dry_run: bool) -> Result<Outcome
             p.groups.iter().map(|g| g.members.len()).sum::<usize>()
         );
         steps::keepalive::ensure_project(&prov, &p.k).await?;
-        // The lead's place for #17: `steps::alerts::run(&prov).await?;` per project, here.
         for g in &p.groups {
             prepare(&prov, p, g).await?;
         }
@@ -111,6 +115,10 @@ pub async fn run(dir: &Path, env: &Environment, dry_run: bool) -> Result<Outcome
     for (i, (p, g)) in groups(&fleet.projects).enumerate() {
         let prov = &provs[project_index(&fleet.projects, p)];
         singles::remove(prov, &p.k, g, written[i].as_ref()).await?;
+    }
+    // Last, as in `provisioner keepalive`: who hears of a number that stays broken.
+    for prov in &provs {
+        steps::alerts::run(prov).await?;
     }
     Ok(Outcome {
         differences: provs.iter().map(|p| p.report.differences().len()).sum(),

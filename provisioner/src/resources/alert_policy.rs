@@ -160,7 +160,7 @@ fn documentation(k: &KeepaliveNames, severity: Severity, renotify: Duration) -> 
 fn every(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        _ if s % 3600 == 0 && s >= 7200 => format!("{} hours", s / 3600),
+        _ if s.is_multiple_of(3600) && s >= 7200 => format!("{} hours", s / 3600),
         3600 => "hour".into(),
         _ => format!("{} minutes", s.div_ceil(60)),
     }
