@@ -13,7 +13,7 @@
 //! | layer | where | what it does |
 //! |---|---|---|
 //! | command line | `main.rs` | parses the command, reads [`config`] and [`environment`], builds a [`Provisioner`], calls the step |
-//! | commands | [`steps`] (`database`, `vm`, `onboard`: `whatsapp` `verify` `connect`, `link`, `keepalive`), [`up`], [`plan`], [`status`], [`secrets`]; [`cloud_api`] (the same steps for a Cloud API number), [`migrate`], [`decommission`] | the runbook: which resources, in which order, and what one step hands the next (an IP, a URL) |
+//! | commands | [`steps`] (`database`, `vm`, `onboard`: `whatsapp` `verify` `connect`, `link`, `keepalive`), [`up`], [`plan`], [`status`], [`secrets`]; [`cloud_api`] (the same steps for a Cloud API number), [`migrate`], [`decommission`], [`fleet`] (one scheduler job per project, region and token for a directory of Cloud API numbers), `steps::alerts` (Cloud Monitoring alerting) | the runbook: which resources, in which order, and what one step hands the next (an IP, a URL) |
 //! | resources | [`resources`]: one file per kind (address, firewall, instance, sql_instance, database_user, secret, topic, service, invoker, subscription, grant, job, job_payload) | each kind's spec, how to read and create it, and how what exists differs |
 //! | one loop | [`ensure::ensure`] | read → differences → create or adopt → update, `--dry-run`, one [`report`] line per resource |
 //! | waits | [`progress`] | a spinner or log lines for every wait, through the shared waiter |

@@ -4,14 +4,14 @@
 //! `provisioner` binaries.
 //!
 //! - [`whatsapp::FakeWhatsApp`]: the on-premises WhatsApp Business API client.
-//! - [`compute::FakeCompute`]: Compute Engine v1 (instances: get, insert, reset, start,
-//!   stop, setMetadata; regional addresses; global firewalls; zonal, regional and global
-//!   operations; `requestId` deduplication).
+//! - [`compute::FakeCompute`]: Compute Engine v1 (instances: get, insert, reset,
+//!   setMetadata, setLabels, delete; regional addresses; global firewalls; operations and the
+//!   keepalive's operation filters; `requestId` deduplication).
 //! - [`token::FakeTokenServer`]: the OAuth2 token endpoint of a service-account key, with
 //!   the [`token::TokenRegistry`] that the Google fakes check bearer tokens against.
 //! - [`secretmanager::FakeSecretManager`]: Secret Manager v1.
 //! - [`sqladmin::FakeSqlAdmin`]: Cloud SQL Admin v1 (instances, operations, users,
-//!   databases).
+//!   databases, and what `decommission` calls: export, final backup, delete).
 //! - [`pubsub_emulator::PubSubEmulator`]: not a fake: the real Pub/Sub emulator (gRPC and
 //!   REST on one port), started on first use.
 //! - [`cloud_run::FakeCloudRun`]: Cloud Run Admin v2 (services with long-running operations, IAM
@@ -21,6 +21,9 @@
 //!   channels, open alerts).
 //! - [`graph::FakeGraph`]: Meta's Graph API for WhatsApp numbers (Cloud API), and
 //!   [`webhook::FakeWebhook`], a bot's webhook endpoint answering Meta's handshake.
+//! - [`rest`]: what the Google REST fakes share (start, the request gate of token and scripted
+//!   fault, the error shape, JSON and path helpers); [`server`]: the HTTP server under every
+//!   fake, with request recording.
 //! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
 //!   service-account key file pointing at the token endpoint.
 
