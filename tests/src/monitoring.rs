@@ -279,31 +279,19 @@ async fn handle(
     let mask = crate::server::query_param(uri.query(), "updateMask");
     let stamp = rfc3339_utc(now());
     match (method.clone(), &segs[..]) {
-        (Method::GET, ["v3", "projects", p, "alertPolicies"]) => {
-            let prefix = format!("projects/{p}/alertPolicies/");
-            let list: Vec<Value> = st
-                .policies
+        (Method::GET, ["v3", "projects", p, key @ ("alertPolicies" | "notificationChannels")]) => {
+            let all = if *key == "alertPolicies" {
+                &st.policies
+            } else {
+                &st.channels
+            };
+            let prefix = format!("projects/{p}/{key}/");
+            let list: Vec<&Value> = all
                 .iter()
                 .filter(|(n, _)| n.starts_with(&prefix))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v)
                 .collect();
-            json_response(
-                200,
-                &json!({"alertPolicies": list, "totalSize": list.len()}),
-            )
-        }
-        (Method::GET, ["v3", "projects", p, "notificationChannels"]) => {
-            let prefix = format!("projects/{p}/notificationChannels/");
-            let list: Vec<Value> = st
-                .channels
-                .iter()
-                .filter(|(n, _)| n.starts_with(&prefix))
-                .map(|(_, v)| v.clone())
-                .collect();
-            json_response(
-                200,
-                &json!({"notificationChannels": list, "totalSize": list.len()}),
-            )
+            json_response(200, &json!({ *key: list, "totalSize": list.len() }))
         }
         (Method::GET, ["v3", "projects", p, "alerts"]) => {
             let filter = crate::server::query_param(uri.query(), "filter").unwrap_or_default();
