@@ -152,15 +152,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("provisioner: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let cloud_api = prov.cfg.platform == Platform::Cloud;
     if cloud_api && matches!(cli.command, Command::Database { .. } | Command::Vm) {
@@ -234,6 +228,17 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The multi-threaded runtime the commands run on; exit status 1 when it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("provisioner: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
 /// `provisioner fleet --dir DIR`: many numbers, so no `--config`.
 fn fleet(dir: &std::path::Path, dry_run: bool) -> ExitCode {
     let env = match Environment::from_env() {
@@ -243,15 +248,9 @@ fn fleet(dir: &std::path::Path, dry_run: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("provisioner: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(provisioner::fleet::run(dir, &env, dry_run)) {
         Err(provisioner::StepError::Config(message)) => {
