@@ -102,13 +102,6 @@ fn both_broken() -> (Judged, Expectations<'static>) {
     (judged(&Observation::Read(Box::new(r)), &e), e)
 }
 
-fn done(c: Conclusion) -> Concluded {
-    match c {
-        Conclusion::Done(c) => c,
-        Conclusion::Incomplete(w) => panic!("incomplete: {w}"),
-    }
-}
-
 /// What the repairs did → the verdict.
 #[test]
 fn repairs_table() {
