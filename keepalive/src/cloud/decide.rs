@@ -430,5 +430,5 @@ fn one_line(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "decide_tests.rs"]
+#[path = "decide_tests/mod.rs"]
 mod tests;

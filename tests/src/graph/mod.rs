@@ -14,10 +14,17 @@
 //! A webhook override is accepted only for an app subscribed to the WABA, and (unless
 //! [`FakeGraph::set_handshake`] turns it off) after Meta's handshake against the URL, which
 //! must be on 127.0.0.1 or localhost.
+//!
+//! This module: the state and the test controls; `routes`: the HTTP side (tokens, faults,
+//! batches); `dispatch`: each endpoint's answer; `webhook_override`: the override's checks and
+//! handshake; `errors`: Meta's error table and body; `tests`.
 
+mod dispatch;
+mod errors;
 mod routes;
 #[cfg(test)]
 mod tests;
+mod webhook_override;
 
 use std::{
     collections::BTreeMap,
@@ -31,7 +38,7 @@ use time::OffsetDateTime;
 
 use crate::server::{lock, Faults, HttpServer, RecordedRequest};
 
-pub use routes::{graph_error_body, http_status};
+pub use errors::{graph_error_body, http_status};
 
 /// Meta's limit of register (or deregister) calls per number in a moving window.
 pub const REGISTER_LIMIT: usize = 10;

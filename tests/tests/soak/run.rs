@@ -1,315 +1,54 @@
-//! Soak: many checks with random faults injected by the fakes, through one `keepalive serve`
-//! process. Every answer is compared with the outcome the contract gives for the fault that
-//! was injected, the resets Compute Engine saw are counted, the process's memory (VmRSS) is
-//! sampled, and at the end it must stop cleanly on SIGTERM with no panic in its logs.
-//!
-//! ```sh
-//! cargo test -p keepalive-tests --test soak                 # CI: 500 checks (debug build)
-//! # the full run (docs/benchmarks.md): 20,000 checks on a release build
-//! cargo build --release -p keepalive
-//! KEEPALIVE_BIN=target/release/keepalive cargo test --release -p keepalive-tests \
-//!     --test soak soak_full -- --ignored --nocapture
-//! ```
-//!
-//! Settings: `SOAK_CHECKS` (500 for `soak_short`, 20,000 for `soak_full`), `SOAK_WORKERS`
-//! (16), `SOAK_SEED` (random; printed, and a failure replays with it). `MALLOC_ARENA_MAX`,
-//! `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are passed on to keepalive when set.
-//!
-//! Timings (what keepalive is given): 200 ms per WhatsApp request, 2 attempts, 10 ms apart,
-//! boot grace 0. Grace 0 makes the expected outcome exact: a client down on both attempts is
-//! always reset (or skipped when the VM is not RUNNING), so every down check goes the whole
-//! way (read the VM, read its reset operations, reset, wait), the path that does the most.
-//! The grace window has its own scenario tests.
-//!
-//! Each worker owns one WhatsApp fake and one VM and runs its checks one after another, so the
-//! faults it scripts reach only its own check; the expected outcome is worked out by playing
-//! the contract's check (login, then the seven probes at once, `KEEPALIVE_ATTEMPTS` times)
-//! against the scripted answers. Faults of the shared Google fakes (one 503 on a Compute or
-//! Secret Manager call, retried by keepalive) may be taken by any worker's check; they change
-//! no outcome.
+//! The soak run: workers with a WhatsApp fake and a VM each, one `keepalive serve`, every
+//! answer compared with the expected verdict, resets counted, VmRSS sampled, a clean SIGTERM.
 
+use crate::scenario::*;
+use crate::{env_usize, ATTEMPTS, PASSWORD, TIMEOUT_MS, USER};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keepalive_tests::binaries::Served;
 use keepalive_tests::measure::status_kb;
-use keepalive_tests::whatsapp::{HEALTH_PATH, LOGIN_PATH, PROBES};
-use keepalive_tests::{Behaviour, ComputeRoute, FakeWhatsApp, GoogleFakes, Health, FAKE_PROJECT};
+use keepalive_tests::{FakeWhatsApp, GoogleFakes, Health, FAKE_PROJECT};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-const USER: &str = "admin";
-const PASSWORD: &str = "Soak-Passw0rd!-never-logged";
-const TIMEOUT_MS: u64 = 200;
-const ATTEMPTS: usize = 2;
-
-/// The eight paths of one attempt: the login, then the probes.
-fn paths() -> Vec<&'static str> {
-    let mut v = vec![LOGIN_PATH];
-    v.extend(PROBES.iter().map(|(_, p)| *p));
-    v
-}
-
-/// What one check is up against.
-#[derive(Debug, Clone)]
-struct Scenario {
-    /// A name for the report.
-    kind: &'static str,
-    /// Answers for the next requests to a path (`fail_next`), in order.
-    queued: Vec<(&'static str, Behaviour)>,
-    /// How every request to a path is answered for the whole check (`set_behaviour`).
-    persistent: Option<(&'static str, Behaviour)>,
-    health: Health,
-    /// The fake is stopped: connections are refused.
-    refused: bool,
-    vm_status: &'static str,
-    /// One 503 from a Compute Engine route (retried by keepalive).
-    compute_blip: Option<ComputeRoute>,
-    /// One 503 from Secret Manager (retried by keepalive).
-    secret_blip: bool,
-}
-
-fn failure(rng: &mut StdRng) -> Behaviour {
-    match rng.random_range(0..8) {
-        0 => Behaviour::Hang,
-        1 => Behaviour::BadJson,
-        2 => Behaviour::Close,
-        3 => Behaviour::Status(500),
-        4 => Behaviour::Status(502),
-        5 => Behaviour::Status(503),
-        6 => Behaviour::Status(429),
-        _ => Behaviour::Status([401, 403, 404][rng.random_range(0..3)]),
-    }
-}
-
-fn scenario(rng: &mut StdRng) -> Scenario {
-    let paths = paths();
-    let mut s = Scenario {
-        kind: "clean",
-        queued: Vec::new(),
-        persistent: None,
-        health: Health::Single("connected"),
-        refused: false,
-        vm_status: "RUNNING",
-        compute_blip: None,
-        secret_blip: false,
-    };
-    let pick = |rng: &mut StdRng| paths[rng.random_range(0..paths.len())];
-    match rng.random_range(0..100) {
-        0..25 => {}
-        25..40 => {
-            s.kind = "blip";
-            let p = pick(rng);
-            s.queued.push((p, failure(rng)));
-        }
-        40..50 => {
-            // Two one-off failures: down when the second lands on the second attempt.
-            s.kind = "two blips";
-            for _ in 0..2 {
-                let p = pick(rng);
-                s.queued.push((p, failure(rng)));
-            }
-        }
-        50..65 => {
-            s.kind = "down";
-            let p = pick(rng);
-            s.persistent = Some((p, failure(rng)));
-        }
-        65..70 => {
-            s.kind = "slow";
-            let p = pick(rng);
-            let ms = rng.random_range(1..=TIMEOUT_MS / 2);
-            s.persistent = Some((p, Behaviour::Delay(Duration::from_millis(ms))));
-        }
-        70..85 => {
-            s.kind = "health";
-            s.health = match rng.random_range(0..7) {
-                0 => Health::Single("disconnected"),
-                1 => Health::Single("uninitialized"),
-                2 => Health::Single("unregistered"),
-                3 => Health::Single("connecting"),
-                4 => Health::Nodes(vec![
-                    ("master1:web", "disconnected", "primary_master"),
-                    ("coreapp1:core", "connected", "coreapp"),
-                ]),
-                5 => Health::Nodes(vec![
-                    ("master1:web", "disconnected", "primary_master"),
-                    ("coreapp1:core", "disconnected", "coreapp"),
-                ]),
-                _ => Health::Nodes(vec![
-                    ("master1:web", "connected", "primary_master"),
-                    ("coreapp1:core", "unregistered", "coreapp"),
-                ]),
-            };
-        }
-        85..92 => {
-            s.kind = "refused";
-            s.refused = true;
-        }
-        _ => {
-            s.kind = "not running";
-            s.vm_status = ["TERMINATED", "STOPPING", "SUSPENDED"][rng.random_range(0..3)];
-            if rng.random_bool(0.5) {
-                s.refused = true;
-            } else {
-                let p = pick(rng);
-                s.persistent = Some((p, failure(rng)));
-            }
-        }
-    }
-    if rng.random_range(0..100) < 2 {
-        s.compute_blip = Some(
-            [
-                ComputeRoute::GetInstance,
-                ComputeRoute::ListOperations,
-                ComputeRoute::Reset,
-                ComputeRoute::WaitOperation,
-            ][rng.random_range(0..4)],
-        );
-    }
-    s.secret_blip = rng.random_range(0..100) < 2;
-    s
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ClientHealth {
-    Up,
-    Down,
-    Unregistered,
-}
-
-fn client_health(h: &Health) -> ClientHealth {
-    let good = |s: &str| matches!(s, "connected" | "connecting");
-    match h {
-        Health::Single("unregistered") => ClientHealth::Unregistered,
-        Health::Single(s) if good(s) => ClientHealth::Up,
-        Health::Single(_) => ClientHealth::Down,
-        Health::Nodes(nodes) => {
-            if nodes.iter().any(|(_, s, _)| *s == "unregistered") {
-                ClientHealth::Unregistered
-            } else if nodes.iter().any(|(_, s, r)| *r == "coreapp" && good(s)) {
-                ClientHealth::Up
-            } else {
-                ClientHealth::Down
-            }
-        }
-        Health::Raw(_) => ClientHealth::Down,
-    }
-}
-
-fn fails(b: &Behaviour) -> bool {
-    match b {
-        Behaviour::Normal => false,
-        Behaviour::Delay(d) => *d >= Duration::from_millis(TIMEOUT_MS),
-        Behaviour::Status(s) | Behaviour::Json(s, _) => !(200..300).contains(s),
-        Behaviour::Hang
-        | Behaviour::BadJson
-        | Behaviour::Close
-        | Behaviour::Redirect(_)
-        | Behaviour::Huge(_) => true,
-    }
-}
-
-/// The verdict the contract gives: the check played against the scripted answers.
-fn expected(s: &Scenario) -> &'static str {
-    let mut client = ClientHealth::Down;
-    if !s.refused {
-        let mut queues: BTreeMap<&str, VecDeque<Behaviour>> = BTreeMap::new();
-        for (p, b) in &s.queued {
-            queues.entry(p).or_default().push_back(b.clone());
-        }
-        let mut answer = |path: &str| -> Behaviour {
-            if let Some(b) = queues.get_mut(path).and_then(VecDeque::pop_front) {
-                return b;
-            }
-            match &s.persistent {
-                Some((p, b)) if *p == path => b.clone(),
-                _ => Behaviour::Normal,
-            }
-        };
-        let health = client_health(&s.health);
-        for _ in 0..ATTEMPTS {
-            let login = answer(LOGIN_PATH);
-            // Refused credentials end the check at once: a person must fix them.
-            if matches!(login, Behaviour::Status(401 | 403) | Behaviour::Redirect(_)) {
-                return "alert";
-            }
-            if fails(&login) {
-                continue;
-            }
-            // All seven probes are sent; each takes its own scripted answer.
-            let mut any_failed = false;
-            let mut health_answered = false;
-            for (_, p) in PROBES {
-                let failed = fails(&answer(p));
-                any_failed |= failed;
-                if p == HEALTH_PATH && !failed {
-                    health_answered = true;
-                }
-            }
-            if health_answered && health == ClientHealth::Unregistered {
-                // A person must act, whatever else failed.
-                client = ClientHealth::Unregistered;
-                break;
-            }
-            if !any_failed && health == ClientHealth::Up {
-                client = ClientHealth::Up;
-                break;
-            }
-        }
-    }
-    match client {
-        ClientHealth::Up => "healthy",
-        ClientHealth::Unregistered => "alert",
-        ClientHealth::Down if s.vm_status != "RUNNING" => "skipped",
-        ClientHealth::Down => "reset",
-    }
-}
-
-struct Worker {
-    wa: FakeWhatsApp,
-    vm: String,
-    zone: String,
-    payload: Value,
+pub struct Worker {
+    pub wa: FakeWhatsApp,
+    pub vm: String,
+    pub zone: String,
+    pub payload: Value,
 }
 
 #[derive(Default)]
-struct Tally {
+pub struct Tally {
     /// (scenario kind, verdict) -> count
-    outcomes: BTreeMap<(&'static str, String), usize>,
-    resets: usize,
-    mismatches: Vec<String>,
+    pub outcomes: BTreeMap<(&'static str, String), usize>,
+    pub resets: usize,
+    pub mismatches: Vec<String>,
     /// Milliseconds per check.
-    durations: Vec<f64>,
+    pub durations: Vec<f64>,
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
-fn vm_rss(pid: u32) -> u64 {
+pub fn vm_rss(pid: u32) -> u64 {
     status_kb(pid, "VmRSS")
 }
 
-fn vm_hwm(pid: u32) -> u64 {
+pub fn vm_hwm(pid: u32) -> u64 {
     status_kb(pid, "VmHWM")
 }
 
-fn mb(b: u64) -> f64 {
+pub fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
 /// Runs `checks` checks and asserts. `max_growth`: how much RSS may grow from the end of the
 /// warm-up (the first tenth) to the end, in bytes; `None` only reports.
-async fn soak(checks: usize, max_growth: Option<u64>) {
+pub async fn soak(checks: usize, max_growth: Option<u64>) {
     let workers_n = env_usize("SOAK_WORKERS", 16).max(1);
     let seed: u64 = std::env::var("SOAK_SEED")
         .ok()
@@ -621,17 +360,4 @@ async fn soak(checks: usize, max_growth: Option<u64>) {
             mb(end_rss)
         );
     }
-}
-
-/// The CI version: a few hundred checks, every fault kind several times.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_short() {
-    soak(env_usize("SOAK_CHECKS", 500), None).await;
-}
-
-/// The full run (about a minute on a release build): 20,000 checks, RSS flat after warm-up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: run with --ignored (docs/benchmarks.md)"]
-async fn soak_full() {
-    soak(env_usize("SOAK_CHECKS", 20_000), Some(8_000_000)).await;
 }
