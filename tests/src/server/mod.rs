@@ -14,7 +14,6 @@ use std::{
     convert::Infallible,
     fmt, io,
     net::{Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant},
 };
@@ -24,14 +23,11 @@ use axum::{
     response::{IntoResponse, Response},
     Router,
 };
-use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, StatusCode};
+use http::{header, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rand::distr::{Alphanumeric, SampleString};
 use serde_json::Value;
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpSocket, TcpStream},
@@ -39,6 +35,12 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 use tower::ServiceExt as _;
+
+mod faults;
+mod helpers;
+
+pub use faults::{Fault, Faults};
+pub use helpers::*;
 
 /// Largest request body the fakes read (anything bigger closes the connection).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -513,316 +515,6 @@ pub fn raw_response(status: u16, content_type: &str, body: impl Into<String>) ->
     resp
 }
 
-fn strip_bearer(value: &str) -> Option<&str> {
-    let (scheme, rest) = value.trim().split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let token = rest.trim();
-        (!token.is_empty()).then_some(token)
-    } else {
-        None
-    }
-}
-
-/// What every request handler of a Google fake is given: the fake's state and the tokens it
-/// accepts.
-pub(crate) struct FakeState<S> {
-    pub state: Arc<Mutex<S>>,
-    pub tokens: Arc<crate::token::TokenRegistry>,
-}
-
-impl<S> Clone for FakeState<S> {
-    fn clone(&self) -> Self {
-        FakeState {
-            state: self.state.clone(),
-            tokens: self.tokens.clone(),
-        }
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()
-        .and_then(strip_bearer)
-}
-
-/// The `(user, password)` of an `Authorization: Basic ...` header.
-pub fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-/// All `(name, value)` pairs of a query string, percent-decoded.
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// First value of a query parameter.
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query_pairs(query)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-}
-
-/// A random alphanumeric string.
-pub fn random_string(len: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), len)
-}
-
-/// Now, in UTC.
-pub fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
-}
-
-/// RFC 3339 in UTC (`2026-11-24T18:00:00.123456789Z`), the newer Google APIs' form.
-pub fn rfc3339_utc(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Compute Engine's form: milliseconds and the Pacific offset,
-/// `2026-11-24T10:00:00.123-08:00`.
-pub fn compute_timestamp(t: OffsetDateTime) -> String {
-    let offset = time::UtcOffset::from_hms(-8, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    t.to_offset(offset)
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory]:[offset_minute]"
-        ))
-        .unwrap_or_default()
-}
-
-/// Parses RFC 3339 (any offset).
-pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-/// A uniquely named directory under the system temporary directory, removed on drop.
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// Creates `$TMPDIR/keepalive-tests-<prefix>-<pid>-<uuid>`.
-    pub fn new(prefix: &str) -> io::Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "keepalive-tests-{prefix}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir { path })
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::routing::get;
-
-    #[tokio::test]
-    async fn records_requests_and_stops_and_restarts() {
-        let server = HttpServer::start(Router::new().route("/hello", get(|| async { "hi" })))
-            .await
-            .unwrap();
-        let client = reqwest::Client::new();
-        let resp = client
-            .get(format!("{}/hello?x=1%202", server.url()))
-            .header("x-test", "yes")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["content-length"], "2");
-        assert_eq!(resp.text().await.unwrap(), "hi");
-        let reqs = server.requests();
-        assert_eq!(reqs.len(), 1);
-        assert_eq!(reqs[0].method, "GET");
-        assert_eq!(reqs[0].path, "/hello");
-        assert_eq!(reqs[0].path_and_query, "/hello?x=1%202");
-        assert_eq!(reqs[0].query_param("x").as_deref(), Some("1 2"));
-        assert_eq!(reqs[0].header("X-Test"), Some("yes"));
-
-        server.stop().await;
-        assert!(!server.is_running());
-        let err = TcpStream::connect(server.addr()).await;
-        assert!(err.is_err(), "connection should be refused after stop()");
-
-        server.restart().await.unwrap();
-        let resp = reqwest::Client::new()
-            .get(format!("{}/hello", server.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.text().await.unwrap(), "hi");
-    }
-
-    #[tokio::test]
-    async fn stop_drops_hanging_connections() {
-        let server = HttpServer::start(Router::new().route(
-            "/hang",
-            get(|| async {
-                hang().await;
-            }),
-        ))
-        .await
-        .unwrap();
-        let url = format!("{}/hang", server.url());
-        let pending = tokio::spawn(async move { reqwest::get(url).await });
-        // Bounded wait for the request to arrive.
-        for _ in 0..200 {
-            if !server.requests().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(server.requests().len(), 1);
-        server.stop().await;
-        let result = tokio::time::timeout(Duration::from_secs(5), pending)
-            .await
-            .expect("client must see the connection dropped")
-            .unwrap();
-        assert!(result.is_err());
-    }
-
-    /// The fakes answer while the thread that started them blocks and no runtime of the
-    /// test's is being polled.
-    #[test]
-    fn serves_while_the_test_thread_blocks() {
-        use std::io::{Read, Write};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt
-            .block_on(HttpServer::start(
-                Router::new().route("/hello", get(|| async { "hi" })),
-            ))
-            .unwrap();
-        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        stream
-            .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.to_ascii_lowercase().contains("content-length: 2"));
-        assert!(answer.ends_with("hi"));
-        // Dropping the server closes its port (the abort lands on the fakes' runtime
-        // shortly after).
-        let addr = server.addr();
-        drop(server);
-        let refused = (0..200).any(|_| {
-            std::thread::sleep(Duration::from_millis(5));
-            std::net::TcpStream::connect(addr).is_err()
-        });
-        assert!(refused, "port still open after drop");
-    }
-
-    #[test]
-    fn timestamps() {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_888_800_123_000_000).unwrap();
-        let s = compute_timestamp(t);
-        assert!(s.ends_with("-08:00"), "{s}");
-        assert_eq!(s.len(), "2026-11-24T10:00:00.123-08:00".len());
-        assert_eq!(parse_rfc3339(&s), Some(t));
-        assert_eq!(parse_rfc3339(&rfc3339_utc(t)), Some(t));
-    }
-
-    #[test]
-    fn auth_headers() {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
-        assert_eq!(bearer_token(&h), Some("abc"));
-        h.insert(
-            header::AUTHORIZATION,
-            "Basic dXNlcjpwYTpzcw==".parse().unwrap(),
-        );
-        assert_eq!(bearer_token(&h), None);
-        assert_eq!(basic_auth(&h), Some(("user".into(), "pa:ss".into())));
-    }
-}
-
-/// A scripted fault of a fake that can do more than fail: hang, or answer late.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Fault {
-    Status(u16),
-    Hang,
-    Delay(std::time::Duration),
-}
-
-/// Scripted faults (a status, or a [`Fault`]; one set per fake, or one per route): the next
-/// ones queued, then one for every request until cleared.
-#[derive(Debug)]
-pub struct Faults<F = u16> {
-    next: std::collections::VecDeque<F>,
-    always: Option<F>,
-}
-
-impl<F> Default for Faults<F> {
-    fn default() -> Self {
-        Faults {
-            next: Default::default(),
-            always: None,
-        }
-    }
-}
-
-impl<F: Clone> Faults<F> {
-    /// The next `n` requests get `fault`.
-    pub fn next(&mut self, n: usize, fault: F) {
-        self.next.extend(std::iter::repeat_n(fault, n));
-    }
-
-    /// Every request gets `fault` until cleared.
-    pub fn always(&mut self, fault: F) {
-        self.always = Some(fault);
-    }
-
-    pub fn clear(&mut self) {
-        self.next.clear();
-        self.always = None;
-    }
-
-    /// The fault this request gets, if one is scripted.
-    pub fn take(&mut self) -> Option<F> {
-        self.next.pop_front().or_else(|| self.always.clone())
-    }
-}
-
 /// `url`, `requests`, `clear_requests`, `stop` and `restart` of a fake that serves through a
 /// field `server: HttpServer` (invoked inside its `impl`).
 macro_rules! server_controls {
@@ -854,3 +546,6 @@ macro_rules! server_controls {
     };
 }
 pub(crate) use server_controls;
+
+#[cfg(test)]
+mod tests;
