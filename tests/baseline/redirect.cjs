@@ -1,5 +1,5 @@
 // Preloaded (`node --require`) into the Functions Framework process that runs the original
-// Node.js keepalive function for the side-by-side (tests/src/bin/compare.rs). It changes no
+// Node.js keepalive function for the side-by-side (tests/src/bin/compare/). It changes no
 // line of the function; it only points the function's network traffic at the fakes on
 // 127.0.0.1 that `keepalive` uses in the same run:
 //

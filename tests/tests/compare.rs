@@ -1,4 +1,4 @@
-//! The side-by-side harness (`src/bin/compare.rs`) end to end, with `tests/baseline/stand-in.js`
+//! The side-by-side harness (`src/bin/compare/`) end to end, with `tests/baseline/stand-in.js`
 //! in place of the original Node.js function (which is not in this repository): the Functions
 //! Framework really runs it, `redirect.cjs` really points its WhatsApp calls and its
 //! `@google-cloud/compute` reset (JWT grant included) at the fakes, and the tables come out.
