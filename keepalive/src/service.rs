@@ -28,6 +28,10 @@ pub struct Service {
     pub probing: tokio::sync::Semaphore,
     /// Checks of the same VM in this process take turns (see `onprem/act.rs`).
     pub vm_locks: KeyedLocks,
+    /// One turn per project at the fleet brake: from reading the project's recent resets to
+    /// Compute Engine accepting this one, so concurrent checks of one process cannot all pass
+    /// a brake that none of their resets has reached yet.
+    pub brake_locks: KeyedLocks,
     /// Mails and events, after the verdict.
     pub reporter: Reporter,
     /// Meta's Graph API (Cloud API numbers); TLS verified against the system's roots.
@@ -89,6 +93,7 @@ impl Service {
             secrets: SecretManager::new(google, &config.secretmanager_endpoint),
             probing: tokio::sync::Semaphore::new(config.max_concurrent_probes),
             vm_locks: KeyedLocks::default(),
+            brake_locks: KeyedLocks::default(),
             reporter: Reporter::new(&config),
             config,
         })
@@ -146,7 +151,8 @@ impl Service {
     }
 }
 
-/// One async lock per key (a VM), so that checks of the same key in this process take turns.
+/// One async lock per key (a VM, a project), so that checks of the same key in this process
+/// take turns.
 #[derive(Default)]
 pub struct KeyedLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,

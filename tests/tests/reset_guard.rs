@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{push_envelope, World, VM, ZONE};
+use common::{post_push, push_envelope, World, VM, ZONE};
 use keepalive_tests::binaries::Served;
 use keepalive_tests::smtp::{pki, Mode, SmtpServer};
 use keepalive_tests::{ComputeRoute, Health, PubSubEmulator, FAKE_PROJECT};
@@ -128,6 +128,55 @@ async fn five_resets_in_ten_minutes_elsewhere_stop_the_next() {
         aggregated,
         "not even read"
     );
+}
+
+/// Eight VMs down at once, one process: the brake (3) counts the resets its own concurrent
+/// checks issue. Compute answers each reset late, so without the project's turn every check
+/// would read an empty history before the first reset landed and reset its VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_down_vms_in_one_process_resets_no_more_than_the_brake_allows() {
+    let mut w = down_world("0").await;
+    w.set_env("KEEPALIVE_BRAKE_RESETS", "3");
+    w.g.compute
+        .delay_always(ComputeRoute::Reset, Duration::from_millis(300));
+    let vms: Vec<String> = (0..8)
+        .map(|i| format!("whatsapp-49151000000{i:02}"))
+        .collect();
+    for vm in &vms {
+        w.g.compute.add_instance(
+            FAKE_PROJECT,
+            ZONE,
+            vm,
+            "RUNNING",
+            OffsetDateTime::now_utc() - time::Duration::days(1),
+        );
+    }
+    let env = w.env.clone();
+    let s = tokio::task::spawn_blocking(move || Served::start(&env))
+        .await
+        .unwrap();
+    let url = s.url();
+    let posts = vms.iter().map(|vm| {
+        let mut p = w.payload();
+        p["vm"] = json!(vm);
+        let url = url.clone();
+        async move { post_push(&url, &p).await }
+    });
+    let answers = futures::future::join_all(posts).await;
+    let verdicts: Vec<String> = answers
+        .iter()
+        .map(|(_, o)| o["verdict"].as_str().unwrap_or("?").to_string())
+        .collect();
+    let reset: usize = vms.iter().map(|vm| w.g.compute.resets(vm)).sum();
+    assert_eq!(reset, 3, "{verdicts:?}");
+    assert_eq!(verdicts.iter().filter(|v| *v == "reset").count(), 3);
+    let braked: Vec<&Value> = answers
+        .iter()
+        .map(|(_, o)| o)
+        .filter(|o| reason(o).contains("fleet brake: 3 other VMs"))
+        .collect();
+    assert_eq!(braked.len(), 5, "{answers:?}");
+    drop(s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

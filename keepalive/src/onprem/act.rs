@@ -136,8 +136,12 @@ pub async fn reset_if_due(
     {
         return Reset::Settled(ResetResult::Withheld(withheld));
     }
-    // The brake comes after the grace rule: a VM in grace is not reset anyway.
+    // The brake comes after the grace rule: a VM in grace is not reset anyway. Its turn is
+    // held until Compute Engine has accepted the reset (lock order: the VM's, then the
+    // project's).
+    let mut brake_turn = None;
     if svc.config.brake_resets > 0 {
+        brake_turn = Some(svc.brake_locks.lock(&vm.project).await);
         let recent = match recent_resets(svc, vm, deadline).await {
             Ok(ops) => ops,
             Err(error) => return failed(error),
@@ -161,7 +165,10 @@ pub async fn reset_if_due(
     }
     tracing::warn!(vm = %vm.name, zone = %vm.zone, project = %vm.project, %request_id, reason = %why, "resetting VM");
     let sent = OffsetDateTime::now_utc();
-    let op = match svc.compute.reset(vm, request_id, Some(deadline)).await {
+    let answer = svc.compute.reset(vm, request_id, Some(deadline)).await;
+    // Accepted or not, the next check's read of the recent resets now shows what happened.
+    drop(brake_turn);
+    let op = match answer {
         Ok(op) => op,
         Err(error) if error.status() == Some(409) => {
             return Reset::Settled(ResetResult::Refused409 { request_id, error })

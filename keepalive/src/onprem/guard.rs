@@ -12,7 +12,11 @@
 //! burst of duplicates costs one Compute round trip each, not one reset each.
 //!
 //! Also here, the fleet brake ([`brake`]): when many other VMs of the project were reset
-//! just now, the cause is shared and one more reset will not fix it. (Whom a check trusts at
+//! just now, the cause is shared and one more reset will not fix it. Within one process,
+//! checks of the same project take turns from reading the recent resets to Compute Engine
+//! accepting theirs (`Service::brake_locks`): a burst of down VMs resets at most the brake's
+//! count, not every VM whose check read the list before the first reset landed. Instances do
+//! not share the turn: at worst, each resets up to the count. (Whom a check trusts at
 //! all, the labelled VM and its own addresses, is `trust.rs`.)
 
 use shared::google::compute::{Instance, InstanceRef, Operation};
