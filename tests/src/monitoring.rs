@@ -21,8 +21,7 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
-    rest::{camel_case, parse_object, set_path},
-    secretmanager::google_error,
+    rest::{camel_case, google_error, parse_object, set_path},
     server::{json_response, lock, now, rfc3339_utc, FakeState, HttpServer},
     token::TokenRegistry,
 };

@@ -1,0 +1,201 @@
+//! The flood phase (`BENCH_PHASES=flood`): the 256 KiB answer cap holding memory when every
+//! client answers far more than that. `BENCH_TENANTS` checks posted at once to a fresh
+//! `keepalive serve`, 0 ms per request, three ways, each on its own process:
+//!
+//! - normal answers (the burst, as the reference);
+//! - every probe answers a 10 MiB body (`FLOOD_MIB`), streamed without a `content-length`, so
+//!   keepalive finds out only by reading, up to the cap;
+//! - the login answers a 64 MiB body (`FLOOD_LOGIN_MIB`) the same way: as good as endless for a
+//!   reader, and bounded for the fake, which also stops when the reader hangs up.
+//!
+//! keepalive runs with its production settings (3 attempts, 5 s apart): an oversized answer
+//! fails the attempt, so the flooded checks end as a client that is down; each run's VMs are
+//! in a project of their own (the Compute fake), so every run meets the same reset history,
+//! and the fleet brake decides how many of them are reset (the Compute fake's resets are
+//! counted and printed) and which end in `alert`.
+//!
+//! For each: wall time until the last answer, the verdicts, resets issued, peak RSS
+//! (`VmHWM`) and CPU of the process.
+
+use keepalive_tests::measure::{median, range};
+use keepalive_tests::whatsapp::{Behaviour, LOGIN_PATH, PROBES};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::burst::{posted_at_once, BurstRun};
+use crate::world::World;
+
+const MIB: usize = 1024 * 1024;
+
+/// Peak RSS of a flood, MiB: the target.
+const TARGET_MIB: f64 = 48.0;
+
+/// How the fakes answer during one way of the flood phase.
+#[derive(Clone, Copy)]
+enum Flood {
+    Normal,
+    /// Every probe: a streamed body of this many bytes.
+    Probes(usize),
+    /// The login: a streamed body of this many bytes.
+    Login(usize),
+}
+
+/// One way, measured: the run, and the resets the Compute fake received during it.
+pub struct FloodRun {
+    burst: BurstRun,
+    resets: usize,
+}
+
+/// The three ways of one run, in the order of [`ways`].
+pub type FloodRuns = Vec<FloodRun>;
+
+fn ways() -> [Flood; 3] {
+    let probes = keepalive_tests::measure::env_or("FLOOD_MIB", 10usize).max(1);
+    let login = keepalive_tests::measure::env_or("FLOOD_LOGIN_MIB", 64usize).max(1);
+    [
+        Flood::Normal,
+        Flood::Probes(probes * MIB),
+        Flood::Login(login * MIB),
+    ]
+}
+
+fn title(way: Flood) -> String {
+    match way {
+        Flood::Normal => "normal answers".into(),
+        Flood::Probes(n) => format!("{} MiB on every probe", n / MIB),
+        Flood::Login(n) => format!("{} MiB on the login", n / MIB),
+    }
+}
+
+/// One run of every way; `run` names the runs' projects.
+pub async fn run(w: &World, tenants: usize, run: usize) -> FloodRuns {
+    let mut out = Vec::new();
+    for (k, way) in ways().into_iter().enumerate() {
+        // A project of its own: no earlier run's resets count for the grace window or brake.
+        let project = format!("bench-flood-{run}-{k}");
+        w.add_vms(&project, tenants);
+        let bodies = (0..tenants).map(|i| w.message_in(i, &project)).collect();
+        let resets0 = w.g.compute.total_resets();
+        let burst = posted_at_once(w, Duration::ZERO, bodies, || script(w, way)).await;
+        let resets = w.g.compute.total_resets() - resets0;
+        for f in &w.fakes {
+            f.clear_behaviours();
+        }
+        eprintln!(
+            "run {run}: flood, {}: {:.0} ms wall, peak RSS {:.1} MiB (before {:.1}, after \
+             {:.1}), CPU {:.0} ms, verdicts {:?}, resets {resets} (pid {})",
+            title(way),
+            burst.wall,
+            burst.hwm as f64 / MIB as f64,
+            burst.rss_before as f64 / MIB as f64,
+            burst.rss_after as f64 / MIB as f64,
+            burst.cpu,
+            burst.verdicts,
+            burst.pid
+        );
+        out.push(FloodRun { burst, resets });
+    }
+    out
+}
+
+/// Makes every fake answer the way `way` says.
+fn script(w: &World, way: Flood) {
+    for f in &w.fakes {
+        match way {
+            Flood::Normal => {}
+            Flood::Probes(n) => {
+                for (_, path) in PROBES {
+                    f.set_behaviour(path, Behaviour::Huge(n));
+                }
+            }
+            Flood::Login(n) => f.set_behaviour(LOGIN_PATH, Behaviour::Huge(n)),
+        }
+    }
+}
+
+/// The verdicts of the runs, e.g. `75 alert, 5 reset` (each count the median of the runs).
+fn verdicts(runs: &[&FloodRun]) -> String {
+    let mut all: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for v in r.burst.verdicts.keys() {
+            all.entry(v).or_default();
+        }
+    }
+    all.iter()
+        .map(|(v, _)| {
+            let counts: Vec<f64> = runs
+                .iter()
+                .map(|r| r.burst.verdicts.get(*v).copied().unwrap_or(0) as f64)
+                .collect();
+            format!("{} {v}", median(&counts))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The ways side by side, as a Markdown table.
+pub fn print_table(tenants: usize, runs: &[FloodRuns]) {
+    let ways = ways();
+    let col = |k: usize| -> Vec<&FloodRun> { runs.iter().map(|r| &r[k]).collect() };
+    let figure = |k: usize, f: fn(&FloodRun) -> f64| -> Vec<f64> { col(k).into_iter().map(f).collect() };
+    let hwm = |r: &FloodRun| r.burst.hwm as f64 / MIB as f64;
+    let normal_hwm = median(&figure(0, hwm));
+    println!();
+    println!(
+        "{tenants} checks at once, 0 ms per request, each way on a fresh process after one \
+         healthy warm-up check; keepalive reads an answer to at most 256 KiB ({} run(s), median \
+         [range]):",
+        runs.len()
+    );
+    println!();
+    let head: Vec<String> = ways.iter().map(|w| title(*w)).collect();
+    println!("| measure | {} | target (floods) | met |", head.join(" | "));
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, unit: &str, f: fn(&FloodRun) -> f64, target: &str, met: &str| {
+        let cells: Vec<String> = (0..ways.len())
+            .map(|k| {
+                let v = figure(k, f);
+                format!("{:.1} {unit} [{}]", median(&v), range(&v))
+            })
+            .collect();
+        println!("| {name} | {} | {target} | {met} |", cells.join(" | "));
+    };
+    row("wall", "ms", |r| r.burst.wall, "—", "—");
+    let cells: Vec<String> = (0..ways.len()).map(|k| verdicts(&col(k))).collect();
+    println!("| verdicts | {} | `alert`/`reset` (down), never `healthy` | {} |", cells.join(" | "), {
+        let ok = (1..ways.len()).all(|k| col(k).iter().all(|r| !r.burst.verdicts.contains_key("healthy")));
+        if ok { "yes" } else { "**no**" }
+    });
+    row("resets issued (Compute fake)", "", |r| r.resets as f64, "≤ the fleet brake", "—");
+    let flood_hwm: Vec<f64> = (1..ways.len()).map(|k| median(&figure(k, hwm))).collect();
+    let worst = flood_hwm.iter().copied().fold(0.0, f64::max);
+    row(
+        "peak RSS (VmHWM)",
+        "MiB",
+        hwm,
+        &format!("< {TARGET_MIB:.0} MiB"),
+        if worst < TARGET_MIB { "yes" } else { "**no**" },
+    );
+    let over: Vec<String> = std::iter::once("—".to_string())
+        .chain(flood_hwm.iter().map(|h| format!("{:+.1} MiB", h - normal_hwm)))
+        .collect();
+    println!("| peak RSS − normal answers | {} | — | — |", over.join(" | "));
+    row("CPU of keepalive", "ms", |r| r.burst.cpu, "—", "—");
+    println!();
+    println!(
+        "Unread, the floods' answers would be {} × 7 × {} MiB and {} × {} MiB; read to the cap, \
+         at most {} × 7 × 256 KiB = {:.0} MiB if every capped read were held at once.",
+        tenants,
+        match ways[1] {
+            Flood::Probes(n) => n / MIB,
+            _ => 0,
+        },
+        tenants,
+        match ways[2] {
+            Flood::Login(n) => n / MIB,
+            _ => 0,
+        },
+        tenants,
+        (tenants * 7 * 256) as f64 / MIB as f64
+    );
+}
