@@ -22,33 +22,37 @@ pub struct BurstRun {
     pub harness_cpu: f64,
     /// How many answers had each verdict (`HTTP <status>` for an answer other than 200).
     pub verdicts: BTreeMap<String, usize>,
+    /// One answer's body (cut to 500 characters) for each verdict.
+    pub examples: BTreeMap<String, String>,
 }
 
 /// `tenants` healthy checks posted at once to a fresh process. Panics unless all are healthy.
 pub async fn burst_run(w: &World, latency: Duration, tenants: usize) -> BurstRun {
     let bodies = (0..tenants).map(|i| w.message(i)).collect();
-    let run = posted_at_once(w, latency, bodies, || {}).await;
+    let run = posted_at_once(w, &w.env, latency, bodies, || {}).await;
     assert_eq!(
         run.verdicts.get("healthy").copied(),
         Some(tenants),
-        "burst verdicts: {:?}",
-        run.verdicts
+        "burst verdicts: {:?}; {:?}",
+        run.verdicts,
+        run.examples
     );
     run
 }
 
-/// Starts a fresh process, makes one healthy check (the process is up and has made its
+/// Starts a fresh process with `env`, makes one healthy check (the process is up and has made its
 /// one-off allocations: TLS roots, the first connections, as a Cloud Run instance has after
 /// its first request), calls `script` (which may change how the fakes answer), then posts
 /// every body at once.
 pub async fn posted_at_once(
     w: &World,
+    env: &BTreeMap<String, String>,
     latency: Duration,
     bodies: Vec<Vec<u8>>,
     script: impl FnOnce(),
 ) -> BurstRun {
     w.set_latency(latency);
-    let s = Served::start(&w.env);
+    let s = Served::start(env);
     let url = s.url();
     w.check(&url, w.message(0)).await;
     script();
@@ -64,8 +68,10 @@ pub async fn posted_at_once(
     let own = cpu_time(std::process::id()).saturating_sub(own0);
     let drops = listen_drops() - drops0;
     let mut verdicts = BTreeMap::new();
-    for a in &answers {
+    let mut examples = BTreeMap::new();
+    for a in answers {
         *verdicts.entry(a.verdict.clone()).or_default() += 1;
+        examples.entry(a.verdict).or_insert(a.text);
     }
     let run = BurstRun {
         wall: ms(wall),
@@ -77,6 +83,7 @@ pub async fn posted_at_once(
         pid,
         harness_cpu: ms(own),
         verdicts,
+        examples,
     };
     drop(s);
     w.clear();

@@ -10,8 +10,8 @@
 //!
 //! keepalive runs with its production settings (3 attempts, 5 s apart): an oversized answer
 //! fails the attempt, so the flooded checks end as a client that is down; each run's VMs are
-//! in a project of their own (the Compute fake), so every run meets the same reset history,
-//! and the fleet brake decides how many of them are reset (the Compute fake's resets are
+//! in a project of their own (the Compute fake; `KEEPALIVE_PROJECTS` allows it), so every run
+//! meets the same reset history, and the fleet brake decides how many of them are reset (the Compute fake's resets are
 //! counted and printed) and which end in `alert`.
 //!
 //! For each: wall time until the last answer, the verdicts, resets issued, peak RSS
@@ -19,6 +19,7 @@
 
 use keepalive_tests::measure::{median, range};
 use keepalive_tests::whatsapp::{Behaviour, LOGIN_PATH, PROBES};
+use keepalive_tests::FAKE_PROJECT;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -75,8 +76,13 @@ pub async fn run(w: &World, tenants: usize, run: usize) -> FloodRuns {
         let project = format!("bench-flood-{run}-{k}");
         w.add_vms(&project, tenants);
         let bodies = (0..tenants).map(|i| w.message_in(i, &project)).collect();
+        let mut env = w.env.clone();
+        env.insert(
+            "KEEPALIVE_PROJECTS".into(),
+            format!("{FAKE_PROJECT},{project}"),
+        );
         let resets0 = w.g.compute.total_resets();
-        let burst = posted_at_once(w, Duration::ZERO, bodies, || script(w, way)).await;
+        let burst = posted_at_once(w, &env, Duration::ZERO, bodies, || script(w, way)).await;
         let resets = w.g.compute.total_resets() - resets0;
         for f in &w.fakes {
             f.clear_behaviours();
@@ -93,6 +99,16 @@ pub async fn run(w: &World, tenants: usize, run: usize) -> FloodRuns {
             burst.verdicts,
             burst.pid
         );
+        for (verdict, text) in &burst.examples {
+            eprintln!("run {run}: flood, {}: one {verdict} answer: {text}", title(way));
+        }
+        if matches!(way, Flood::Normal) {
+            assert_eq!(
+                burst.verdicts.get("healthy").copied(),
+                Some(tenants),
+                "normal answers must be healthy"
+            );
+        }
         out.push(FloodRun { burst, resets });
     }
     out
@@ -127,7 +143,7 @@ fn verdicts(runs: &[&FloodRun]) -> String {
                 .iter()
                 .map(|r| r.burst.verdicts.get(*v).copied().unwrap_or(0) as f64)
                 .collect();
-            format!("{} {v}", median(&counts))
+            format!("{:.0} {v}", median(&counts))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -196,6 +212,6 @@ pub fn print_table(tenants: usize, runs: &[FloodRuns]) {
             _ => 0,
         },
         tenants,
-        (tenants * 7 * 256) as f64 / MIB as f64
+        (tenants * 7 * 256) as f64 / 1024.0
     );
 }
