@@ -120,7 +120,6 @@ pub struct FakeScheduler {
     server: HttpServer,
 }
 
-
 fn not_found() -> Response {
     google_error(404, "NOT_FOUND", "Job not found.")
 }
@@ -393,7 +392,6 @@ async fn handle(
     }
     answer
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -28,8 +28,10 @@ use crate::world::World;
 
 const MIB: usize = 1024 * 1024;
 
-/// Peak RSS of a flood, MiB: the target.
+/// Peak RSS of a flood, MiB: the target (the fleet message's; a Cloud Run instance has 128).
 const TARGET_MIB: f64 = 48.0;
+/// How far, MiB, a flood's peak RSS may be above the normal answers' one.
+const TARGET_OVER_MIB: f64 = 20.0;
 
 /// How the fakes answer during one way of the flood phase.
 #[derive(Clone, Copy)]
@@ -100,7 +102,10 @@ pub async fn run(w: &World, tenants: usize, run: usize) -> FloodRuns {
             burst.pid
         );
         for (verdict, text) in &burst.examples {
-            eprintln!("run {run}: flood, {}: one {verdict} answer: {text}", title(way));
+            eprintln!(
+                "run {run}: flood, {}: one {verdict} answer: {text}",
+                title(way)
+            );
         }
         if matches!(way, Flood::Normal) {
             assert_eq!(
@@ -153,65 +158,80 @@ fn verdicts(runs: &[&FloodRun]) -> String {
 pub fn print_table(tenants: usize, runs: &[FloodRuns]) {
     let ways = ways();
     let col = |k: usize| -> Vec<&FloodRun> { runs.iter().map(|r| &r[k]).collect() };
-    let figure = |k: usize, f: fn(&FloodRun) -> f64| -> Vec<f64> { col(k).into_iter().map(f).collect() };
+    let figure =
+        |k: usize, f: fn(&FloodRun) -> f64| -> Vec<f64> { col(k).into_iter().map(f).collect() };
+    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
+    // One cell per way: the median and the range of the runs.
+    let cells = |f: fn(&FloodRun) -> f64, unit: &str| -> String {
+        (0..ways.len())
+            .map(|k| {
+                let v = figure(k, f);
+                format!("{:.1}{unit} [{}]", median(&v), range(&v))
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     let hwm = |r: &FloodRun| r.burst.hwm as f64 / MIB as f64;
     let normal_hwm = median(&figure(0, hwm));
+    let flood_hwm: Vec<f64> = (1..ways.len()).map(|k| median(&figure(k, hwm))).collect();
+    let worst = flood_hwm.iter().copied().fold(0.0, f64::max);
+    let never_healthy = (1..ways.len()).all(|k| {
+        col(k)
+            .iter()
+            .all(|r| !r.burst.verdicts.contains_key("healthy"))
+    });
     println!();
     println!(
         "{tenants} checks at once, 0 ms per request, each way on a fresh process after one \
-         healthy warm-up check; keepalive reads an answer to at most 256 KiB ({} run(s), median \
-         [range]):",
+         healthy warm-up check; keepalive reads an answer to at most 256 KiB and makes 3 \
+         attempts 5 s apart, so a flooded check takes about 10 s ({} run(s), median [range]):",
         runs.len()
     );
     println!();
     let head: Vec<String> = ways.iter().map(|w| title(*w)).collect();
     println!("| measure | {} | target (floods) | met |", head.join(" | "));
     println!("|---|---|---|---|---|---|");
-    let row = |name: &str, unit: &str, f: fn(&FloodRun) -> f64, target: &str, met: &str| {
-        let cells: Vec<String> = (0..ways.len())
-            .map(|k| {
-                let v = figure(k, f);
-                format!("{:.1} {unit} [{}]", median(&v), range(&v))
-            })
-            .collect();
-        println!("| {name} | {} | {target} | {met} |", cells.join(" | "));
-    };
-    row("wall", "ms", |r| r.burst.wall, "—", "—");
-    let cells: Vec<String> = (0..ways.len()).map(|k| verdicts(&col(k))).collect();
-    println!("| verdicts | {} | `alert`/`reset` (down), never `healthy` | {} |", cells.join(" | "), {
-        let ok = (1..ways.len()).all(|k| col(k).iter().all(|r| !r.burst.verdicts.contains_key("healthy")));
-        if ok { "yes" } else { "**no**" }
-    });
-    row("resets issued (Compute fake)", "", |r| r.resets as f64, "≤ the fleet brake", "—");
-    let flood_hwm: Vec<f64> = (1..ways.len()).map(|k| median(&figure(k, hwm))).collect();
-    let worst = flood_hwm.iter().copied().fold(0.0, f64::max);
-    row(
-        "peak RSS (VmHWM)",
-        "MiB",
-        hwm,
-        &format!("< {TARGET_MIB:.0} MiB"),
-        if worst < TARGET_MIB { "yes" } else { "**no**" },
+    println!("| wall | {} | — | — |", cells(|r| r.burst.wall, " ms"));
+    let verdict_cells: Vec<String> = (0..ways.len()).map(|k| verdicts(&col(k))).collect();
+    println!(
+        "| verdicts | {} | down: `reset` or `alert` (brake), never `healthy` | {} |",
+        verdict_cells.join(" | "),
+        yes(never_healthy)
+    );
+    println!(
+        "| resets issued (Compute fake) | {} | — | — |",
+        cells(|r| r.resets as f64, "")
+    );
+    println!(
+        "| peak RSS (VmHWM) | {} | < {TARGET_MIB:.0} MiB | {} |",
+        cells(hwm, " MiB"),
+        yes(worst < TARGET_MIB)
     );
     let over: Vec<String> = std::iter::once("—".to_string())
-        .chain(flood_hwm.iter().map(|h| format!("{:+.1} MiB", h - normal_hwm)))
+        .chain(
+            flood_hwm
+                .iter()
+                .map(|h| format!("{:+.1} MiB", h - normal_hwm)),
+        )
         .collect();
-    println!("| peak RSS − normal answers | {} | — | — |", over.join(" | "));
-    row("CPU of keepalive", "ms", |r| r.burst.cpu, "—", "—");
-    println!();
     println!(
-        "Unread, the floods' answers would be {} × 7 × {} MiB and {} × {} MiB; read to the cap, \
-         at most {} × 7 × 256 KiB = {:.0} MiB if every capped read were held at once.",
-        tenants,
-        match ways[1] {
-            Flood::Probes(n) => n / MIB,
-            _ => 0,
-        },
-        tenants,
-        match ways[2] {
-            Flood::Login(n) => n / MIB,
-            _ => 0,
-        },
-        tenants,
+        "| peak RSS − normal answers | {} | within {TARGET_OVER_MIB:.0} MiB | {} |",
+        over.join(" | "),
+        yes(worst - normal_hwm < TARGET_OVER_MIB)
+    );
+    println!(
+        "| CPU of keepalive | {} | — | — |",
+        cells(|r| r.burst.cpu, " ms")
+    );
+    println!();
+    let (probe_mib, login_mib) = match (ways[1], ways[2]) {
+        (Flood::Probes(p), Flood::Login(l)) => (p / MIB, l / MIB),
+        _ => (0, 0),
+    };
+    println!(
+        "Read whole, one attempt's answers would be {tenants} × 7 × {probe_mib} MiB and \
+         {tenants} × {login_mib} MiB; read to the cap, at most {tenants} × 7 × 256 KiB = {:.0} \
+         MiB even if every capped read were held at once.",
         (tenants * 7 * 256) as f64 / 1024.0
     );
 }
