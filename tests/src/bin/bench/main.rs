@@ -12,7 +12,12 @@
 //!    provisioner's Cloud Run concurrency (80): wall time, peak RSS (`VmHWM`), CPU;
 //! 4. CPU time per check: `utime + stime` of the process over N sequential checks;
 //! 5. Cloud API numbers on the Graph fake (`fleet.rs`): 1,000 numbers in 50 WABAs as one fleet
-//!    message next to 1,000 single-number messages, 100 ms per Graph HTTP request.
+//!    message next to 1,000 single-number messages, 100 ms per Graph HTTP request;
+//! 6. the flood (`flood.rs`): the burst at 0 ms while every
+//!    probe answers 10 MiB, and while the login answers 64 MiB, next to normal answers: the
+//!    256 KiB answer cap holding memory; wall, verdicts, resets issued, peak RSS, CPU.
+//!
+//! The world (fakes, messages, the floor) is `world.rs`; the burst is `burst.rs`.
 //!
 //! Every figure is the median of `BENCH_RUNS` runs. Prints a Markdown table.
 //!
@@ -25,8 +30,9 @@
 //! `BENCH_RUNS` (5), `BENCH_SAMPLES` checks per latency run (40), `BENCH_TENANTS` (80),
 //! `BENCH_FAKES` WhatsApp fakes the tenants are spread over (1), `BENCH_CPU_CHECKS` (2000),
 //! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50).
-//! `BENCH_PHASES` (`latency,start,burst,fleet`: which to run), `FLEET_NUMBERS` (1000),
-//! `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
+//! `BENCH_PHASES` (`latency,start,burst,flood,fleet`: which to run),
+//! `FLEET_NUMBERS` (1000), `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100), `FLOOD_MIB`
+//! (10), `FLOOD_LOGIN_MIB` (64). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
 //! passed on to keepalive when set (for experiments); otherwise it runs with its defaults.
 
 mod burst;
@@ -175,7 +181,7 @@ async fn main() {
         starts: env_or("BENCH_STARTS", 10usize).max(1),
         latency: Duration::from_millis(env_or("BENCH_LATENCY_MS", 50u64)),
         phases: std::env::var("BENCH_PHASES")
-            .unwrap_or_else(|_| "latency,start,burst,fleet".into()),
+            .unwrap_or_else(|_| "latency,start,burst,flood,fleet".into()),
         fleet_numbers: env_or("FLEET_NUMBERS", 1000usize).max(1),
         fleet_wabas: env_or("FLEET_WABAS", 50usize).max(1),
         graph_latency: Duration::from_millis(env_or("BENCH_GRAPH_LATENCY_MS", 100u64)),
