@@ -227,15 +227,17 @@ fn policy_problem(p: &Value) -> Option<String> {
 }
 
 /// The fields of `mask` (comma-separated, either case), each one of `allowed` or under one.
-fn mask_paths(mask: Option<String>, allowed: &[&str]) -> Result<Vec<String>, Response> {
+fn mask_paths(mask: Option<String>, allowed: &[&str]) -> Result<Vec<String>, Box<Response>> {
     let Some(mask) = mask.filter(|m| !m.trim().is_empty()) else {
-        return Err(invalid("updateMask is required."));
+        return Err(Box::new(invalid("updateMask is required.")));
     };
     let mut out = Vec::new();
     for path in mask.split(',').map(|p| camel_case(p.trim())) {
         let top = path.split('.').next().unwrap_or_default();
         if !allowed.contains(&top) {
-            return Err(invalid(&format!("Invalid update mask path: \"{path}\".")));
+            return Err(Box::new(invalid(&format!(
+                "Invalid update mask path: \"{path}\"."
+            ))));
         }
         out.push(path);
     }
@@ -388,7 +390,7 @@ async fn handle(
             };
             let paths = match mask_paths(mask, allowed) {
                 Ok(p) => p,
-                Err(refused) => return refused,
+                Err(refused) => return *refused,
             };
             let Some(body) = parse_object(&body).map(Value::Object) else {
                 return invalid("Invalid JSON payload received.");

@@ -20,7 +20,7 @@
 use keepalive_tests::measure::{median, range};
 use keepalive_tests::whatsapp::{Behaviour, LOGIN_PATH, PROBES};
 use keepalive_tests::FAKE_PROJECT;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::burst::{posted_at_once, BurstRun};
@@ -136,17 +136,12 @@ fn script(w: &World, way: Flood) {
 
 /// The verdicts of the runs, e.g. `75 alert, 5 reset` (each count the median of the runs).
 fn verdicts(runs: &[&FloodRun]) -> String {
-    let mut all: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for r in runs {
-        for v in r.burst.verdicts.keys() {
-            all.entry(v).or_default();
-        }
-    }
-    all.iter()
-        .map(|(v, _)| {
+    let all: BTreeSet<&String> = runs.iter().flat_map(|r| r.burst.verdicts.keys()).collect();
+    all.into_iter()
+        .map(|v| {
             let counts: Vec<f64> = runs
                 .iter()
-                .map(|r| r.burst.verdicts.get(*v).copied().unwrap_or(0) as f64)
+                .map(|r| r.burst.verdicts.get(v).copied().unwrap_or(0) as f64)
                 .collect();
             format!("{:.0} {v}", median(&counts))
         })
