@@ -127,11 +127,7 @@ impl World {
 
     async fn fleet(&self, extra: &[&str]) -> ProvisionerRun {
         let env = self.env.clone();
-        let mut args = vec![
-            "fleet".to_string(),
-            "--dir".into(),
-            self.dir.display().to_string(),
-        ];
+        let mut args = vec!["fleet".to_string(), "--dir".into(), self.dir.display().to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         // `--config` names a file that does not exist: `fleet` does not read it.
         let config = self.g.dir().join("no-such-number.toml");
@@ -230,15 +226,8 @@ async fn one_fleet_job_per_token_replaces_the_numbers_own_jobs() {
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     let (a_name, a) = of_token(&jobs, "token-a");
     let (_, b) = of_token(&jobs, "token-b");
-    assert!(
-        a_name.contains("/jobs/keepalive-fleet-token-a-"),
-        "{a_name}"
-    );
-    assert_eq!(
-        ids(&a),
-        ["2002", "2001"],
-        "sorted by file: acme/at, acme/de"
-    );
+    assert!(a_name.contains("/jobs/keepalive-fleet-token-a-"), "{a_name}");
+    assert_eq!(ids(&a), ["2002", "2001"], "sorted by file: acme/at, acme/de");
     assert_eq!(ids(&b), ["2003"]);
     assert_eq!(
         a["numbers"][1],
@@ -252,19 +241,13 @@ async fn one_fleet_job_per_token_replaces_the_numbers_own_jobs() {
     );
     let job = w.g.scheduler.job(&a_name).unwrap();
     assert_eq!(job["schedule"], "*/5 * * * *");
-    assert_eq!(
-        job["pubsubTarget"]["topicName"],
-        p("topics/whatsapp-keepalive")
-    );
+    assert_eq!(job["pubsubTarget"]["topicName"], p("topics/whatsapp-keepalive"));
 
     // The numbers' own jobs are gone; the On-Premises one is as it was.
     for (_, digits, _, _) in CLOUD {
         assert!(w.g.scheduler.job(&own_job(digits)).is_none(), "{digits}");
     }
-    assert_eq!(
-        w.g.scheduler.job(&own_job(ONPREM_DIGITS)).unwrap(),
-        onprem_before
-    );
+    assert_eq!(w.g.scheduler.job(&own_job(ONPREM_DIGITS)).unwrap(), onprem_before);
     assert!(
         run.stdout.contains(&format!(
             "keeps its own job keepalive-whatsapp-49{ONPREM_DIGITS}; `provisioner keepalive --config"
@@ -277,9 +260,7 @@ async fn one_fleet_job_per_token_replaces_the_numbers_own_jobs() {
     assert!(w
         .g
         .run
-        .service(&p(&format!(
-            "locations/{REGION}/services/whatsapp-keepalive"
-        )))
+        .service(&p(&format!("locations/{REGION}/services/whatsapp-keepalive")))
         .is_some());
     assert!(w.g.pubsub.topic(&p("topics/whatsapp-keepalive")).is_some());
     for secret in ["token-a", "token-b"]
@@ -308,11 +289,7 @@ async fn a_dry_run_writes_nothing() {
     assert_eq!(w.mutations(), Vec::<String>::new());
     assert_eq!(w.g.scheduler.jobs(), jobs_before);
     assert!(w.g.pubsub.topics(FAKE_PROJECT).is_empty());
-    for words in [
-        "would be created",
-        "would be deleted",
-        "nothing was changed",
-    ] {
+    for words in ["would be created", "would be deleted", "nothing was changed"] {
         assert!(run.stdout.contains(words), "{words}: {}", run.stdout);
     }
 }
@@ -352,8 +329,7 @@ async fn jobs_under_a_numbers_name_that_are_not_its_cloud_api_job_are_left_alone
     assert!(w.g.scheduler.job(&own_job("1510000003")).is_none());
     assert!(run.stdout.contains("On-Premises payload"), "{}", run.stdout);
     assert!(
-        run.stdout
-            .contains("it checks Cloud API number 7777, not 2002"),
+        run.stdout.contains("it checks Cloud API number 7777, not 2002"),
         "{}",
         run.stdout
     );
@@ -374,18 +350,12 @@ async fn a_bad_number_toml_or_disagreeing_numbers_stop_before_any_change() {
     // Two numbers of one project that want different keepalive services.
     w.write(
         "acme/de",
-        &World::cloud_config("1510000001", "2001", "token-a").replace(
-            "[keepalive]\n",
-            "[keepalive]\nservice = \"other-keepalive\"\n",
-        ),
+        &World::cloud_config("1510000001", "2001", "token-a")
+            .replace("[keepalive]\n", "[keepalive]\nservice = \"other-keepalive\"\n"),
     );
     let run = w.fleet(&[]).await;
     assert_eq!(run.code, Some(2), "{}", run.output());
-    for named in [
-        "acme/de/number.toml",
-        "acme/at/number.toml",
-        "keepalive.service",
-    ] {
+    for named in ["acme/de/number.toml", "acme/at/number.toml", "keepalive.service"] {
         assert!(run.stderr.contains(named), "{named}: {}", run.stderr);
     }
 
@@ -420,12 +390,8 @@ async fn a_number_moving_to_another_token_is_never_in_no_fleet_job() {
     let w = World::new().await;
     ok(&w.fleet(&[]).await);
     // 2001 gets a token of its own; its new job cannot be created yet.
-    w.g.secrets
-        .put(&p("secrets/token-c"), "EAAGfleetTokenC-do-not-log");
-    w.write(
-        "acme/de",
-        &World::cloud_config("1510000001", "2001", "token-c"),
-    );
+    w.g.secrets.put(&p("secrets/token-c"), "EAAGfleetTokenC-do-not-log");
+    w.write("acme/de", &World::cloud_config("1510000001", "2001", "token-c"));
     w.g.scheduler.fail_creates(403);
     let run = w.fleet(&[]).await;
     assert_eq!(run.code, Some(1), "{}", run.output());

@@ -52,10 +52,7 @@ pub async fn run(dir: &Path, env: &Environment, dry_run: bool) -> Result<Outcome
         );
     }
     if fleet.projects.is_empty() {
-        println!(
-            "fleet: no Cloud API number under {}: no fleet job",
-            dir.display()
-        );
+        println!("fleet: no Cloud API number under {}: no fleet job", dir.display());
         return Ok(Outcome { differences: 0 });
     }
 

@@ -111,15 +111,9 @@ pub fn read(dir: &Path) -> Result<Fleet, StepError> {
 fn check_unique(numbers: &[Number]) -> Result<(), StepError> {
     let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
     for n in numbers {
-        let mut keys = vec![format!(
-            "the number +{}{}",
-            n.cfg.country_code, n.cfg.phone_number
-        )];
+        let mut keys = vec![format!("the number +{}{}", n.cfg.country_code, n.cfg.phone_number)];
         if n.cfg.platform == Platform::Cloud && !n.cfg.cloud.phone_number_id.is_empty() {
-            keys.push(format!(
-                "`cloud.phone_number_id` {}",
-                n.cfg.cloud.phone_number_id
-            ));
+            keys.push(format!("`cloud.phone_number_id` {}", n.cfg.cloud.phone_number_id));
         }
         for key in keys {
             if let Some(first) = seen.insert(key.clone(), &n.file) {
@@ -143,10 +137,7 @@ fn project_settings(k: &KeepaliveNames) -> [(&'static str, String); 6] {
         ("keepalive.topic", k.topic.clone()),
         ("keepalive.service", k.service.clone()),
         ("keepalive.service_account", k.service_account.clone()),
-        (
-            "keepalive.events_topic",
-            k.events_topic.clone().unwrap_or_default(),
-        ),
+        ("keepalive.events_topic", k.events_topic.clone().unwrap_or_default()),
     ]
 }
 
@@ -274,10 +265,7 @@ mod tests {
         };
         assert_eq!(ids(&groups[0]), ["2001", "2002"]);
         assert_eq!(ids(&groups[1]), ["2003"]);
-        assert_eq!(
-            groups[0].members[0].single_job,
-            "keepalive-whatsapp-491510000001"
-        );
+        assert_eq!(groups[0].members[0].single_job, "keepalive-whatsapp-491510000001");
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -285,23 +273,11 @@ mod tests {
     fn disagreeing_settings_and_duplicates_name_both_files() {
         let d = dir("disagree");
         number(&d, "a", "1510000001", "2001", "token-a", "");
-        number(
-            &d,
-            "b",
-            "1510000002",
-            "2002",
-            "token-a",
-            "[keepalive]\nservice = \"other\"\n",
-        );
+        number(&d, "b", "1510000002", "2002", "token-a", "[keepalive]\nservice = \"other\"\n");
         let Err(StepError::Config(e)) = read(&d) else {
             panic!("accepted")
         };
-        assert!(
-            e.contains("keepalive.service")
-                && e.contains("a/number.toml")
-                && e.contains("b/number.toml"),
-            "{e}"
-        );
+        assert!(e.contains("keepalive.service") && e.contains("a/number.toml") && e.contains("b/number.toml"), "{e}");
         let d = dir("dupe");
         number(&d, "a", "1510000001", "2001", "token-a", "");
         number(&d, "b", "1510000002", "2001", "token-a", "");
@@ -315,8 +291,7 @@ mod tests {
     #[test]
     fn a_group_too_large_for_one_job_is_refused() {
         let k = KeepaliveNames::example();
-        let member = |i: usize| {
-            Member {
+        let member = |i: usize| Member {
             file: PathBuf::from(format!("{i}/number.toml")),
             target: CloudApiTarget {
                 phone_number_id: format!("{}", 100_000_000_000_000u64 + i as u64),
@@ -330,7 +305,6 @@ mod tests {
                 name: format!("+49151{i:08}"),
             },
             single_job: format!("keepalive-whatsapp-49151{i:08}"),
-        }
         };
         let token = "projects/acme-prod/secrets/t/versions/latest".to_string();
         let fine = group(&k, token.clone(), (0..1_000).map(member).collect()).unwrap();

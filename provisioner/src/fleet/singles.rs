@@ -21,13 +21,7 @@ pub async fn remove(
     fleet_job: Option<&Value>,
 ) -> Result<(), StepError> {
     for m in &g.members {
-        remove_one(
-            prov,
-            k,
-            m,
-            covers(fleet_job, &m.target.phone_number_id, prov.dry_run),
-        )
-        .await?;
+        remove_one(prov, k, m, covers(fleet_job, &m.target.phone_number_id, prov.dry_run)).await?;
     }
     Ok(())
 }
@@ -73,12 +67,7 @@ async fn remove_one(
             (None, Some(other)) => format!("it checks Cloud API number {other}, not {id}"),
             (None, None) => "it does not publish a Cloud API payload".to_string(),
         };
-        prov.report.add(
-            KIND,
-            name,
-            Action::Kept(format!("{what}: left alone")),
-            None,
-        );
+        prov.report.add(KIND, name, Action::Kept(format!("{what}: left alone")), None);
         return Ok(());
     }
     if !covered {
@@ -91,12 +80,7 @@ async fn remove_one(
         return Ok(());
     }
     if prov.dry_run {
-        prov.report.add(
-            KIND,
-            name,
-            Action::WouldDelete,
-            Some(format!("fleet job checks {id}")),
-        );
+        prov.report.add(KIND, name, Action::WouldDelete, Some(format!("fleet job checks {id}")));
         return Ok(());
     }
     match scheduler
@@ -107,11 +91,6 @@ async fn remove_one(
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(prov.google_failed(&resource)(e)),
     }
-    prov.report.add(
-        KIND,
-        name,
-        Action::Deleted,
-        Some(format!("the fleet job checks {id}")),
-    );
+    prov.report.add(KIND, name, Action::Deleted, Some(format!("the fleet job checks {id}")));
     Ok(())
 }

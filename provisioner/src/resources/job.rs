@@ -61,9 +61,8 @@ impl SchedulerJob {
             topic_id: k.topic_id.clone(),
             time_zone: "Etc/UTC".into(),
         };
-        let want = render_job(&fields, &payload).map_err(|e| {
-            StepError::failed(format!("Cloud Scheduler job {}", k.job_name_of(job)), e)
-        })?;
+        let want = render_job(&fields, &payload)
+            .map_err(|e| StepError::failed(format!("Cloud Scheduler job {}", k.job_name_of(job)), e))?;
         Ok(SchedulerJob {
             project: k.project.clone(),
             region: k.region.clone(),

@@ -167,9 +167,7 @@ impl JobPayload {
                 ),
                 ("${NAME}", &t.name),
             ],
-            JobPayload::Fleet(t) => {
-                vec![("${ACCESS_TOKEN_SECRET}", t.access_token_secret.as_str())]
-            }
+            JobPayload::Fleet(t) => vec![("${ACCESS_TOKEN_SECRET}", t.access_token_secret.as_str())],
         }
     }
 

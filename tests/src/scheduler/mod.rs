@@ -120,6 +120,7 @@ pub struct FakeScheduler {
     server: HttpServer,
 }
 
+
 fn not_found() -> Response {
     google_error(404, "NOT_FOUND", "Job not found.")
 }
@@ -392,6 +393,7 @@ async fn handle(
     }
     answer
 }
+
 
 #[cfg(test)]
 mod tests;

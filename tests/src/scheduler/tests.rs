@@ -80,8 +80,9 @@ fn cron_expressions() {
     ] {
         assert!(parse_cron(bad).is_none(), "{bad}");
     }
-    let t =
-        |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    let t = |s: &str| {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    };
     let every5 = parse_cron("*/5 * * * *").unwrap();
     assert_eq!(
         every5.next_after(t("2026-03-01T10:02:30Z")),

@@ -55,11 +55,7 @@ async fn zone_lists_take_only_the_keepalives_filters() {
     assert_eq!(body["items"].as_array().unwrap().len(), 2);
     assert_eq!(body["nextPageToken"], "2");
     let (_, body) = f.get("operations?maxResults=2&pageToken=4").await;
-    assert_eq!(
-        body["items"].as_array().unwrap().len(),
-        1,
-        "five in the zone"
-    );
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "five in the zone");
     assert!(body.get("nextPageToken").is_none());
 
     // Any other filter, even one the real API would take: 400 as for one it cannot parse.
