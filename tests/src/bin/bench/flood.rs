@@ -9,10 +9,12 @@
 //!   reader, and bounded for the fake, which also stops when the reader hangs up.
 //!
 //! keepalive runs with its production settings (3 attempts, 5 s apart): an oversized answer
-//! fails the attempt, so the flooded checks end as a client that is down; each run's VMs are
-//! in a project of their own (the Compute fake; `KEEPALIVE_PROJECTS` allows it), so every run
-//! meets the same reset history, and the fleet brake decides how many of them are reset (the Compute fake's resets are
-//! counted and printed) and which end in `alert`.
+//! fails the attempt, so the flooded checks end as a client that is down; each way's VMs are
+//! in a project of their own (the Compute fake; `KEEPALIVE_PROJECTS` allows it), so every way
+//! meets an empty reset history, and the fleet brake decides how many of them are reset and
+//! which end in `alert`. The resets reach only the Compute fake, which counts them: with the
+//! checks at once, more than the brake's 5 may get through (each reads the operation record
+//! before the others' resets are on it).
 //!
 //! For each: wall time until the last answer, the verdicts, resets issued, peak RSS
 //! (`VmHWM`) and CPU of the process.
