@@ -12,7 +12,12 @@
 //!    provisioner's Cloud Run concurrency (80): wall time, peak RSS (`VmHWM`), CPU;
 //! 4. CPU time per check: `utime + stime` of the process over N sequential checks;
 //! 5. Cloud API numbers on the Graph fake (`fleet.rs`): 1,000 numbers in 50 WABAs as one fleet
-//!    message next to 1,000 single-number messages, 100 ms per Graph HTTP request.
+//!    message next to 1,000 single-number messages, 100 ms per Graph HTTP request;
+//! 6. the flood (`flood.rs`): the burst at 0 ms while every
+//!    probe answers 10 MiB, and while the login answers 64 MiB, next to normal answers: the
+//!    256 KiB answer cap holding memory; wall, verdicts, resets issued, peak RSS, CPU.
+//!
+//! The world (fakes, messages, the floor) is `world.rs`; the burst is `burst.rs`.
 //!
 //! Every figure is the median of `BENCH_RUNS` runs. Prints a Markdown table.
 //!
@@ -25,30 +30,28 @@
 //! `BENCH_RUNS` (5), `BENCH_SAMPLES` checks per latency run (40), `BENCH_TENANTS` (80),
 //! `BENCH_FAKES` WhatsApp fakes the tenants are spread over (1), `BENCH_CPU_CHECKS` (2000),
 //! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50).
-//! `BENCH_PHASES` (`latency,start,burst,fleet`: which to run), `FLEET_NUMBERS` (1000),
-//! `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
+//! `BENCH_PHASES` (`latency,start,burst,flood,fleet`: which to run),
+//! `FLEET_NUMBERS` (1000), `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100), `FLOOD_MIB`
+//! (10), `FLOOD_LOGIN_MIB` (64). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
 //! passed on to keepalive when set (for experiments); otherwise it runs with its defaults.
 
+mod burst;
 mod fleet;
+mod flood;
+mod world;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use futures::future::join_all;
+use burst::{burst_run, BurstRun};
 use keepalive_tests::binaries::{free_port, keepalive_bin, Served};
 use keepalive_tests::measure::{
-    cpu_model, cpu_time, env_or, listen_drops, loadavg, median, ms, nofile_limit, percentile,
-    post_once, range, status_kb,
+    cpu_model, cpu_time, env_or, loadavg, median, ms, nofile_limit, percentile, post_once, range,
+    status_kb,
 };
-use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
-use serde_json::{json, Value};
+use keepalive_tests::FAKE_PROJECT;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const USER: &str = "admin";
-const PASSWORD: &str = "Bench-Passw0rd!";
-const ZONE: &str = "europe-west3-c";
+use world::{floor_once, World};
 
 struct Opts {
     runs: usize,
@@ -65,153 +68,6 @@ struct Opts {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-// ---------------------------------------------------------------------------------------------
-// The world: one or more WhatsApp fakes, the Google fakes, and keepalive's environment.
-
-struct World {
-    fakes: Vec<FakeWhatsApp>,
-    g: GoogleFakes,
-    env: BTreeMap<String, String>,
-    client: reqwest::Client,
-}
-
-impl World {
-    async fn new(fakes: usize) -> World {
-        let mut v = Vec::new();
-        for _ in 0..fakes.max(1) {
-            v.push(FakeWhatsApp::start(USER, PASSWORD).await);
-        }
-        let g = GoogleFakes::start().await;
-        // Production settings, but for the endpoints: a healthy check never reaches Google.
-        let mut env: BTreeMap<String, String> = g.env().into_iter().collect();
-        env.insert("HOME".into(), g.dir().display().to_string());
-        env.insert("KEEPALIVE_LOG_FORMAT".into(), "json".into());
-        // For experiments: the log level, glibc malloc, tokio and probe-concurrency tunables reach
-        // the process.
-        for k in [
-            "RUST_LOG",
-            "MALLOC_ARENA_MAX",
-            "MALLOC_TRIM_THRESHOLD_",
-            "TOKIO_WORKER_THREADS",
-            "KEEPALIVE_MAX_CONCURRENT_PROBES",
-        ] {
-            if let Ok(v) = std::env::var(k) {
-                env.insert(k.into(), v);
-            }
-        }
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(2048)
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("http client");
-        World {
-            fakes: v,
-            g,
-            env,
-            client,
-        }
-    }
-
-    fn set_latency(&self, latency: Duration) {
-        for f in &self.fakes {
-            f.set_latency(latency);
-        }
-    }
-
-    fn clear(&self) {
-        for f in &self.fakes {
-            f.clear_requests();
-        }
-        self.g.compute.clear_requests();
-    }
-
-    /// The push envelope of tenant `i` (on fake `i % fakes`).
-    fn message(&self, i: usize) -> Vec<u8> {
-        let wa = &self.fakes[i % self.fakes.len()];
-        let payload = json!({
-            "whatsAppHostname": wa.host_port(),
-            "whatsAppUsername": USER,
-            "whatsAppPassword": PASSWORD,
-            "vm": format!("whatsapp-bench-{i:05}"),
-            "zone": ZONE,
-            "project": FAKE_PROJECT,
-        });
-        json!({
-            "message": {
-                "data": STANDARD.encode(payload.to_string()),
-                "messageId": format!("{}", 1_000_000 + i),
-                "publishTime": "2026-11-24T10:00:00.000Z",
-            },
-            "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive"
-        })
-        .to_string()
-        .into_bytes()
-    }
-
-    /// Posts one message; answers how long the answer took. Panics unless 200 healthy.
-    async fn check(&self, url: &str, body: Vec<u8>) -> Duration {
-        let started = Instant::now();
-        let resp = self
-            .client
-            .post(format!("{url}/"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("keepalive did not answer");
-        let status = resp.status();
-        let bytes = resp.bytes().await.expect("answer body");
-        let took = started.elapsed();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        assert!(
-            status == 200 && v["verdict"] == "healthy",
-            "check answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        took
-    }
-}
-
-/// The protocol floor: login, then the seven probes at once, from a bare client (pooled,
-/// TCP_NODELAY, like keepalive's) against the same fake.
-async fn floor_once(client: &reqwest::Client, base: &str) -> Duration {
-    const PROBES: [(&str, &str); 7] = [
-        ("GET", "/v1/stats/app"),
-        ("GET", "/v1/stats/db"),
-        ("GET", "/v1/settings/application"),
-        ("GET", "/v1/settings/profile/about"),
-        ("GET", "/v1/settings/business/profile"),
-        ("PUT", "/v1/services/message/gc"),
-        ("GET", "/v1/health"),
-    ];
-    let started = Instant::now();
-    let login: Value = client
-        .post(format!("{base}/v1/users/login"))
-        .basic_auth(USER, Some(PASSWORD))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login body");
-    let token = login["users"][0]["token"].as_str().expect("token");
-    let answers = join_all(PROBES.iter().map(|(m, p)| {
-        client
-            .request(m.parse().unwrap(), format!("{base}{p}"))
-            .bearer_auth(token)
-            .send()
-    }))
-    .await;
-    for a in answers {
-        let a = a.expect("probe");
-        assert!(a.status().is_success());
-        let _: Value = a.json().await.expect("probe body");
-    }
-    started.elapsed()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The measurements.
@@ -290,54 +146,6 @@ fn start_once(env: &BTreeMap<String, String>, message: &[u8]) -> (Duration, Dura
     (ready, first)
 }
 
-struct BurstRun {
-    wall: f64,
-    hwm: u64,
-    rss_before: u64,
-    rss_after: u64,
-    cpu: f64,
-    drops: u64,
-    pid: u32,
-    /// CPU of this process (the fakes and the client) during the burst.
-    harness_cpu: f64,
-}
-
-/// `tenants` checks posted at once to a fresh process.
-async fn burst_run(w: &World, latency: Duration, tenants: usize) -> BurstRun {
-    w.set_latency(latency);
-    let s = Served::start(&w.env);
-    let url = s.url();
-    // One check first: the process is up and has made its one-off allocations (TLS roots,
-    // the first connections), as a Cloud Run instance has after its first request.
-    w.check(&url, w.message(0)).await;
-    let pid = s.pid();
-    let rss_before = status_kb(pid, "VmRSS");
-    let bodies: Vec<Vec<u8>> = (0..tenants).map(|i| w.message(i)).collect();
-    let drops0 = listen_drops();
-    let cpu0 = cpu_time(pid);
-    let own0 = cpu_time(std::process::id());
-    let started = Instant::now();
-    let answers = join_all(bodies.into_iter().map(|b| w.check(&url, b))).await;
-    let wall = started.elapsed();
-    let cpu = cpu_time(pid).saturating_sub(cpu0);
-    let own = cpu_time(std::process::id()).saturating_sub(own0);
-    let drops = listen_drops() - drops0;
-    assert_eq!(answers.len(), tenants);
-    let run = BurstRun {
-        wall: ms(wall),
-        hwm: status_kb(pid, "VmHWM"),
-        rss_before,
-        rss_after: status_kb(pid, "VmRSS"),
-        cpu: ms(cpu),
-        drops,
-        pid,
-        harness_cpu: ms(own),
-    };
-    drop(s);
-    w.clear();
-    run
-}
-
 /// CPU time (`utime + stime`) of the process over `n` sequential checks at 0 ms latency.
 async fn cpu_run(w: &World, s: &Served, n: usize) -> (f64, f64) {
     w.set_latency(Duration::ZERO);
@@ -373,7 +181,7 @@ async fn main() {
         starts: env_or("BENCH_STARTS", 10usize).max(1),
         latency: Duration::from_millis(env_or("BENCH_LATENCY_MS", 50u64)),
         phases: std::env::var("BENCH_PHASES")
-            .unwrap_or_else(|_| "latency,start,burst,fleet".into()),
+            .unwrap_or_else(|_| "latency,start,burst,flood,fleet".into()),
         fleet_numbers: env_or("FLEET_NUMBERS", 1000usize).max(1),
         fleet_wabas: env_or("FLEET_WABAS", 50usize).max(1),
         graph_latency: Duration::from_millis(env_or("BENCH_GRAPH_LATENCY_MS", 100u64)),
@@ -390,16 +198,7 @@ async fn main() {
     );
     let w = World::new(opts.fakes).await;
     // The tenants' VMs (keepalive reads a tenant's instance on every check).
-    let earlier = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-    for i in 0..opts.tenants.max(50) {
-        w.g.compute.add_instance(
-            FAKE_PROJECT,
-            ZONE,
-            &format!("whatsapp-bench-{i:05}"),
-            "RUNNING",
-            earlier,
-        );
-    }
+    w.add_vms(FAKE_PROJECT, opts.tenants.max(50));
     let lat = opts.latency;
 
     let mut lat0 = (Vec::new(), Vec::new(), Vec::new());
@@ -412,6 +211,7 @@ async fn main() {
     let mut cpu_wall = Vec::new();
     let mut idle_rss = Vec::new();
     let mut fleets: Vec<(fleet::FleetRun, fleet::FleetRun)> = Vec::new();
+    let mut floods: Vec<flood::FloodRuns> = Vec::new();
     let fleet_world = if phase("fleet") {
         Some(fleet::FleetWorld::new(opts.fleet_numbers, opts.fleet_wabas, opts.graph_latency).await)
     } else {
@@ -496,6 +296,11 @@ async fn main() {
                 b.pid
             );
             into.push(b);
+        }
+
+        // 6. The flood: oversized answers next to normal ones, each on a fresh process.
+        if phase("flood") {
+            floods.push(flood::run(&w, opts.tenants, run).await);
         }
 
         // 5. Cloud API numbers: one fleet message, then one message per number.
@@ -620,6 +425,9 @@ async fn main() {
         );
         println!();
         println!("Listen-queue drops during the bursts (TcpExt ListenDrops): {drops}.");
+    }
+    if !floods.is_empty() {
+        flood::print_table(opts.tenants, &floods);
     }
     if !fleets.is_empty() {
         fleet::print_table(
