@@ -209,7 +209,12 @@ impl World {
             .stdin(Stdio::null());
         match side {
             Side::Keepalive => {
-                c.arg("serve").env("KEEPALIVE_LOG_FORMAT", "json");
+                // Both sides reset VMs of the one project the Compute fake serves; the
+                // original's resets of earlier scenarios' VMs must not hold keepalive's fleet
+                // brake in a later one (each scenario is one VM, which the brake never stops).
+                c.arg("serve")
+                    .env("KEEPALIVE_LOG_FORMAT", "json")
+                    .env("KEEPALIVE_BRAKE_RESETS", "0");
             }
             Side::Original => {
                 c.arg("--require")
