@@ -2,8 +2,8 @@
 //! and notification channels (list, get, create, patch with an `updateMask`) and the open
 //! alerts (`projects.alerts.list`), with bearer tokens checked against a [`TokenRegistry`] and
 //! the newer Google APIs' error bodies: 404 `NOT_FOUND`, 400 `INVALID_ARGUMENT` (a bad
-//! update mask, a log-based policy without a notification rate limit, an auto-close under
-//! 30 minutes, a name in a create), and 403 `PERMISSION_DENIED` with an `ErrorInfo` reason
+//! update mask, a log-based policy without a notification rate limit or with one under 5
+//! minutes, a name in a create), and 403 `PERMISSION_DENIED` with an `ErrorInfo` reason
 //! `SERVICE_DISABLED` while the API is "not enabled" ([`FakeMonitoring::disable_api`]).
 
 use std::{
@@ -58,6 +58,8 @@ struct MonState {
     alerts: BTreeMap<String, Vec<Value>>,
     next_id: u64,
     disabled: bool,
+    /// The most a list page holds, whatever `pageSize` asks (0: as asked).
+    max_page: usize,
 }
 
 impl MonState {
@@ -146,6 +148,12 @@ impl FakeMonitoring {
             .push(alert);
     }
 
+    /// List pages hold at most `n` items, as the API may answer fewer than `pageSize` asks;
+    /// the rest follow through `nextPageToken`.
+    pub fn set_max_page(&self, n: usize) {
+        lock(&self.state).max_page = n;
+    }
+
     /// Every request answers 403 `SERVICE_DISABLED`, as for a project where the API was
     /// never enabled.
     pub fn disable_api(&self) {
@@ -218,11 +226,6 @@ fn policy_problem(p: &Value) -> Option<String> {
         if period.is_none_or(|s| s < 300.0) {
             return Some("Field alert_policy.alert_strategy.notification_rate_limit.period must be at least 300s for log-based alert policies.".into());
         }
-        if let Some(close) = p["alertStrategy"].get("autoClose") {
-            if seconds(close).is_none_or(|s| s < 1800.0) {
-                return Some("Field alert_policy.alert_strategy.auto_close must be at least 30 minutes for log-based alert policies.".into());
-            }
-        }
     }
     None
 }
@@ -291,7 +294,28 @@ async fn handle(
                 .filter(|(n, _)| n.starts_with(&prefix))
                 .map(|(_, v)| v)
                 .collect();
-            json_response(200, &json!({ *key: list, "totalSize": list.len() }))
+            let query = |name| crate::server::query_param(uri.query(), name);
+            let asked: usize = query("pageSize")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100);
+            let size = match st.max_page {
+                0 => asked,
+                max => asked.min(max),
+            }
+            .max(1);
+            let from: usize = match query("pageToken") {
+                None => 0,
+                Some(t) => match t.parse() {
+                    Ok(n) => n,
+                    Err(_) => return invalid("Invalid page token."),
+                },
+            };
+            let page: Vec<&Value> = list.iter().skip(from).take(size).copied().collect();
+            let mut answer = json!({ *key: page, "totalSize": list.len() });
+            if from + size < list.len() {
+                answer["nextPageToken"] = json!((from + size).to_string());
+            }
+            json_response(200, &answer)
         }
         (Method::GET, ["v3", "projects", p, "alerts"]) => {
             let filter = crate::server::query_param(uri.query(), "filter").unwrap_or_default();

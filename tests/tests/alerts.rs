@@ -172,7 +172,9 @@ async fn policies_and_channels_are_created_then_left_alone() {
         serde_json::to_string_pretty(&writes[1].json().unwrap()).unwrap()
     );
 
-    // Again: nothing is written.
+    // Again, the lists a page per item (the client follows `nextPageToken`): nothing is
+    // written.
+    w.g.monitoring.set_max_page(1);
     w.g.monitoring.clear_requests();
     ok(&w.run(&["keepalive"]).await);
     assert!(
@@ -182,6 +184,13 @@ async fn policies_and_channels_are_created_then_left_alone() {
     );
     assert_eq!(w.g.monitoring.policies(FAKE_PROJECT).len(), 2);
     assert_eq!(w.g.monitoring.channels(FAKE_PROJECT).len(), 2);
+    let pages =
+        w.g.monitoring
+            .requests()
+            .iter()
+            .filter(|r| r.query_param("pageToken").is_some())
+            .count();
+    assert!(pages >= 2, "the second pages were read: {pages}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,4 +370,17 @@ async fn status_shows_the_policies_and_this_numbers_open_incident() {
         "{out}"
     );
     assert!(!out.contains("alerts/whatsapp-4930000000"), "{out}");
+
+    // A second address not applied yet: its channel is missing, the policy has not drifted.
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        "emails = [\"ops@example.com\"]",
+        "emails = [\"ops@example.com\", \"oncall@example.com\"]",
+    );
+    std::fs::write(&w.config, text).unwrap();
+    let out = w.run(&["status"]).await.output();
+    assert!(
+        out.contains("oncall@example.com") && out.contains("missing (provisioner keepalive)"),
+        "{out}"
+    );
+    assert!(!out.contains("DRIFTED"), "{out}");
 }

@@ -18,9 +18,9 @@ use crate::ensure::{fields, Check, Created, Difference, Resource};
 use crate::names::KeepaliveNames;
 use crate::{Provisioner, StepError};
 
-/// How long after the last matching line an incident closes. Cloud Monitoring's shortest
-/// auto-close for a log-based policy is 30 minutes; the keepalive checks every 5 minutes, so a
-/// broken number keeps its incident open and a mended one closes within the half hour.
+/// How long after the last matching line an incident closes: the keepalive checks every 5
+/// minutes, so a broken number keeps its incident open and a mended one closes within the
+/// half hour.
 pub const AUTO_CLOSE_S: u64 = 1800;
 
 /// The fields of a policy this tool owns (update-mask paths).
