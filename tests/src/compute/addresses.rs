@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::errors::{already_exists, check_name, invalid, not_found, parse_body};
+use super::errors::{already_exists, invalid, not_found};
 use super::names::{address_link, instance_link, random_id, Scope};
 use super::{string_field, ComputeState, FakeCompute, Key};
 use crate::server::{compute_timestamp, json_response, lock, now};
@@ -137,15 +137,8 @@ impl ComputeState {
         request_id: Option<String>,
         collection: &str,
     ) -> Response {
-        let body = match parse_body(body) {
-            Ok(b) => b,
-            Err(resp) => return resp,
-        };
-        if let Err(resp) = self.check_request_id(project, request_id.as_ref()) {
-            return resp;
-        }
-        let name = match check_name(&body) {
-            Ok(n) => n,
+        let (body, name) = match self.insert_request(project, body, request_id.as_ref()) {
+            Ok(checked) => checked,
             Err(resp) => return resp,
         };
         let key = (project.to_owned(), region.to_owned(), name.clone());

@@ -5,7 +5,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::errors::{already_exists, check_name, invalid, not_found, parse_body, required};
+use super::errors::{already_exists, check_name, invalid, not_found, required};
 use super::names::{firewall_link, network_link, random_id, Scope};
 use super::{ComputeState, FakeCompute};
 use crate::server::{compute_timestamp, json_response, lock, now};
@@ -102,15 +102,8 @@ impl ComputeState {
         request_id: Option<String>,
         collection: &str,
     ) -> Response {
-        let body = match parse_body(body) {
-            Ok(b) => b,
-            Err(resp) => return resp,
-        };
-        if let Err(resp) = self.check_request_id(project, request_id.as_ref()) {
-            return resp;
-        }
-        let name = match check_name(&body) {
-            Ok(n) => n,
+        let (body, name) = match self.insert_request(project, body, request_id.as_ref()) {
+            Ok(checked) => checked,
             Err(resp) => return resp,
         };
         let key = (project.to_owned(), name.clone());

@@ -189,15 +189,8 @@ impl ComputeState {
         request_id: Option<String>,
         collection: &str,
     ) -> Response {
-        let body = match parse_body(body) {
-            Ok(b) => b,
-            Err(resp) => return resp,
-        };
-        if let Err(resp) = self.check_request_id(p, request_id.as_ref()) {
-            return resp;
-        }
-        let name = match check_name(&body) {
-            Ok(n) => n,
+        let (body, name) = match self.insert_request(p, body, request_id.as_ref()) {
+            Ok(checked) => checked,
             Err(resp) => return resp,
         };
         let key = (p.to_owned(), z.to_owned(), name.clone());

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::errors::{compute_error, not_found};
+use super::errors::{check_name, compute_error, not_found, parse_body};
 use super::names::{instance_link, operation_name, random_id, Scope};
 use super::{ComputeState, FakeCompute};
 use crate::server::{compute_timestamp, json_response, lock, now};
@@ -139,6 +139,21 @@ impl ComputeState {
         let answer = json_response(200, &op.json());
         self.operations.push(op);
         answer
+    }
+
+    /// What every insert checks first, in the real API's order: the body is a JSON object,
+    /// the `requestId` is valid and new (else the first operation is the answer), the name is
+    /// valid. `Ok` with the body and its name.
+    pub(super) fn insert_request(
+        &self,
+        project: &str,
+        body: &[u8],
+        request_id: Option<&String>,
+    ) -> Result<(Value, String), Response> {
+        let body = parse_body(body)?;
+        self.check_request_id(project, request_id)?;
+        let name = check_name(&body)?;
+        Ok((body, name))
     }
 
     /// Checks a `requestId`: `Err` with the answer to give when it is invalid (400) or was
