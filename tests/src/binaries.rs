@@ -368,6 +368,20 @@ fn run_fed(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Proces
     }
 }
 
+/// The Pub/Sub push envelope that carries `payload` as message `message_id`, as a push
+/// subscription delivers it to `keepalive serve`.
+pub fn push_envelope(payload: &serde_json::Value, message_id: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "message": {
+            "data": base64::engine::general_purpose::STANDARD.encode(payload.to_string()),
+            "messageId": message_id,
+            "publishTime": "2026-12-07T10:00:00.000Z",
+        },
+        "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive-push"
+    })
+}
+
 /// The outcome log lines in a keepalive's standard error: the JSON lines (Cloud Logging's
 /// structured format) that carry `kind`, one per checked target, in order.
 pub fn outcome_log_lines(stderr: &str) -> Vec<serde_json::Value> {

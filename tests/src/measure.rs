@@ -147,6 +147,18 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
+/// The client a measuring binary posts its load with: no proxy, `TCP_NODELAY`, connections
+/// kept for a whole burst.
+pub fn load_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(2048)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client")
+}
+
 /// One blocking HTTP/1.1 POST on `stream`, a connection to 127.0.0.1:`port`
 /// (`connection: close`, `TCP_NODELAY`): the whole answer as text, read until the server
 /// closes (at most 30 s).

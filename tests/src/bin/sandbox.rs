@@ -8,9 +8,7 @@
 //!
 //! Run: `cargo run -p keepalive-tests --bin sandbox`
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use keepalive_tests::binaries::Served;
+use keepalive_tests::binaries::{push_envelope, Served};
 use keepalive_tests::{
     Behaviour, Entity, FakeGraph, FakeToken, FakeWebhook, FakeWhatsApp, GoogleFakes, FAKE_PROJECT,
 };
@@ -388,14 +386,7 @@ impl Sandbox {
 }
 
 async fn post(url: &str, payload: &Value) -> (u16, Value) {
-    let envelope = json!({
-        "message": {
-            "data": STANDARD.encode(payload.to_string()),
-            "messageId": "4242",
-            "publishTime": "2026-11-24T10:00:00.000Z"
-        },
-        "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive"
-    });
+    let envelope = push_envelope(payload, "4242");
     let resp = reqwest::Client::new()
         .post(format!("{url}/"))
         .json(&envelope)

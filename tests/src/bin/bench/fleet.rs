@@ -8,11 +8,9 @@
 //! For each: wall time until the last answer, Graph HTTP requests, peak RSS (`VmHWM`), CPU of
 //! the process (`utime + stime`).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use futures::future::join_all;
-use keepalive_tests::binaries::Served;
-use keepalive_tests::measure::{cpu_time, median, ms, range, status_kb};
+use keepalive_tests::binaries::{push_envelope, Served};
+use keepalive_tests::measure::{cpu_time, load_client, median, ms, range, status_kb};
 use keepalive_tests::{FakeGraph, FakeToken, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -71,13 +69,7 @@ impl FleetWorld {
                 env.insert(k.into(), v);
             }
         }
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(2048)
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("http client");
+        let client = load_client();
         FleetWorld {
             graph,
             _g: g,
@@ -104,15 +96,7 @@ impl FleetWorld {
 
     /// Posts `payload` in a push envelope; panics unless 200 and healthy.
     async fn post(&self, url: &str, payload: &Value) {
-        let body = json!({
-            "message": {
-                "data": STANDARD.encode(payload.to_string()),
-                "messageId": "1",
-                "publishTime": "2026-12-07T10:00:00.000Z",
-            },
-            "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive"
-        })
-        .to_string();
+        let body = push_envelope(payload, "1").to_string();
         let resp = self
             .client
             .post(format!("{url}/"))

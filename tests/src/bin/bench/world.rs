@@ -1,9 +1,9 @@
 //! The world every On-Premises phase runs in: one or more WhatsApp fakes, the Google fakes,
 //! keepalive's environment, the tenants' messages and VMs, and the protocol floor.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use futures::future::join_all;
+use keepalive_tests::binaries::push_envelope;
+use keepalive_tests::measure::load_client;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -55,13 +55,7 @@ impl World {
                 env.insert(k.into(), v);
             }
         }
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(2048)
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("http client");
+        let client = load_client();
         World {
             fakes: v,
             g,
@@ -100,16 +94,9 @@ impl World {
             "zone": ZONE,
             "project": project,
         });
-        json!({
-            "message": {
-                "data": STANDARD.encode(payload.to_string()),
-                "messageId": format!("{}", 1_000_000 + i),
-                "publishTime": "2026-11-24T10:00:00.000Z",
-            },
-            "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive"
-        })
-        .to_string()
-        .into_bytes()
+        push_envelope(&payload, &format!("{}", 1_000_000 + i))
+            .to_string()
+            .into_bytes()
     }
 
     /// Adds the VMs of tenants `0..tenants` to `project`, RUNNING since a day.

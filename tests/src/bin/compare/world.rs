@@ -1,9 +1,8 @@
 //! The two sides on the same fakes: the original function under the Functions Framework
 //! ([`Baseline`]) and `keepalive serve`, started, posted to and stopped alike.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use keepalive_tests::binaries::{free_port, keepalive_bin, workspace_root};
+use keepalive_tests::binaries::{free_port, keepalive_bin, push_envelope, workspace_root};
+use keepalive_tests::measure::load_client;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -179,13 +178,7 @@ impl World {
             }
         };
         std::fs::create_dir_all(&logs).expect("log directory");
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(2048)
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("http client");
+        let client = load_client();
         World {
             g,
             wa,
@@ -295,16 +288,9 @@ impl World {
                 }
             }
         }
-        json!({
-            "message": {
-                "data": STANDARD.encode(payload.to_string()),
-                "messageId": format!("{}", 2_000_000 + i),
-                "publishTime": "2026-11-25T10:00:00.000Z",
-            },
-            "subscription": "projects/fake-project/subscriptions/whatsapp-keepalive-push"
-        })
-        .to_string()
-        .into_bytes()
+        push_envelope(&payload, &format!("{}", 2_000_000 + i))
+            .to_string()
+            .into_bytes()
     }
 
     pub(crate) fn message(&self, i: usize) -> Vec<u8> {
