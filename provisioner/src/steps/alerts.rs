@@ -40,11 +40,7 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         .await
         .map_err(monitoring_failed(prov, "alert policies", &k.project))?;
     let renotify = alerts.renotify_period();
-    let mut severities = vec![Severity::Alert];
-    if prov.cfg.platform == Platform::OnPrem {
-        severities.push(Severity::Reset);
-    }
-    for severity in severities {
+    for severity in severities(prov) {
         ensure(
             prov,
             &AlertPolicy::new(&k, severity, &channels, renotify, &listed),
@@ -52,6 +48,15 @@ pub async fn run(prov: &Provisioner) -> Result<(), StepError> {
         .await?;
     }
     Ok(())
+}
+
+/// The verdicts that get a policy: `alert` always, `reset` once the project has an
+/// On-Premises number (this one).
+fn severities(prov: &Provisioner) -> Vec<Severity> {
+    match prov.cfg.platform {
+        Platform::OnPrem => vec![Severity::Alert, Severity::Reset],
+        Platform::Cloud => vec![Severity::Alert],
+    }
 }
 
 fn line(kind: &str, name: &str, state: &str) {
@@ -93,11 +98,7 @@ pub async fn status(prov: &Provisioner) {
     }
     let renotify = prov.cfg.alerts.renotify_period();
     let mut ours = Vec::new();
-    let mut severities = vec![Severity::Alert];
-    if prov.cfg.platform == Platform::OnPrem {
-        severities.push(Severity::Reset);
-    }
-    for severity in severities {
+    for severity in severities(prov) {
         let p = AlertPolicy::new(&k, severity, &channels, renotify, &listed);
         let state = match p.find() {
             None => "missing (provisioner keepalive)".to_string(),
