@@ -39,6 +39,16 @@ enum Command {
     },
 }
 
+/// One thread when the process may use one CPU (a Cloud Run instance deployed with `cpu: 1`):
+/// a multi-threaded runtime there still wakes a worker thread for every task the accept loop
+/// hands over, CPU spent on nothing else in a burst. Otherwise a worker per CPU.
+fn runtime_builder() -> tokio::runtime::Builder {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = !matches!(cli.command, Some(Command::Check { .. }));
@@ -51,10 +61,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("invalid configuration: {e}"), None, !serving),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             return fail(

@@ -117,6 +117,15 @@ impl Served {
     }
 
     pub fn start_with_args(env: &BTreeMap<String, String>, args: &[&str]) -> Served {
+        Self::start_on(env, args, None)
+    }
+
+    /// As [`Served::start_with_args`], on keepalive's CPUs of `cpus` when given (`bench`).
+    pub fn start_on(
+        env: &BTreeMap<String, String>,
+        args: &[&str],
+        cpus: Option<&crate::cpus::CpuSplit>,
+    ) -> Served {
         let port = free_port();
         let mut cmd = Command::new(keepalive_bin());
         cmd.args(args)
@@ -127,6 +136,9 @@ impl Served {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(cpus) = cpus {
+            cpus.pin_child(&mut cmd);
+        }
         let mut child = cmd.spawn().expect("cannot start keepalive serve");
         let stdout = Lines::default();
         let stderr = Lines::default();

@@ -30,6 +30,7 @@
 pub mod binaries;
 pub mod cloud_run;
 pub mod compute;
+pub mod cpus;
 pub mod graph;
 pub mod measure;
 pub mod monitoring;

@@ -6,6 +6,8 @@
 mod common;
 
 use common::{World, VM, ZONE};
+use keepalive_tests::binaries::Served;
+use keepalive_tests::cpus::CpuSplit;
 use keepalive_tests::{Behaviour, Health, PubSubEmulator, FAKE_PROJECT};
 use serde_json::Value;
 
@@ -145,7 +147,7 @@ async fn a_hanging_pubsub_costs_at_most_the_deadline() {
 async fn serve_publishes_too() {
     let (w, ps) = world_with_events().await;
     w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
-    let served = keepalive_tests::binaries::Served::start(&w.env);
+    let served = Served::start(&w.env);
     let (status, body) = common::post_push(&served.url(), &w.payload()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["verdict"], "reset");
@@ -158,4 +160,43 @@ async fn serve_publishes_too() {
     assert_eq!(code, Some(0));
     assert!(logs.contains("event published"), "{logs}");
     w.assert_no_secrets(&logs);
+}
+
+/// A Cloud Run instance deployed with `cpu: 1`: `serve` runs on one thread (a current-thread
+/// runtime, `keepalive/src/main.rs`) and still checks, resets, publishes the event through
+/// the gRPC client, and stops on SIGTERM with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_one_cpu_runs_on_one_thread_and_still_resets_publishes_and_stops() {
+    let (w, ps) = world_with_events().await;
+    w.wa.set_behaviour("/v1/users/login", Behaviour::Status(500));
+    let one_cpu = CpuSplit::keepalive_on_one_cpu().expect("sched_getaffinity");
+    let served = Served::start_on(&w.env, &["serve"], Some(&one_cpu));
+    let threads = || status_count(served.pid(), "Threads");
+    assert_eq!(threads(), Some(1), "one thread before the first check");
+    let (status, body) = common::post_push(&served.url(), &w.payload()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"], "reset");
+    assert_eq!(w.resets(), 1);
+    assert!(
+        body["event"].as_str().unwrap().starts_with("published "),
+        "{body}"
+    );
+    assert_eq!(ps.pull(READ_BACK).len(), 1);
+    let (code, _, logs) = served.terminate(std::time::Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{logs}");
+    w.assert_no_secrets(&logs);
+}
+
+/// A count field of `/proc/PID/status` (`Threads`).
+fn status_count(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .parse()
+                .ok()
+        })
 }

@@ -2,7 +2,6 @@
 //! (`BENCH_PHASES=burst`), and the flood phase's runs (`flood.rs`).
 
 use futures::future::join_all;
-use keepalive_tests::binaries::Served;
 use keepalive_tests::measure::{cpu_time, listen_drops, ms, status_kb};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -52,7 +51,7 @@ pub async fn posted_at_once(
     script: impl FnOnce(),
 ) -> BurstRun {
     w.set_latency(latency);
-    let s = Served::start(env);
+    let s = w.serve(env);
     let url = s.url();
     w.check(&url, w.message(0)).await;
     script();

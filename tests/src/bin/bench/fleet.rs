@@ -10,6 +10,7 @@
 
 use futures::future::join_all;
 use keepalive_tests::binaries::{push_envelope, Served};
+use keepalive_tests::cpus::CpuSplit;
 use keepalive_tests::measure::{cpu_time, load_client, median, ms, range, status_kb};
 use keepalive_tests::{FakeGraph, FakeToken, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
@@ -34,6 +35,7 @@ pub struct FleetWorld {
     graph: FakeGraph,
     _g: GoogleFakes,
     env: BTreeMap<String, String>,
+    cpus: Option<CpuSplit>,
     client: reqwest::Client,
     token_secret: String,
     /// `(phoneNumberId, wabaId)` of every number.
@@ -41,7 +43,12 @@ pub struct FleetWorld {
 }
 
 impl FleetWorld {
-    pub async fn new(numbers: usize, wabas: usize, latency: Duration) -> FleetWorld {
+    pub async fn new(
+        numbers: usize,
+        wabas: usize,
+        latency: Duration,
+        cpus: Option<CpuSplit>,
+    ) -> FleetWorld {
         let graph = FakeGraph::start().await;
         let g = GoogleFakes::start().await;
         graph.add_app(APP, "Bench Bot", None);
@@ -74,6 +81,7 @@ impl FleetWorld {
             graph,
             _g: g,
             env,
+            cpus,
             client,
             token_secret,
             numbers,
@@ -120,7 +128,7 @@ impl FleetWorld {
 
     /// One fleet message (`fleet`), or one message per number all at once.
     pub async fn run(&self, fleet: bool) -> FleetRun {
-        let s = Served::start(&self.env);
+        let s = Served::start_on(&self.env, &["serve"], self.cpus.as_ref());
         let url = s.url();
         self.post(&url, &self.single(0)).await;
         let pid = s.pid();

@@ -28,7 +28,10 @@
 //!
 //! Settings (environment): `KEEPALIVE_BIN` (default: built with this binary's profile),
 //! `BENCH_RUNS` (5), `BENCH_SAMPLES` checks per latency run (40), `BENCH_TENANTS` (80),
-//! `BENCH_FAKES` WhatsApp fakes the tenants are spread over (1), `BENCH_CPU_CHECKS` (2000),
+//! `BENCH_FAKES` WhatsApp fakes the tenants are spread over (one per tenant, as in production,
+//! where every tenant is a host of its own), `BENCH_PIN` (1: keepalive on the first CPU, the
+//! fakes and the load client on the others, `tests/src/cpus.rs`; 0: all share every CPU),
+//! `BENCH_CPU_CHECKS` (2000),
 //! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50).
 //! `BENCH_PHASES` (`latency,start,burst,flood,fleet`: which to run),
 //! `FLEET_NUMBERS` (1000), `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100), `FLOOD_MIB`
@@ -42,6 +45,7 @@ mod world;
 
 use burst::{burst_run, BurstRun};
 use keepalive_tests::binaries::{free_port, keepalive_bin, Served};
+use keepalive_tests::cpus::CpuSplit;
 use keepalive_tests::measure::{
     cpu_model, cpu_time, env_or, loadavg, median, ms, nofile_limit, percentile, post_once, range,
     status_kb,
@@ -77,6 +81,20 @@ struct LatencyRun {
     floor: Vec<f64>,
 }
 
+/// Where keepalive and the harness ran, for the report.
+fn placement(cpus: Option<&CpuSplit>, fakes: usize) -> String {
+    let where_ = match cpus {
+        Some(c) => format!(
+            "keepalive on {} (one CPU, as the provisioner deploys it: `cpu: 1`), the fakes and the \
+             load client on {} (`BENCH_PIN=0`: all on every CPU)",
+            CpuSplit::describe(&c.keepalive),
+            CpuSplit::describe(&c.harness)
+        ),
+        None => "keepalive, the fakes and the load client share every CPU".to_string(),
+    };
+    format!("{where_}; {fakes} WhatsApp fake(s), the tenants spread over them.")
+}
+
 /// Sequential checks at `latency`, then the same number of floor exchanges.
 async fn latency_run(w: &World, s: &Served, latency: Duration, samples: usize) -> LatencyRun {
     w.set_latency(latency);
@@ -108,20 +126,26 @@ async fn latency_run(w: &World, s: &Served, latency: Duration, samples: usize) -
 
 /// Spawns `keepalive serve`; answers (spawn → accepting, spawn → first check answered).
 /// Blocking, with a bare HTTP/1.1 exchange on the first connection that is accepted.
-fn start_once(env: &BTreeMap<String, String>, message: &[u8]) -> (Duration, Duration) {
+fn start_once(
+    env: &BTreeMap<String, String>,
+    message: &[u8],
+    cpus: Option<&CpuSplit>,
+) -> (Duration, Duration) {
     let port = free_port();
-    let started = Instant::now();
-    let mut child = Command::new(keepalive_bin())
-        .arg("serve")
+    let mut cmd = Command::new(keepalive_bin());
+    cmd.arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env)
         .env("PORT", port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn keepalive");
+        .stderr(Stdio::null());
+    if let Some(cpus) = cpus {
+        cpus.pin_child(&mut cmd);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn keepalive");
     let until = started + Duration::from_secs(10);
     let stream = loop {
         if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -170,13 +194,39 @@ async fn cpu_run(w: &World, s: &Served, n: usize) -> (f64, f64) {
     )
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    // Before any thread starts: the harness's threads (the load client's runtime here, the
+    // fakes' runtime, started later) inherit the harness's CPUs.
+    let cpus = if env_or("BENCH_PIN", 1u8) == 1 {
+        CpuSplit::detect()
+    } else {
+        None
+    };
+    if let Some(c) = &cpus {
+        if let Err(e) = c.pin_harness() {
+            panic!(
+                "cannot pin the harness to {}: {e} (BENCH_PIN=0 runs unpinned)",
+                CpuSplit::describe(&c.harness)
+            );
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench(cpus));
+}
+
+async fn bench(cpus: Option<CpuSplit>) {
+    let tenants = env_or("BENCH_TENANTS", 80usize).max(1);
     let opts = Opts {
         runs: env_or("BENCH_RUNS", 5usize).max(1),
         samples: env_or("BENCH_SAMPLES", 40usize).max(1),
-        tenants: env_or("BENCH_TENANTS", 80usize).max(1),
-        fakes: env_or("BENCH_FAKES", 1usize).max(1),
+        tenants,
+        // One WhatsApp fake per tenant: in production every tenant is a host of its own, and
+        // no connection of one tenant's check can serve another's.
+        fakes: env_or("BENCH_FAKES", tenants).max(1),
         cpu_checks: env_or("BENCH_CPU_CHECKS", 2000usize).max(1),
         starts: env_or("BENCH_STARTS", 10usize).max(1),
         latency: Duration::from_millis(env_or("BENCH_LATENCY_MS", 50u64)),
@@ -196,7 +246,7 @@ async fn main() {
         bin_size as f64 / 1e6,
         opts.runs
     );
-    let w = World::new(opts.fakes).await;
+    let w = World::new(opts.fakes, cpus.clone()).await;
     // The tenants' VMs (keepalive reads a tenant's instance on every check).
     w.add_vms(FAKE_PROJECT, opts.tenants.max(50));
     let lat = opts.latency;
@@ -213,7 +263,15 @@ async fn main() {
     let mut fleets: Vec<(fleet::FleetRun, fleet::FleetRun)> = Vec::new();
     let mut floods: Vec<flood::FloodRuns> = Vec::new();
     let fleet_world = if phase("fleet") {
-        Some(fleet::FleetWorld::new(opts.fleet_numbers, opts.fleet_wabas, opts.graph_latency).await)
+        Some(
+            fleet::FleetWorld::new(
+                opts.fleet_numbers,
+                opts.fleet_wabas,
+                opts.graph_latency,
+                cpus.clone(),
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -221,7 +279,7 @@ async fn main() {
     for run in 1..=opts.runs {
         // 1. Latency, and CPU per check, on one process.
         if phase("latency") {
-            let s = Served::start(&w.env);
+            let s = w.serve(&w.env);
             idle_rss.push(status_kb(s.pid(), "VmRSS") as f64 / 1e6);
             for (latency, into) in [(Duration::ZERO, &mut lat0), (lat, &mut lat50)] {
                 let r = latency_run(&w, &s, latency, opts.samples).await;
@@ -251,13 +309,14 @@ async fn main() {
         if phase("start") {
             w.set_latency(Duration::ZERO);
             let env = w.env.clone();
+            let pin = w.cpus.clone();
             let msg = w.message(0);
             let starts = opts.starts;
             let (r, f) = tokio::task::spawn_blocking(move || {
                 let mut r = Vec::new();
                 let mut f = Vec::new();
                 for _ in 0..starts {
-                    let (a, b) = start_once(&env, &msg);
+                    let (a, b) = start_once(&env, &msg, pin.as_ref());
                     r.push(ms(a));
                     f.push(ms(b));
                 }
@@ -344,6 +403,8 @@ async fn main() {
             nofile_limit(),
             opts.runs
         );
+        println!();
+        println!("{}", placement(cpus.as_ref(), opts.fakes));
         println!();
         println!("| measure | figure | target | met |");
         println!("|---|---|---|---|");

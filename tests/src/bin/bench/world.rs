@@ -2,7 +2,8 @@
 //! keepalive's environment, the tenants' messages and VMs, and the protocol floor.
 
 use futures::future::join_all;
-use keepalive_tests::binaries::push_envelope;
+use keepalive_tests::binaries::{push_envelope, Served};
+use keepalive_tests::cpus::CpuSplit;
 use keepalive_tests::measure::load_client;
 use keepalive_tests::{FakeWhatsApp, GoogleFakes, FAKE_PROJECT};
 use serde_json::{json, Value};
@@ -19,6 +20,8 @@ pub struct World {
     pub fakes: Vec<FakeWhatsApp>,
     pub g: GoogleFakes,
     pub env: BTreeMap<String, String>,
+    /// keepalive's CPU and the harness's (`BENCH_PIN`); `None`: all share every CPU.
+    pub cpus: Option<CpuSplit>,
     client: reqwest::Client,
 }
 
@@ -32,7 +35,7 @@ pub struct Answer {
 }
 
 impl World {
-    pub async fn new(fakes: usize) -> World {
+    pub async fn new(fakes: usize, cpus: Option<CpuSplit>) -> World {
         let mut v = Vec::new();
         for _ in 0..fakes.max(1) {
             v.push(FakeWhatsApp::start(USER, PASSWORD).await);
@@ -60,8 +63,14 @@ impl World {
             fakes: v,
             g,
             env,
+            cpus,
             client,
         }
+    }
+
+    /// A fresh `keepalive serve` with `env`, on keepalive's CPU when the CPUs are split.
+    pub fn serve(&self, env: &BTreeMap<String, String>) -> Served {
+        Served::start_on(env, &["serve"], self.cpus.as_ref())
     }
 
     pub fn set_latency(&self, latency: Duration) {
