@@ -24,6 +24,8 @@
 //! - [`rest`]: what the Google REST fakes share (start, the request gate of token and scripted
 //!   fault, the error shape, JSON and path helpers); [`server`]: the HTTP server under every
 //!   fake, with request recording.
+//! - [`measure`] and [`cpus`]: for the measuring binaries (`bench`, `compare`): `/proc`
+//!   readings and statistics; keepalive on a CPU of its own, the harness on the others.
 //! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
 //!   service-account key file pointing at the token endpoint.
 

@@ -408,7 +408,8 @@ async fn bench(cpus: Option<CpuSplit>) {
         println!();
         println!("| measure | figure | target | met |");
         println!("|---|---|---|---|");
-        println!(
+        if phase("latency") {
+            println!(
             "| one check, 0 ms per request (median of {} sequential) | {:.2} ms, p90 {:.2} ms [{}]; floor {:.2} ms; ×{:.2} the floor | — | — |",
             opts.samples,
             median(&lat0.0),
@@ -417,7 +418,7 @@ async fn bench(cpus: Option<CpuSplit>) {
             median(&lat0.1),
             median(&ratio0)
         );
-        println!(
+            println!(
             "| one check, {l} ms per request | {:.2} ms, p90 {:.2} ms [{}]; floor {:.2} ms (2 × {l} ms = {} ms); **×{:.3} the floor** [{}] | within 5% of the floor | {} |",
             one,
             median(&lat50.2),
@@ -428,19 +429,23 @@ async fn bench(cpus: Option<CpuSplit>) {
             range(&ratio50),
             yes(median(&ratio50) <= 1.05)
         );
-        println!(
+        }
+        if phase("start") {
+            println!(
             "| spawn → accepting connections (median of {} starts per run) | {:.2} ms [{}] | < 50 ms | {} |",
             opts.starts,
             median(&ready),
             range(&ready),
             yes(median(&ready) < 50.0)
         );
-        println!(
-            "| spawn → first check answered (0 ms per request) | {:.2} ms [{}] | — | — |",
-            median(&first),
-            range(&first)
-        );
-        println!(
+            println!(
+                "| spawn → first check answered (0 ms per request) | {:.2} ms [{}] | — | — |",
+                median(&first),
+                range(&first)
+            );
+        }
+        if phase("burst") {
+            println!(
             "| {} tenants at once, {l} ms per request: wall | {:.0} ms [{}] = **×{:.2}** one check | ≤ 1.5 × one check | {} |",
             opts.tenants,
             median(&burst_wall),
@@ -448,14 +453,14 @@ async fn bench(cpus: Option<CpuSplit>) {
             burst_ratio,
             yes(burst_ratio <= 1.5)
         );
-        println!(
+            println!(
             "| {} tenants at once, {l} ms per request: peak RSS (VmHWM) | {:.1} MiB [{}] | < 32 MiB | {} |",
             opts.tenants,
             median(&burst_hwm),
             range(&burst_hwm),
             yes(median(&burst_hwm) < 32.0)
         );
-        println!(
+            println!(
             "| {} tenants at once, {l} ms per request: CPU of keepalive; of the fakes and client | {:.0} ms [{}] = {:.2} ms per check; {:.0} ms [{}] | — | — |",
             opts.tenants,
             median(&burst_cpu),
@@ -464,7 +469,7 @@ async fn bench(cpus: Option<CpuSplit>) {
             median(&burst_harness),
             range(&burst_harness)
         );
-        println!(
+            println!(
             "| {} tenants at once, 0 ms per request: wall, peak RSS | {:.0} ms [{}], {:.1} MiB [{}] | — | — |",
             opts.tenants,
             median(&burst0_wall),
@@ -472,20 +477,25 @@ async fn bench(cpus: Option<CpuSplit>) {
             median(&burst0_hwm),
             range(&burst0_hwm)
         );
-        println!(
+        }
+        if phase("latency") {
+            println!(
             "| CPU per check (utime+stime over {} sequential checks, 0 ms) | {:.0} µs [{}]; wall {:.0} µs per check | — | — |",
             opts.cpu_checks,
             median(&cpu),
             range(&cpu),
             median(&cpu_wall)
         );
-        println!(
-            "| idle process RSS after start | {:.1} MB [{}] | — | — |",
-            median(&idle_rss),
-            range(&idle_rss)
-        );
-        println!();
-        println!("Listen-queue drops during the bursts (TcpExt ListenDrops): {drops}.");
+            println!(
+                "| idle process RSS after start | {:.1} MB [{}] | — | — |",
+                median(&idle_rss),
+                range(&idle_rss)
+            );
+        }
+        if phase("burst") {
+            println!();
+            println!("Listen-queue drops during the bursts (TcpExt ListenDrops): {drops}.");
+        }
     }
     if !floods.is_empty() {
         flood::print_table(opts.tenants, &floods);
