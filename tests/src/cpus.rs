@@ -48,10 +48,9 @@ impl CpuSplit {
     /// Makes the process `cmd` starts run on keepalive's CPUs.
     pub fn pin_child(&self, cmd: &mut Command) {
         use std::os::unix::process::CommandExt;
-        let cpus = self.keepalive.clone();
+        let set = cpu_set(&self.keepalive);
         // SAFETY: the closure runs between fork and exec and only makes the
         // sched_setaffinity system call (async-signal-safe); it allocates nothing.
-        let set = cpu_set(&cpus);
         unsafe {
             cmd.pre_exec(move || {
                 if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
