@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::world::post;
+
 const APP: &str = "634974688087057";
 const TOKEN: &str = "EAAGbenchFleetAccessToken";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -104,26 +106,9 @@ impl FleetWorld {
 
     /// Posts `payload` in a push envelope; panics unless 200 and healthy.
     async fn post(&self, url: &str, payload: &Value) {
-        let body = push_envelope(payload, "1").to_string();
-        let resp = self
-            .client
-            .post(format!("{url}/"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("keepalive did not answer");
-        let status = resp.status();
-        let bytes = resp.bytes().await.expect("answer body");
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        assert!(
-            status == 200 && v["verdict"] == "healthy",
-            "answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-                .chars()
-                .take(500)
-                .collect::<String>()
-        );
+        let body = push_envelope(payload, "1").to_string().into_bytes();
+        let a = post(&self.client, url, body).await;
+        assert_eq!(a.verdict, "healthy", "answered ({}): {}", a.verdict, a.text);
     }
 
     /// One fleet message (`fleet`), or one message per number all at once.

@@ -120,29 +120,7 @@ impl World {
 
     /// Posts one message; answers how long the answer took and its verdict.
     pub async fn post(&self, url: &str, body: Vec<u8>) -> Answer {
-        let started = Instant::now();
-        let resp = self
-            .client
-            .post(format!("{url}/"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("keepalive did not answer");
-        let status = resp.status();
-        let bytes = resp.bytes().await.expect("answer body");
-        let took = started.elapsed();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let verdict = match v["verdict"].as_str() {
-            Some(verdict) if status == 200 => verdict.to_string(),
-            _ => format!("HTTP {}", status.as_u16()),
-        };
-        let text = String::from_utf8_lossy(&bytes).chars().take(500).collect();
-        Answer {
-            took,
-            verdict,
-            text,
-        }
+        post(&self.client, url, body).await
     }
 
     /// Posts one message; answers how long the answer took. Panics unless 200 healthy.
@@ -150,6 +128,32 @@ impl World {
         let a = self.post(url, body).await;
         assert!(a.verdict == "healthy", "check answered {}", a.text);
         a.took
+    }
+}
+
+/// Posts one message to `url` with `client`; answers how long the answer took and its verdict.
+pub async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Answer {
+    let started = Instant::now();
+    let resp = client
+        .post(format!("{url}/"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("keepalive did not answer");
+    let status = resp.status();
+    let bytes = resp.bytes().await.expect("answer body");
+    let took = started.elapsed();
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let verdict = match v["verdict"].as_str() {
+        Some(verdict) if status == 200 => verdict.to_string(),
+        _ => format!("HTTP {}", status.as_u16()),
+    };
+    let text = String::from_utf8_lossy(&bytes).chars().take(500).collect();
+    Answer {
+        took,
+        verdict,
+        text,
     }
 }
 
