@@ -43,10 +43,16 @@ pub fn built_bin(name: &str, override_var: &str) -> PathBuf {
     cmd.current_dir(&root)
         .args(["build", "--quiet", "-p", name, "--bin", name]);
     // `cargo test` sets CARGO_MANIFEST_DIR, CARGO_PKG_* ... for the test; passed on, they
-    // would make build scripts that watch them (ring's) rebuild every time.
+    // would make build scripts that watch them (ring's) rebuild every time. CARGO_INCREMENTAL
+    // stays: without it the binaries are built again, beside the ones `cargo test` built.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+        if k.starts_with("CARGO_")
+            && !matches!(
+                k.as_str(),
+                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL"
+            )
+        {
             cmd.env_remove(k);
         }
     }
