@@ -90,6 +90,9 @@ pub struct Provisioner {
     pub report: Report,
     /// The command being run, for "how to resume" hints.
     pub command: &'static str,
+    /// `--register-again`: send register even though an earlier run's call, which Meta may
+    /// still carry out, is under 72 hours old (see `cloud_api::register_record`).
+    pub register_again: bool,
 }
 
 impl Provisioner {
@@ -106,6 +109,7 @@ impl Provisioner {
             dry_run,
             report: Report::default(),
             command,
+            register_again: false,
         })
     }
 

@@ -52,6 +52,10 @@ enum Command {
         /// The registration code; asked for on a terminal when absent.
         #[arg(long)]
         code: Option<String>,
+        /// Cloud API: send register even though an earlier run sent it less than 72 hours
+        /// ago (Meta may still carry that call out; it allows 10 in 72 hours).
+        #[arg(long)]
+        register_again: bool,
     },
     /// Step 4: the LoyJoy webhook and the API user.
     Connect,
@@ -76,7 +80,12 @@ enum Command {
     /// Steps 1 to 6 in order; stops when a registration code must be entered.
     Up,
     /// Moves this On-Premises number to Meta's Cloud API, with its backup (needs [cloud]).
-    Migrate,
+    Migrate {
+        /// Send register even though an earlier run sent it less than 72 hours ago (Meta may
+        /// still carry that call out; it allows 10 in 72 hours).
+        #[arg(long)]
+        register_again: bool,
+    },
     /// Removes the On-Premises installation of a number that moved to the Cloud API: its
     /// keepalive job, VM, firewall rule, static address and Cloud SQL instance (after a
     /// backup that outlives it).
@@ -136,7 +145,7 @@ fn main() -> ExitCode {
         Command::Keepalive => ("keepalive", cli.dry_run),
         Command::Secrets { .. } => ("secrets show", false),
         Command::Up => ("up", cli.dry_run),
-        Command::Migrate => ("migrate", cli.dry_run),
+        Command::Migrate { .. } => ("migrate", cli.dry_run),
         Command::Decommission { .. } => ("decommission", cli.dry_run),
         Command::Fleet { .. } => unreachable!("handled before the configuration is read"),
     };
@@ -152,6 +161,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    prov.register_again = matches!(
+        cli.command,
+        Command::Verify {
+            register_again: true,
+            ..
+        } | Command::Migrate {
+            register_again: true
+        }
+    );
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -168,7 +186,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Whatsapp if cloud_api => cloud_api::runbook::whatsapp(&prov).await.map(|_| ()),
-            Command::Verify { code } if cloud_api => match onboard::registration_code(code) {
+            Command::Verify { code, .. } if cloud_api => match onboard::registration_code(code) {
                 Ok(code) => cloud_api::runbook::verify(&prov, code.into()).await,
                 Err(e) => Err(e),
             },
@@ -176,7 +194,7 @@ fn main() -> ExitCode {
             Command::Status if cloud_api => cloud_api::status::run(&prov).await,
             Command::Up if cloud_api => cloud_api::runbook::up(&prov).await,
             Command::Plan if cloud_api => cloud_api::runbook::plan(&mut prov).await,
-            Command::Migrate => migrate::run(&prov).await,
+            Command::Migrate { .. } => migrate::run(&prov).await,
             Command::Decommission { abandon, yes } => {
                 decommission::run(&prov, decommission::Options { abandon, yes }).await
             }
@@ -191,7 +209,7 @@ fn main() -> ExitCode {
             Command::Plan => plan::run(&mut prov).await,
             Command::Status => status::run(&prov).await,
             Command::Whatsapp => onboard::whatsapp(&prov, &config_dir).await.map(|_| ()),
-            Command::Verify { code } => onboard::verify(&prov, code).await,
+            Command::Verify { code, .. } => onboard::verify(&prov, code).await,
             Command::Connect => onboard::connect(&prov).await,
             Command::Link { text, png } => {
                 let number = format!("{}{}", prov.cfg.country_code, prov.cfg.phone_number);

@@ -1,7 +1,8 @@
 //! `provisioner migrate` through the real binary: an On-Premises number set up by this tool
 //! moved to the Cloud API with its backup; killed after each step and run again (register
-//! called once in all); a number on the Cloud API already; no backup, no register; Meta
-//! refusing the backup; 133016; a wrong PIN; the dry run.
+//! called once in all); a register whose answer was lost, not sent again by the next runs
+//! unless asked; a number on the Cloud API already; no backup, no register; Meta refusing the
+//! backup; 133016; a wrong PIN; the dry run.
 
 mod meta_world;
 
@@ -187,6 +188,45 @@ async fn a_migration_killed_after_each_step_converges_with_one_register() {
             .version_count(FAKE_PROJECT, &format!("{NAME}-two-step-pin")),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_whose_answer_was_lost_is_not_sent_again_until_asked() {
+    let mut w = onprem().await;
+    w.env
+        .insert("PROVISIONER_WAIT_TIMEOUT_S".into(), "2".into());
+    // The connection drops: the answer is lost, and Meta did not (or not yet) register.
+    w.graph
+        .fail_next(&format!("{PHONE_ID}/register"), 1, GraphFault::Close);
+    let run = w.run(&["migrate"]).await;
+    failed(&run);
+    assert!(
+        run.stderr.contains("migrate --register-again"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(w.register_calls(), 1);
+    let record = w.secret("register-sent").expect("the call is recorded");
+    assert!(record.contains("answer was lost"), "{record}");
+
+    // Run again "to keep waiting", twice: each run only waits.
+    for _ in 0..2 {
+        let run = w.run(&["migrate"]).await;
+        failed(&run);
+        assert!(
+            run.stdout.contains("sent by an earlier run"),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(w.register_calls(), 1);
+    }
+
+    // On purpose: sent once more, with the stored backup, and the migration completes.
+    let run = w.run(&["migrate", "--register-again"]).await;
+    ok(&run);
+    assert_eq!(w.register_calls(), 2);
+    assert_eq!(w.platform_type(), "CLOUD_API");
+    assert_eq!(w.wa.backups().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@
 //! - [`secrets`]: the PIN, the webhook's verify token, the backup and its password: read
 //!   strictly, generated and stored before they are sent.
 //! - [`register`]: the one place that calls `register` (once per run, never for a number on
-//!   the Cloud API already; 133016 and 133005 explained).
+//!   the Cloud API already; 133016 and 133005 explained), and [`register_record`]: a call
+//!   Meta may have carried out, so that a later run does not send it again on its own.
 //! - [`runbook`]: `whatsapp`, `verify`, `up`, `plan`; [`connect`]; [`status`]; [`job`]: the
 //!   Cloud API payload of the number's keepalive job and the secret grants it needs (the
 //!   job itself is the shared [`crate::resources::job`], made by `steps::keepalive`).
@@ -15,6 +16,7 @@
 pub mod connect;
 pub mod job;
 pub mod register;
+pub mod register_record;
 pub mod runbook;
 pub mod secrets;
 pub mod status;

@@ -3,12 +3,15 @@
 //! Meta allows 10 register calls per number in a moving 72 hours, then answers 133016 and
 //! blocks the number for 72 hours. So: at most one call per process (a run is a process),
 //! never for a number that already reads `CLOUD_API`, never retried (the client sends it
-//! once; a lost answer is resolved by reading `platform_type`, not by calling again).
+//! once; a lost answer is resolved by reading `platform_type`, not by calling again), and not
+//! by a later run while the record of a call Meta may have carried out is under 72 hours old
+//! ([`register_record`](super::register_record)), unless asked (`--register-again`).
 
 use shared::graph::{GraphError, RegisterBackup};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::register_record::{self, Ended};
 use super::Meta;
 use crate::progress::wait_for;
 use crate::{Provisioner, StepError};
@@ -18,7 +21,7 @@ use shared::google::operation::Poll;
 static SENT: AtomicBool = AtomicBool::new(false);
 
 /// What [`register_once`] found or did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registered {
     /// The number read `CLOUD_API` already: nothing was sent.
     Already,
@@ -27,6 +30,9 @@ pub enum Registered {
     /// The answer was lost (timeout, connection): Meta may have registered the number; the
     /// caller confirms by reading `platform_type`.
     AnswerLost,
+    /// An earlier run sent register less than 72 hours ago (the record's text): nothing was
+    /// sent; the caller confirms by reading `platform_type`.
+    SentBefore(String),
 }
 
 /// What the caller is doing, for the recovery advice of 133005.
@@ -38,8 +44,9 @@ pub enum Purpose {
     Migration,
 }
 
-/// Registers the number, unless it is on the Cloud API already (read right before) or this
-/// process called register once already. `backup`: the On-Premises backup of a migration.
+/// Registers the number, unless it is on the Cloud API already (read right before), this
+/// process called register once already, or an earlier run sent it less than 72 hours ago and
+/// `--register-again` was not given. `backup`: the On-Premises backup of a migration.
 pub async fn register_once(
     prov: &Provisioner,
     meta: &Meta,
@@ -51,6 +58,11 @@ pub async fn register_once(
     let resource = format!("register of phone number {id}");
     if meta.number(prov).await?.is_cloud_api() {
         return Ok(Registered::Already);
+    }
+    if !prov.register_again {
+        if let Some(record) = register_record::recent(prov).await? {
+            return Ok(Registered::SentBefore(record));
+        }
     }
     if SENT.swap(true, Ordering::SeqCst) {
         return Err(StepError::failed(
@@ -64,8 +76,12 @@ pub async fn register_once(
         .register(&meta.token, id, pin, backup, deadline)
         .await
     {
-        Ok(()) => Ok(Registered::Now),
+        Ok(()) => {
+            register_record::write(prov, Ended::Success).await;
+            Ok(Registered::Now)
+        }
         Err(GraphError::Timeout { .. } | GraphError::Transport { .. }) => {
+            register_record::write(prov, Ended::AnswerLost).await;
             Ok(Registered::AnswerLost)
         }
         Err(e) if e.is_register_limit() => Err(StepError::failed(resource, limit_advice(&e))),
@@ -92,12 +108,29 @@ pub async fn register_once(
     }
 }
 
-/// After a register: polls `platform_type` until it reads `CLOUD_API` (bounded).
+/// After a register: polls `platform_type` until it reads `CLOUD_API` (bounded). When it
+/// does not, says that a run again only waits, and how to send register once more.
 pub async fn confirm_cloud_api(prov: &Provisioner, meta: &Meta) -> Result<(), StepError> {
     let what = format!(
         "phone number {} to read platform_type CLOUD_API",
         meta.cloud.phone_number_id
     );
+    let record = super::secrets::CloudSecrets::of(prov).register_sent;
+    let again = match prov.command {
+        "verify" => "verify --code CODE --register-again".to_string(),
+        command => format!("{command} --register-again"),
+    };
+    let not_again = |e: StepError| {
+        match e {
+        StepError::Failed { resource, message } => StepError::Failed {
+            resource,
+            message: format!(
+                "{message}\n  A run again does not send register again while secret {record} records a call under 72 hours old: Meta may still carry out the one sent. If WhatsApp Manager (or `provisioner status`) shows the number is not registered, `provisioner {again}` sends register once more (Meta allows 10 calls in 72 hours)."
+            ),
+        },
+        other => other,
+    }
+    };
     wait_for(prov, &what, Duration::from_secs(180), || async {
         let n = meta.number(prov).await?;
         Ok(if n.is_cloud_api() {
@@ -110,6 +143,7 @@ pub async fn confirm_cloud_api(prov: &Provisioner, meta: &Meta) -> Result<(), St
         })
     })
     .await
+    .map_err(not_again)
 }
 
 /// 133016 in words: what it means and when to try again.

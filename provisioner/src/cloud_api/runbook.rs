@@ -135,6 +135,7 @@ pub async fn verify(prov: &Provisioner, code: SecretString) -> Result<(), StepEr
             Some(format!("two-step PIN from {}", names.pin)),
         ),
         Registered::AnswerLost => println!("  register's answer was lost: reading platform_type to see whether Meta registered the number"),
+        Registered::SentBefore(record) => println!("  register was sent by an earlier run ({record}): it is not sent again; reading platform_type to see whether Meta registered the number"),
     }
     register::confirm_cloud_api(prov, &meta).await?;
     println!("  registered on the Cloud API; next: `provisioner connect`");

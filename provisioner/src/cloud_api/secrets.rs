@@ -24,6 +24,9 @@ pub struct CloudSecrets {
     pub backup_password: String,
     /// The On-Premises backup (`data` of `POST /v1/settings/backup`).
     pub backup: String,
+    /// Not a secret: the record of a register call Meta may have carried out
+    /// ([`super::register_record`]).
+    pub register_sent: String,
 }
 
 impl CloudSecrets {
@@ -39,6 +42,7 @@ impl CloudSecrets {
             verify_token: format!("{base}-webhook-verify-token"),
             backup_password: format!("{base}-backup-password"),
             backup: format!("{base}-backup"),
+            register_sent: format!("{base}-register-sent"),
         }
     }
 

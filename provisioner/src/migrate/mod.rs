@@ -203,6 +203,7 @@ async fn register_with_backup(
             Some("with the On-Premises backup; Meta now disconnects the On-Premises client".into()),
         ),
         Registered::AnswerLost => println!("  register's answer was lost: it is not sent again; reading platform_type to see whether Meta moved the number"),
+        Registered::SentBefore(record) => println!("  register was sent by an earlier run ({record}): it is not sent again; reading platform_type to see whether Meta moved the number"),
     }
     Ok(())
 }
