@@ -115,22 +115,6 @@ pub async fn confirm_cloud_api(prov: &Provisioner, meta: &Meta) -> Result<(), St
         "phone number {} to read platform_type CLOUD_API",
         meta.cloud.phone_number_id
     );
-    let record = super::secrets::CloudSecrets::of(prov).register_sent;
-    let again = match prov.command {
-        "verify" => "verify --code CODE --register-again".to_string(),
-        command => format!("{command} --register-again"),
-    };
-    let not_again = |e: StepError| {
-        match e {
-        StepError::Failed { resource, message } => StepError::Failed {
-            resource,
-            message: format!(
-                "{message}\n  A run again does not send register again while secret {record} records a call under 72 hours old: Meta may still carry out the one sent. If WhatsApp Manager (or `provisioner status`) shows the number is not registered, `provisioner {again}` sends register once more (Meta allows 10 calls in 72 hours)."
-            ),
-        },
-        other => other,
-    }
-    };
     wait_for(prov, &what, Duration::from_secs(180), || async {
         let n = meta.number(prov).await?;
         Ok(if n.is_cloud_api() {
@@ -143,7 +127,25 @@ pub async fn confirm_cloud_api(prov: &Provisioner, meta: &Meta) -> Result<(), St
         })
     })
     .await
-    .map_err(not_again)
+    .map_err(|e| with_register_advice(prov, e))
+}
+
+/// A failed wait for `CLOUD_API`, with what a run again does and how to send register again.
+fn with_register_advice(prov: &Provisioner, e: StepError) -> StepError {
+    let StepError::Failed { resource, message } = e else {
+        return e;
+    };
+    let record = super::secrets::CloudSecrets::of(prov).register_sent;
+    let again = match prov.command {
+        "verify" => "verify --code CODE --register-again".to_string(),
+        command => format!("{command} --register-again"),
+    };
+    StepError::Failed {
+        resource,
+        message: format!(
+            "{message}\n  A run again does not send register again while secret {record} records a call under 72 hours old: Meta may still carry out the one sent. If WhatsApp Manager (or `provisioner status`) shows the number is not registered, `provisioner {again}` sends register once more (Meta allows 10 calls in 72 hours)."
+        ),
+    }
 }
 
 /// 133016 in words: what it means and when to try again.
