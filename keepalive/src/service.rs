@@ -56,14 +56,19 @@ impl Service {
             max_backoff: Duration::from_secs(8),
             multiplier: 2.0,
         };
-        let google = Arc::new(
-            GoogleClient::new(auth.clone(), retry, config.google_timeout)
-                .map_err(|e| e.to_string())?,
-        );
         let roots = &config.roots;
         if roots.count == 0 {
-            tracing::warn!("no root certificates found (set SSL_CERT_FILE): every https:// call to the Graph API, to webhook endpoints and to WhatsApp clients without a pinned fingerprint will fail");
+            tracing::warn!("no root certificates found (set SSL_CERT_FILE): every https:// call to Google's APIs, the Graph API, webhook endpoints and WhatsApp clients without a pinned fingerprint will fail");
         }
+        let google = Arc::new(
+            GoogleClient::with_tls(
+                auth.clone(),
+                retry,
+                config.google_timeout,
+                Some((*roots.config).clone()),
+            )
+            .map_err(|e| e.to_string())?,
+        );
         let graph_http = roots
             .client_builder()
             .connect_timeout(Duration::from_secs(10))

@@ -88,14 +88,28 @@ impl GoogleClient {
         retry: RetryPolicy,
         timeout: Duration,
     ) -> Result<Self, GoogleError> {
-        let http = reqwest::Client::builder()
+        Self::with_tls(auth, retry, timeout, None)
+    }
+
+    /// As [`new`](Self::new), with `https://` verified against `tls`'s roots (the keepalive
+    /// passes the ones all its other clients trust: `SSL_CERT_FILE`'s or the system's) instead
+    /// of the copy of Mozilla's roots built into reqwest.
+    pub fn with_tls(
+        auth: Arc<Auth>,
+        retry: RetryPolicy,
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Self, GoogleError> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("whatsapp-keepalive/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| GoogleError::Transport {
-                api: "HTTP client",
-                detail: e.to_string(),
-            })?;
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder.build().map_err(|e| GoogleError::Transport {
+            api: "HTTP client",
+            detail: e.to_string(),
+        })?;
         Ok(GoogleClient {
             http,
             auth,

@@ -32,7 +32,8 @@
 //! where every tenant is a host of its own), `BENCH_PIN` (1: keepalive on the first CPU, the
 //! fakes and the load client on the others, `tests/src/cpus.rs`; 0: all share every CPU),
 //! `BENCH_CPU_CHECKS` (2000),
-//! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50).
+//! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50),
+//! `BENCH_GOOGLE_TLS` (0; 1: Compute Engine and Secret Manager over HTTPS, `tls_front.rs`).
 //! `BENCH_PHASES` (`latency,start,burst,flood,fleet`: which to run),
 //! `FLEET_NUMBERS` (1000), `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100), `FLOOD_MIB`
 //! (10), `FLOOD_LOGIN_MIB` (64). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
@@ -41,6 +42,7 @@
 mod burst;
 mod fleet;
 mod flood;
+mod tls_front;
 mod world;
 
 use burst::{burst_run, BurstRun};
@@ -405,6 +407,14 @@ async fn bench(cpus: Option<CpuSplit>) {
         );
         println!();
         println!("{}", placement(cpus.as_ref(), opts.fakes));
+        println!(
+            "Google's APIs (Compute Engine, Secret Manager): {}.",
+            if w.google_fronts.is_empty() {
+                "plain HTTP (`BENCH_GOOGLE_TLS=1`: over HTTPS, as in production)"
+            } else {
+                "over HTTPS through TLS fronts on the harness's CPU, as in production"
+            }
+        );
         println!();
         println!("| measure | figure | target | met |");
         println!("|---|---|---|---|");

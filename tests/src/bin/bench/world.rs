@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::tls_front::{front_google, TlsFront};
+
 const USER: &str = "admin";
 const PASSWORD: &str = "Bench-Passw0rd!";
 const ZONE: &str = "europe-west3-c";
@@ -22,6 +24,8 @@ pub struct World {
     pub env: BTreeMap<String, String>,
     /// keepalive's CPU and the harness's (`BENCH_PIN`); `None`: all share every CPU.
     pub cpus: Option<CpuSplit>,
+    /// The HTTPS fronts of Google's fakes (`BENCH_GOOGLE_TLS=1`); empty: plain HTTP.
+    pub google_fronts: Vec<TlsFront>,
     client: reqwest::Client,
 }
 
@@ -58,12 +62,18 @@ impl World {
                 env.insert(k.into(), v);
             }
         }
+        let google_fronts = if std::env::var("BENCH_GOOGLE_TLS").is_ok_and(|v| v == "1") {
+            front_google(&mut env, g.dir()).await
+        } else {
+            Vec::new()
+        };
         let client = load_client();
         World {
             fakes: v,
             g,
             env,
             cpus,
+            google_fronts,
             client,
         }
     }
