@@ -23,7 +23,8 @@
 //!   [`webhook::FakeWebhook`], a bot's webhook endpoint answering Meta's handshake.
 //! - [`rest`]: what the Google REST fakes share (start, the request gate of token and scripted
 //!   fault, the error shape, JSON and path helpers); [`server`]: the HTTP server under every
-//!   fake, with request recording.
+//!   fake, with request recording; [`tls_front`]: HTTPS before a plain fake, as Google's
+//!   front ends are before its APIs.
 //! - [`measure`] and [`cpus`]: for the measuring binaries (`bench`, `compare`): `/proc`
 //!   readings and statistics; keepalive on a CPU of its own, the harness on the others.
 //! - [`GoogleFakes`]: all of the Google fakes, the REST ones sharing one token registry, and a
@@ -43,6 +44,7 @@ pub mod secretmanager;
 pub mod server;
 pub mod smtp;
 pub mod sqladmin;
+pub mod tls_front;
 pub mod token;
 pub mod webhook;
 pub mod whatsapp;

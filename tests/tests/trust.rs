@@ -2,12 +2,14 @@
 //! `whatsapp-keepalive=enabled` is reset or sent a password; a password from Secret Manager
 //! goes only to one of the VM's own addresses; a payload may name only the projects of
 //! `KEEPALIVE_PROJECTS`; refused credentials, a refused certificate and a redirect are alerts
-//! that end the check at once; `whatsAppTlsFingerprint` pins the client's certificate.
+//! that end the check at once; `whatsAppTlsFingerprint` pins the client's certificate;
+//! `SSL_CERT_FILE` names the roots of every unpinned HTTPS client, Google's APIs included.
 
 mod common;
 
 use common::{post_push, World, PASSWORD, USER, VM, ZONE};
 use keepalive_tests::binaries::Served;
+use keepalive_tests::tls_front::TlsFront;
 use keepalive_tests::{Behaviour, FakeWhatsApp, Health, SelfSignedCert, FAKE_PROJECT};
 use serde_json::{json, Value};
 use shared::tls_pin::Fingerprint;
@@ -309,5 +311,36 @@ async fn ssl_cert_file_names_the_roots_of_an_unpinned_https_client() {
     let o = w.check(&https_payload(&w, None), &[]).await.outcome();
     assert_eq!(o["verdict"], "alert", "{o}");
     assert!(reason(&o).contains("certificate was refused"), "{o}");
+    assert_eq!(w.resets(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_cert_file_names_the_roots_of_googles_apis_too() {
+    let mut w = World::new().await;
+    // Compute Engine over HTTPS, as compute.googleapis.com is.
+    let cert = SelfSignedCert::generate("googleapis-front");
+    let front = TlsFront::start(&cert, &w.g.compute.url()).await;
+    w.set_env("KEEPALIVE_COMPUTE_ENDPOINT", &front.url);
+    let roots = w.g.dir().join("roots.pem");
+    std::fs::write(&roots, &cert.cert_pem).unwrap();
+    w.set_env("SSL_CERT_FILE", &roots.display().to_string());
+    let o = w.check(&w.payload(), &[]).await.outcome();
+    assert_eq!(o["verdict"], "healthy", "{o}");
+    assert!(
+        !w.g.compute.requests().is_empty(),
+        "the instance was read through the front"
+    );
+    // Another certificate as the only root: the instance cannot be read, so a client that is
+    // down is neither logged in to nor reset.
+    w.wa.set_health(Health::Single("disconnected"));
+    std::fs::write(&roots, SelfSignedCert::generate("someone else").cert_pem).unwrap();
+    let logins = w.wa.successful_login_count();
+    let o = w.check(&w.payload(), &[]).await.outcome();
+    let error = o["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("Compute Engine could not be reached") && error.contains("certificate"),
+        "{o}"
+    );
+    assert_eq!(w.wa.successful_login_count(), logins);
     assert_eq!(w.resets(), 0);
 }

@@ -33,7 +33,7 @@
 //! fakes and the load client on the others, `tests/src/cpus.rs`; 0: all share every CPU),
 //! `BENCH_CPU_CHECKS` (2000),
 //! `BENCH_STARTS` process starts per run (10), `BENCH_LATENCY_MS` the second latency (50),
-//! `BENCH_GOOGLE_TLS` (0; 1: Compute Engine and Secret Manager over HTTPS, `tls_front.rs`).
+//! `BENCH_GOOGLE_TLS` (0; 1: Compute Engine and Secret Manager over HTTPS, `tests/src/tls_front.rs`).
 //! `BENCH_PHASES` (`latency,start,burst,flood,fleet`: which to run),
 //! `FLEET_NUMBERS` (1000), `FLEET_WABAS` (50), `BENCH_GRAPH_LATENCY_MS` (100), `FLOOD_MIB`
 //! (10), `FLOOD_LOGIN_MIB` (64). `RUST_LOG`, `MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_` and `TOKIO_WORKER_THREADS` are
@@ -42,7 +42,6 @@
 mod burst;
 mod fleet;
 mod flood;
-mod tls_front;
 mod world;
 
 use burst::{burst_run, BurstRun};

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::tls_front::{front_google, TlsFront};
+use keepalive_tests::tls_front::{front_google, TlsFront};
 
 const USER: &str = "admin";
 const PASSWORD: &str = "Bench-Passw0rd!";

@@ -1,11 +1,11 @@
-//! `BENCH_GOOGLE_TLS=1`: Google's APIs over HTTPS, as keepalive reaches them in production
-//! (compute.googleapis.com, secretmanager.googleapis.com), instead of the fakes' plain HTTP.
-//! A front terminates TLS with a self-signed certificate and relays the bytes to the plain
-//! fake; keepalive trusts that certificate through `SSL_CERT_FILE`. The front's half of each
-//! handshake runs on the harness's CPU, as Google's runs on Google's: what keepalive pays is
-//! its own half.
+//! Google's APIs over HTTPS, as keepalive reaches them in production
+//! (compute.googleapis.com, secretmanager.googleapis.com), instead of the fakes' plain HTTP:
+//! a front terminates TLS with a self-signed certificate and relays the bytes to the plain
+//! fake; keepalive trusts that certificate through `SSL_CERT_FILE`. The bench's
+//! `BENCH_GOOGLE_TLS=1` uses it: the front's half of each handshake runs on the harness's
+//! CPU, as Google's runs on Google's, and what keepalive pays is its own half.
 
-use keepalive_tests::server::SelfSignedCert;
+use crate::server::SelfSignedCert;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tokio::net::{TcpListener, TcpStream};
