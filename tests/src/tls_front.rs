@@ -42,6 +42,8 @@ impl TlsFront {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
+                    // Out of file descriptors, say: pause rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
                 let (acceptor, backend) = (acceptor.clone(), backend.clone());

@@ -362,6 +362,26 @@ async fn two_whatsapp_runs_at_once_leave_the_clients_password_as_the_latest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_another_run_set_meanwhile_is_found_although_this_run_tried_it_first() {
+    use keepalive_tests::whatsapp::{Behaviour, LOGIN_PATH};
+    let w = World::new().await;
+    ok(&w.run(&["whatsapp"]).await);
+    let stored = w.secret("admin-password").expect("a stored password");
+    // The interleaving of two runs that both read this password from Secret Manager: this
+    // run's login with it comes before the other run's first login sets it (401), and this
+    // run's own first login comes after (401: the client is no longer fresh).
+    w.wa.fail_next(LOGIN_PATH, 1, Behaviour::Status(401));
+    let run = w.run(&["whatsapp"]).await;
+    ok(&run);
+    assert!(run.stdout.contains("set by another run"), "{}", run.stdout);
+    assert!(
+        w.wa.admin_password() == stored,
+        "the client's password is kept"
+    );
+    assert_eq!(w.secret("admin-password").as_deref(), Some(stored.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_logs_in_and_reads_the_health() {
     use keepalive_tests::whatsapp::Health;
     let w = World::new().await;

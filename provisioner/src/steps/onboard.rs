@@ -110,12 +110,11 @@ pub async fn admin_session(prov: &Provisioner, wa: &WhatsAppClient) -> Result<Se
             Ok(session)
         }
         // Not a fresh client any more: another run set its password. Find it among the
-        // stored versions, newest first.
+        // stored versions, newest first. The one this run just tried is tried again: the other
+        // run may have set that very password (both read it from Secret Manager) after this
+        // run's login with it failed.
         Err(e) if e.status() == Some(401) => {
             for (number, candidate) in enabled_versions(prov, &secret, 20).await? {
-                if candidate.expose_secret() == password.expose_secret() {
-                    continue;
-                }
                 match wa.login(FIRST_USER, &candidate).await {
                     Ok(session) => {
                         settle(prov, &secret, &candidate).await?;
