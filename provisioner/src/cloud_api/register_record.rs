@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use super::secrets::{self, CloudSecrets};
+use crate::resources::secret::LABELS;
 use crate::{Provisioner, StepError};
 
 /// Meta's window for the register limit: an older record holds nothing back.
@@ -41,7 +42,8 @@ pub async fn recent(prov: &Provisioner) -> Result<Option<String>, StepError> {
 }
 
 /// Writes the record of a call made just now. A failure is a warning, not an error: the call
-/// was made, and what matters next is reading whether Meta carried it out.
+/// was made, and what matters next is reading whether Meta carried it out (so not
+/// `resources::secret::store`, whose error tells to run the command again).
 pub async fn write(prov: &Provisioner, ended: Ended) {
     let name = CloudSecrets::of(prov).register_sent;
     let record = SecretString::from(text(OffsetDateTime::now_utc(), ended));
@@ -52,7 +54,7 @@ pub async fn write(prov: &Provisioner, ended: Ended) {
             &prov.cfg.project,
             &name,
             &record,
-            &[("managed-by", "whatsapp-provisioner")],
+            &LABELS,
             Some(prov.call_deadline()),
         )
         .await

@@ -94,17 +94,7 @@ pub async fn stored_or_new(
         );
         return Ok(None);
     }
-    prov.google
-        .secrets
-        .store(
-            &prov.cfg.project,
-            secret,
-            &generate(),
-            &[("managed-by", "whatsapp-provisioner")],
-            Some(prov.call_deadline()),
-        )
-        .await
-        .map_err(prov.google_failed(format!("secret {secret}")))?;
+    crate::resources::secret::store(prov, secret, &generate()).await?;
     // What is used is what Secret Manager holds (a concurrent run may have stored another).
     let stored = read(prov, secret).await?.ok_or_else(|| {
         StepError::failed(

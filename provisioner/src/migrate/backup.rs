@@ -86,7 +86,7 @@ pub async fn ensure(
             &prov.cfg.project,
             &names.backup,
             &data,
-            &[("managed-by", "whatsapp-provisioner")],
+            &crate::resources::secret::LABELS,
             Some(prov.call_deadline()),
         )
         .await

@@ -7,7 +7,8 @@ use shared::google::secretmanager::VersionState;
 use crate::ensure::{Created, Resource};
 use crate::{Provisioner, StepError};
 
-const LABELS: [(&str, &str); 1] = [("managed-by", "whatsapp-provisioner")];
+/// The labels of every secret the provisioner stores.
+pub const LABELS: [(&str, &str); 1] = [("managed-by", "whatsapp-provisioner")];
 
 /// A secret holding a generated `len`-character password.
 pub struct GeneratedPassword {

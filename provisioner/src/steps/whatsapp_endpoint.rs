@@ -73,7 +73,7 @@ pub async fn whatsapp_http(prov: &Provisioner, url: &Url) -> Result<reqwest::Cli
             project,
             &n.tls_pin_secret,
             &SecretString::from(STANDARD.encode(&der)),
-            &[("managed-by", "whatsapp-provisioner")],
+            &crate::resources::secret::LABELS,
             Some(prov.call_deadline()),
         )
         .await
